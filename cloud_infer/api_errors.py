@@ -1,0 +1,80 @@
+"""The one JSON error shape of the HTTP API, and the translation of errors into it."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException
+
+from cloud_infer.errors import (
+    AuthError,
+    BackendUnavailableError,
+    CloudInferError,
+    InvalidMessageError,
+    MessageTooLargeError,
+    NotFoundError,
+    PermissionDeniedError,
+)
+from recall_store.errors import InvalidNameError, ObjectNotFoundError, StoreError, StoreUnavailableError
+
+logger = logging.getLogger(__name__)
+
+
+class ErrorResponse(BaseModel):
+    """Body of every error answer: a stable machine-readable ``code`` and a human ``message``."""
+
+    code: str
+    message: str
+
+
+# Most specific first: PermissionDeniedError is an AuthError.
+_STATUS: list[tuple[type[Exception], int, str]] = [
+    (PermissionDeniedError, 403, "permission_denied"),
+    (AuthError, 401, "unauthenticated"),
+    (InvalidMessageError, 400, "invalid_argument"),
+    (InvalidNameError, 400, "invalid_argument"),
+    (MessageTooLargeError, 413, "too_large"),
+    (NotFoundError, 404, "not_found"),
+    (ObjectNotFoundError, 404, "not_found"),
+    (BackendUnavailableError, 503, "unavailable"),
+    (StoreUnavailableError, 503, "unavailable"),
+]
+
+
+def error_response(status: int, code: str, message: str) -> JSONResponse:
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    body = ErrorResponse(code=code, message=message).model_dump()
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+async def _domain_error(_: Request, exc: Exception) -> JSONResponse:
+    for kind, status, code in _STATUS:
+        if isinstance(exc, kind):
+            # A missing object is reported as not found, without the bucket name a store message has.
+            message = "no such frame" if isinstance(exc, ObjectNotFoundError) else str(exc)
+            return error_response(status, code, message)
+    logger.exception("unexpected error in the HTTP API", exc_info=exc)
+    return error_response(500, "internal", "internal error")
+
+
+async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    problems = "; ".join(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors())
+    return error_response(400, "invalid_argument", problems)
+
+
+async def _http_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HTTPException)
+    code = "not_found" if exc.status_code == 404 else f"http_{exc.status_code}"
+    return error_response(exc.status_code, code, str(exc.detail))
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(CloudInferError, _domain_error)
+    app.add_exception_handler(StoreError, _domain_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(HTTPException, _http_error)

@@ -1,0 +1,37 @@
+"""The HTTP read API: ``build_app`` wires services onto ``app.state`` in the lifespan."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from cloud_infer.api_errors import ErrorResponse, install_error_handlers
+from cloud_infer.config import ServerSettings
+from cloud_infer.timeline.api_router import router as timeline_router
+from cloud_infer.timeline.service import TimelineService
+from recall_store.event_log import EventLog
+from recall_store.store import ObjectStore
+
+
+def build_app(settings: ServerSettings, store: ObjectStore) -> FastAPI:
+    """The API over ``store``; the caller owns the store and closes it after the app stops."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.settings = settings
+        app.state.timeline = TimelineService(EventLog(store))
+        yield
+
+    app = FastAPI(title="Shadowdesk", version="1", lifespan=lifespan)
+    install_error_handlers(app)
+    app.include_router(timeline_router)
+
+    @app.get("/health", responses={503: {"model": ErrorResponse}})
+    async def health() -> dict[str, str]:
+        """Ready when the recall store answers; a StoreUnavailableError becomes 503."""
+        await store.check()
+        return {"status": "ok"}
+
+    return app

@@ -1,0 +1,209 @@
+"""Parsing and validation of agent messages: everything the stream protocol requires of them.
+
+Each check raises InvalidMessageError (or MessageTooLargeError for size limits of a whole message)
+with a message naming the field, so a rejected agent knows what to fix.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from google.protobuf.message import DecodeError, Message
+from google.protobuf.unknown_fields import UnknownFieldSet
+
+from cloud_infer.config import ServerSettings
+from cloud_infer.errors import InvalidMessageError, MessageTooLargeError
+from cloud_infer.ingest.wire import describe_decode_error
+from protos.shadowdesk.v1 import ingest_pb2 as pb
+from recall_store.errors import InvalidNameError
+from recall_store.event_log import FRAME_EXTENSIONS
+from recall_store.naming import validate_id, validate_key
+
+_NS_PER_S = 1_000_000_000
+_MAX_NAME_CHARS = 256
+_MAX_PATH_CHARS = 4096
+_MAX_CAPABILITIES = 64
+_MAX_TRACE_ENTRIES = 8
+_VALID_APP_KINDS = frozenset({pb.AppLifecycle.KIND_STARTED, pb.AppLifecycle.KIND_EXITED})
+
+
+@dataclass(frozen=True, slots=True)
+class IngestLimits:
+    """The limits the server enforces on agents (see ServerSettings for each)."""
+
+    max_message_bytes: int
+    max_batch_events: int
+    max_clock_skew_ns: int
+    max_event_age_ns: int
+    max_title_chars: int
+    max_text_chars: int
+    max_url_chars: int
+    max_frame_bytes: int
+    max_frame_dimension: int
+
+    @classmethod
+    def from_settings(cls, settings: ServerSettings) -> IngestLimits:
+        return cls(
+            max_message_bytes=settings.max_message_bytes,
+            max_batch_events=settings.max_batch_events,
+            max_clock_skew_ns=int(settings.max_clock_skew_s * _NS_PER_S),
+            max_event_age_ns=int(settings.max_event_age_s * _NS_PER_S),
+            max_title_chars=settings.max_title_chars,
+            max_text_chars=settings.max_text_chars,
+            max_url_chars=settings.max_url_chars,
+            max_frame_bytes=settings.max_frame_bytes,
+            max_frame_dimension=settings.max_frame_dimension,
+        )
+
+
+def parse_agent_message(data: bytes) -> pb.AgentMessage:
+    """Parse one AgentMessage; reject malformed bytes, invalid UTF-8, unknown fields and empty bodies."""
+    try:
+        message = pb.AgentMessage.FromString(data)
+    except DecodeError as exc:
+        raise InvalidMessageError(
+            f"malformed AgentMessage: {describe_decode_error(data, pb.AgentMessage.DESCRIPTOR)}"
+        ) from exc
+    _reject_unknown_fields(message, "AgentMessage")
+    if message.WhichOneof("body") is None:
+        raise InvalidMessageError("AgentMessage has no body (hello or batch)")
+    return message
+
+
+def _reject_unknown_fields(message: Message, path: str) -> None:
+    unknown = UnknownFieldSet(message)
+    if len(unknown):
+        numbers = sorted({unknown[i].field_number for i in range(len(unknown))})
+        raise InvalidMessageError(
+            f"{path} has unknown fields {numbers}; this server speaks shadowdesk.v1 and does not accept them"
+        )
+    for field, value in message.ListFields():
+        # Map entries here are string to string: they cannot carry unknown fields worth checking.
+        if field.message_type is None or field.message_type.GetOptions().map_entry:
+            continue
+        children = value if field.is_repeated else [value]
+        for index, child in enumerate(children):
+            suffix = f"[{index}]" if field.is_repeated else ""
+            _reject_unknown_fields(child, f"{path}.{field.name}{suffix}")
+
+
+def _check_length(name: str, value: str, limit: int) -> None:
+    if len(value) > limit:
+        raise InvalidMessageError(f"{name} is {len(value)} characters, more than the limit of {limit}")
+
+
+def validate_hello(hello: pb.Hello) -> None:
+    """Required fields present, ids valid under the store's naming rule, strings bounded."""
+    for name, value in (("session_id", hello.session_id), ("user_id", hello.user_id)):
+        if not value:
+            raise InvalidMessageError(f"Hello.{name} is required")
+    if not hello.agent_version:
+        raise InvalidMessageError("Hello.agent_version is required")
+    try:
+        validate_id("Hello.user_id", hello.user_id)
+        validate_id("Hello.session_id", hello.session_id)
+        # The session id is also a key segment (events/<session_id>/...), whose rule is stricter.
+        validate_key(hello.session_id)
+    except InvalidNameError as exc:
+        raise InvalidMessageError(str(exc)) from exc
+    _check_length("Hello.agent_version", hello.agent_version, _MAX_NAME_CHARS)
+    _check_length("Hello.hostname", hello.hostname, _MAX_NAME_CHARS)
+    if len(hello.capabilities) > _MAX_CAPABILITIES:
+        raise InvalidMessageError(f"Hello.capabilities has more than {_MAX_CAPABILITIES} entries")
+    for capability in hello.capabilities:
+        _check_length("Hello.capabilities[]", capability, _MAX_NAME_CHARS)
+
+
+def validate_batch(batch: pb.EventBatch, limits: IngestLimits, now_ns: int) -> None:
+    """Events present, within limits, with strictly increasing seqs and plausible timestamps."""
+    if not batch.events:
+        raise InvalidMessageError("EventBatch has no events")
+    if len(batch.events) > limits.max_batch_events:
+        raise MessageTooLargeError(
+            f"EventBatch has {len(batch.events)} events, more than max_batch_events={limits.max_batch_events}"
+        )
+    if len(batch.trace_context) > _MAX_TRACE_ENTRIES:
+        raise InvalidMessageError(f"EventBatch.trace_context has more than {_MAX_TRACE_ENTRIES} entries")
+    for key, value in batch.trace_context.items():
+        _check_length(f"EventBatch.trace_context[{key[:32]!r}]", key + value, _MAX_NAME_CHARS * 2)
+    previous_seq = 0
+    for event in batch.events:
+        if event.seq <= previous_seq:
+            raise InvalidMessageError(
+                f"event seq {event.seq} follows {previous_seq}: seqs must start at 1 and strictly increase"
+            )
+        previous_seq = event.seq
+        _validate_event(event, limits, now_ns)
+
+
+def _validate_event(event: pb.Event, limits: IngestLimits, now_ns: int) -> None:
+    where = f"event seq {event.seq}"
+    kind = event.WhichOneof("kind")
+    if kind is None:
+        raise InvalidMessageError(f"{where} has no kind (window_focus, frame, metrics, ...)")
+    if event.time_unix_nano > now_ns + limits.max_clock_skew_ns:
+        ahead_s = (event.time_unix_nano - now_ns) / _NS_PER_S
+        raise InvalidMessageError(
+            f"{where} is {ahead_s:.0f}s in the future, beyond max_clock_skew_s; check the desktop clock"
+        )
+    if event.time_unix_nano < now_ns - limits.max_event_age_ns:
+        raise InvalidMessageError(
+            f"{where} is older than max_event_age_s (time_unix_nano={event.time_unix_nano})"
+        )
+    if kind == "window_focus":
+        _check_length(f"{where}: window_focus.app_id", event.window_focus.app_id, _MAX_NAME_CHARS)
+        _check_length(f"{where}: window_focus.wm_class", event.window_focus.wm_class, _MAX_NAME_CHARS * 2)
+        _check_length(f"{where}: window_focus.title", event.window_focus.title, limits.max_title_chars)
+    elif kind == "app":
+        if event.app.kind not in _VALID_APP_KINDS:
+            raise InvalidMessageError(f"{where}: app.kind must be KIND_STARTED or KIND_EXITED")
+        _check_length(f"{where}: app.app_id", event.app.app_id, _MAX_NAME_CHARS)
+        _check_length(f"{where}: app.executable", event.app.executable, _MAX_PATH_CHARS)
+    elif kind == "frame":
+        _validate_frame(where, event.frame, limits)
+    elif kind == "text":
+        _check_length(f"{where}: text.app_id", event.text.app_id, _MAX_NAME_CHARS)
+        _check_length(f"{where}: text.source", event.text.source, _MAX_NAME_CHARS)
+        _check_length(f"{where}: text.text", event.text.text, limits.max_text_chars)
+    elif kind == "clipboard":
+        _check_length(f"{where}: clipboard.app_id", event.clipboard.app_id, _MAX_NAME_CHARS)
+        _check_length(f"{where}: clipboard.text", event.clipboard.text, limits.max_text_chars)
+    elif kind == "url":
+        if not event.url.url:
+            raise InvalidMessageError(f"{where}: url.url is required")
+        _check_length(f"{where}: url.app_id", event.url.app_id, _MAX_NAME_CHARS)
+        _check_length(f"{where}: url.url", event.url.url, limits.max_url_chars)
+        _check_length(f"{where}: url.title", event.url.title, limits.max_title_chars)
+
+
+def _validate_frame(where: str, frame: pb.ScreenFrame, limits: IngestLimits) -> None:
+    if not frame.image:
+        raise InvalidMessageError(f"{where}: frame.image is required")
+    if len(frame.image) > limits.max_frame_bytes:
+        raise InvalidMessageError(
+            f"{where}: frame.image is {len(frame.image)} bytes, "
+            f"more than max_frame_bytes={limits.max_frame_bytes}"
+        )
+    if frame.mime_type not in FRAME_EXTENSIONS:
+        raise InvalidMessageError(f"{where}: frame.mime_type must be one of {sorted(FRAME_EXTENSIONS)}")
+    for name, size in (("width", frame.width), ("height", frame.height)):
+        if not 1 <= size <= limits.max_frame_dimension:
+            raise InvalidMessageError(
+                f"{where}: frame.{name} must be 1..{limits.max_frame_dimension}, got {size}"
+            )
+    if frame.stored_key:
+        raise InvalidMessageError(f"{where}: frame.stored_key is set by the cloud, never by the agent")
+
+
+def welcome(acked_seq: int, limits: IngestLimits) -> pb.CloudMessage:
+    return pb.CloudMessage(
+        welcome=pb.Welcome(
+            acked_seq=acked_seq,
+            max_batch_events=limits.max_batch_events,
+            max_message_bytes=limits.max_message_bytes,
+        )
+    )
+
+
+def ack(acked_seq: int) -> pb.CloudMessage:
+    return pb.CloudMessage(ack=pb.Ack(acked_seq=acked_seq))

@@ -1,0 +1,122 @@
+"""Ingest logic without transport: sessions, high-water marks, deduplication, durable append.
+
+Every session has a high-water mark (hwm): the highest seq durably stored. It is recovered from the
+event log when a stream opens a session no other stream holds (so also after a restart), and events
+at or below it are dropped, which makes a resent batch idempotent. One asyncio.Lock per session
+serializes a reconnecting agent's old and new streams. A batch is acknowledged only after EventLog
+has committed it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+from opentelemetry import propagate, trace
+
+from cloud_infer.auth import TokenClaims
+from cloud_infer.errors import BackendUnavailableError, InvalidMessageError, PermissionDeniedError
+from cloud_infer.ingest.metrics import IngestMetrics
+from cloud_infer.ingest.protocol import IngestLimits, validate_batch, validate_hello
+from protos.shadowdesk.v1 import ingest_pb2 as pb
+from recall_store.errors import InvalidNameError, StoreError
+from recall_store.event_log import EventLog
+
+tracer = trace.get_tracer(__name__)
+
+
+@dataclass
+class _SessionState:
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    # None until read from the log, and again after a failed write whose outcome is unknown.
+    hwm: int | None = None
+    streams: int = 0
+
+
+class IngestSession:
+    """One stream's view of a session, valid inside ``IngestService.open_session``."""
+
+    def __init__(self, service: IngestService, user_id: str, session_id: str, state: _SessionState) -> None:
+        self.user_id = user_id
+        self.session_id = session_id
+        self._service = service
+        self._state = state
+
+    async def acked_seq(self) -> int:
+        """Highest seq durably stored for this session (what Welcome carries)."""
+        async with self._state.lock:
+            return await self._recover_hwm()
+
+    async def ingest(self, batch: pb.EventBatch) -> int:
+        """Validate, deduplicate and durably store the batch; return the seq to acknowledge."""
+        service = self._service
+        parent = propagate.extract(dict(batch.trace_context))
+        with tracer.start_as_current_span("ingest.batch", context=parent) as span:
+            span.set_attribute("shadowdesk.session_id", self.session_id)
+            span.set_attribute("shadowdesk.events", len(batch.events))
+            validate_batch(batch, service.limits, service.clock())
+            async with self._state.lock:
+                hwm = await self._recover_hwm()
+                fresh = [event for event in batch.events if event.seq > hwm]
+                if duplicates := len(batch.events) - len(fresh):
+                    service.metrics.duplicates.add(duplicates)
+                    span.set_attribute("shadowdesk.duplicates", duplicates)
+                if fresh:
+                    await self._append(fresh)
+                    hwm = self._state.hwm = fresh[-1].seq
+                    service.metrics.events.add(len(fresh))
+                    service.metrics.bytes.add(batch.ByteSize())
+                service.metrics.batches.add(1)
+                return hwm
+
+    async def _recover_hwm(self) -> int:
+        if self._state.hwm is None:
+            try:
+                self._state.hwm = await self._service.event_log.last_seq(self.user_id, self.session_id)
+            except StoreError as exc:
+                raise BackendUnavailableError(f"recall store unavailable: {exc}") from exc
+        return self._state.hwm
+
+    async def _append(self, events: list[pb.Event]) -> None:
+        started = time.perf_counter()
+        try:
+            await self._service.event_log.append(self.user_id, self.session_id, events)
+        except InvalidNameError as exc:
+            raise InvalidMessageError(str(exc)) from exc
+        except StoreError as exc:
+            self._state.hwm = None  # the segment may or may not exist now; re-read before the next batch
+            raise BackendUnavailableError(f"recall store unavailable: {exc}") from exc
+        self._service.metrics.store_write_duration.record(time.perf_counter() - started)
+
+
+class IngestService:
+    def __init__(
+        self,
+        event_log: EventLog,
+        limits: IngestLimits,
+        clock: Callable[[], int] = time.time_ns,
+    ) -> None:
+        self.event_log = event_log
+        self.limits = limits
+        self.clock = clock
+        self.metrics = IngestMetrics()
+        self._sessions: dict[tuple[str, str], _SessionState] = {}
+
+    @asynccontextmanager
+    async def open_session(self, claims: TokenClaims, hello: pb.Hello) -> AsyncIterator[IngestSession]:
+        """Check the Hello against the token and hold the session's state while the stream lives."""
+        validate_hello(hello)
+        if claims.user_id != hello.user_id or claims.session_id != hello.session_id:
+            raise PermissionDeniedError("the token is for another user or session than Hello names")
+        key = (hello.user_id, hello.session_id)
+        state = self._sessions.setdefault(key, _SessionState())
+        state.streams += 1
+        try:
+            yield IngestSession(self, hello.user_id, hello.session_id, state)
+        finally:
+            state.streams -= 1
+            if state.streams == 0:
+                del self._sessions[key]

@@ -1,0 +1,134 @@
+"""The cloud server: gRPC ingest plus the HTTP read API in one event loop.
+
+``create_grpc_server`` builds the gRPC side (tested on port 0); ``serve`` runs both until SIGTERM or
+SIGINT, then stops gRPC with a grace period for in-flight batches and closes the store last.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Iterator
+
+import grpc
+import uvicorn
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from cloud_infer.app import build_app
+from cloud_infer.config import ServerSettings
+from cloud_infer.ingest.protocol import IngestLimits
+from cloud_infer.ingest.service import IngestService
+from cloud_infer.ingest.servicer import SERVICE_NAME, IngestServicer
+from recall_store.config import StoreSettings
+from recall_store.event_log import EventLog
+from recall_store.factory import open_store
+
+logger = logging.getLogger(__name__)
+
+_MS_PER_S = 1000
+
+
+def _server_options(settings: ServerSettings) -> list[tuple[str, int]]:
+    return [
+        ("grpc.max_receive_message_length", settings.max_message_bytes),
+        ("grpc.max_send_message_length", settings.max_message_bytes),
+        ("grpc.keepalive_time_ms", int(settings.keepalive_time_s * _MS_PER_S)),
+        ("grpc.keepalive_timeout_ms", int(settings.keepalive_timeout_s * _MS_PER_S)),
+        ("grpc.keepalive_permit_without_calls", 1),
+        # Agents ping to notice dead links; allow it every 10 s without data instead of GOAWAY-ing them.
+        ("grpc.http2.min_ping_interval_without_data_ms", 10 * _MS_PER_S),
+        ("grpc.http2.max_pings_without_data", 0),
+    ]
+
+
+def _credentials(settings: ServerSettings) -> grpc.ServerCredentials | None:
+    if settings.tls_cert is None or settings.tls_key is None:
+        return None
+    client_ca = settings.tls_client_ca.read_bytes() if settings.tls_client_ca else None
+    return grpc.ssl_server_credentials(
+        [(settings.tls_key.read_bytes(), settings.tls_cert.read_bytes())],
+        root_certificates=client_ca,
+        require_client_auth=client_ca is not None,
+    )
+
+
+async def create_grpc_server(settings: ServerSettings, service: IngestService) -> tuple[grpc.aio.Server, int]:
+    """A started gRPC server with Ingest and standard health checking; returns it and its bound port."""
+    server = grpc.aio.server(options=_server_options(settings))
+    server.add_generic_rpc_handlers(
+        (IngestServicer(service, settings.token_secret.get_secret_value()).rpc_handler(),)
+    )
+    # grpc_health exposes its asyncio servicer as health.aio, behind an import guard mypy cannot see.
+    health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    address = f"{settings.grpc_host}:{settings.grpc_port}"
+    credentials = _credentials(settings)
+    if credentials is None:
+        port = server.add_insecure_port(address)
+    else:
+        port = server.add_secure_port(address, credentials)
+    await server.start()
+    for name in ("", SERVICE_NAME):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    return server, port
+
+
+class HttpServer(uvicorn.Server):
+    """uvicorn without its own signal handling: ``serve`` owns SIGTERM/SIGINT for both servers."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+async def serve(
+    settings: ServerSettings, store_settings: StoreSettings, stop: asyncio.Event | None = None
+) -> None:
+    """Run gRPC ingest and the HTTP API until ``stop`` is set (by default: SIGTERM/SIGINT) or either fails."""
+    store = open_store(store_settings)
+    try:
+        service = IngestService(EventLog(store), IngestLimits.from_settings(settings))
+        grpc_server, grpc_port = await create_grpc_server(settings, service)
+        http = HttpServer(
+            uvicorn.Config(
+                build_app(settings, store),
+                host=settings.http_host,
+                port=settings.http_port,
+                log_config=None,
+                lifespan="on",
+            )
+        )
+        loop = asyncio.get_running_loop()
+        # A caller that passes its own stop event (the demo) owns the signals.
+        own_signals = stop is None
+        stop = stop or asyncio.Event()
+        if own_signals:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, stop.set)
+        http_task = asyncio.create_task(http.serve(), name="http-server")
+        stop_task = asyncio.create_task(stop.wait(), name="stop-signal")
+        grpc_task = asyncio.create_task(grpc_server.wait_for_termination(), name="grpc-server")
+        logger.info(
+            "ingest on %s:%d (gRPC), API on %s:%d",
+            settings.grpc_host,
+            grpc_port,
+            settings.http_host,
+            settings.http_port,
+        )
+        try:
+            await asyncio.wait({http_task, stop_task, grpc_task}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if own_signals:
+                for sig in (signal.SIGTERM, signal.SIGINT):
+                    loop.remove_signal_handler(sig)
+            logger.info("stopping: %.1fs grace for in-flight batches", settings.shutdown_grace_s)
+            http.should_exit = True
+            await grpc_server.stop(settings.shutdown_grace_s)
+            stop_task.cancel()
+            await asyncio.gather(http_task, grpc_task, stop_task, return_exceptions=True)
+        if not stop.is_set():
+            raise RuntimeError("a server stopped without being asked to; see the log above")
+    finally:
+        await store.close()

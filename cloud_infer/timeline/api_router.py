@@ -1,0 +1,40 @@
+"""HTTP routes of the timeline: window spans and the frame images they link to."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response
+
+from cloud_infer.api_deps import ReadClaims, TimelineDep
+from cloud_infer.api_errors import ErrorResponse
+from cloud_infer.timeline.protocol import TimelineResponse, parse_window
+
+router = APIRouter(
+    prefix="/v1",
+    tags=["timeline"],
+    responses={status: {"model": ErrorResponse} for status in (400, 401, 404, 503)},
+)
+
+
+@router.get("/timeline", response_model=TimelineResponse)
+async def get_timeline(
+    claims: ReadClaims,
+    timeline: TimelineDep,
+    start: Annotated[str | None, Query(description="ISO-8601 or epoch seconds; inclusive; default end - 24 h")] = None,
+    end: Annotated[str | None, Query(description="ISO-8601 or epoch seconds; exclusive; default now")] = None,
+) -> TimelineResponse:
+    window_start, window_end = parse_window(start, end)
+    return await timeline.timeline(claims.user_id, window_start, window_end)
+
+
+@router.get("/frames/{session_id}/{name}", response_class=Response)
+async def get_frame(
+    claims: ReadClaims,
+    timeline: TimelineDep,
+    session_id: str,
+    name: str,
+    thumb: Annotated[bool, Query(description="downscale to at most 320x320 (JPEG)")] = False,
+) -> Response:
+    data, content_type = await timeline.frame(claims.user_id, session_id, name, thumb)
+    return Response(data, media_type=content_type, headers={"Cache-Control": "private, max-age=3600"})

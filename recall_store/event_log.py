@@ -1,0 +1,147 @@
+"""Append-only per-session event log on top of an ObjectStore.
+
+Layout inside a user's space (keys follow ``recall_store.naming``, which forbids ``_``, so the seq
+range and the time range of a segment are separated by ``.``):
+
+* ``frames/<session_id>/<seq:012d>.<webp|jpg|png>``: one screen frame image, written first;
+* ``events/<session_id>/<first_seq:012d>-<last_seq:012d>.<tmin_ms>-<tmax_ms>.pb``: one serialized
+  ``EventBatch`` whose frames carry ``stored_key`` instead of image bytes.
+
+The segment is the commit point: a batch is stored once its segment exists. Frames written before a
+failed segment write are orphans that a retry of the same seqs overwrites. Zero-padded seqs make the
+listing order the seq order, and the time range in the name lets reads skip segments unopened.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from opentelemetry import trace
+
+from protos.shadowdesk.v1 import ingest_pb2 as pb
+from recall_store.errors import InvalidNameError
+from recall_store.naming import validate_key
+from recall_store.store import ObjectStore
+
+FRAME_EXTENSIONS = {"image/webp": "webp", "image/jpeg": "jpg", "image/png": "png"}
+FRAME_CONTENT_TYPES = {ext: mime for mime, ext in FRAME_EXTENSIONS.items()}
+SEGMENT_CONTENT_TYPE = "application/x-protobuf"
+_SEGMENT_NAME_RE = re.compile(r"^(\d{12})-(\d{12})\.(\d+)-(\d+)\.pb$")
+FRAME_NAME_RE = re.compile(r"^\d{12}\.(webp|jpg|png)$")
+_NS_PER_MS = 1_000_000
+# Segments fetched at once by a read; the store's own pool bounds real parallelism further.
+_READ_CONCURRENCY = 8
+
+tracer = trace.get_tracer(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedEvent:
+    """An event read back from the log, with the session it belongs to."""
+
+    session_id: str
+    event: pb.Event
+
+
+@dataclass(frozen=True, slots=True)
+class _Segment:
+    key: str
+    session_id: str
+    first_seq: int
+    last_seq: int
+    tmin_ms: int
+    tmax_ms: int
+
+
+def frame_key(session_id: str, seq: int, mime_type: str) -> str:
+    """Key of the image of frame ``seq``; raise InvalidNameError for an unsupported mime type."""
+    ext = FRAME_EXTENSIONS.get(mime_type)
+    if ext is None:
+        raise InvalidNameError(f"unsupported frame mime type {mime_type!r}")
+    return validate_key(f"frames/{session_id}/{seq:012d}.{ext}")
+
+
+def segment_key(session_id: str, events: Sequence[pb.Event]) -> str:
+    times_ms = [e.time_unix_nano // _NS_PER_MS for e in events]
+    name = f"{events[0].seq:012d}-{events[-1].seq:012d}.{min(times_ms)}-{max(times_ms)}.pb"
+    return validate_key(f"events/{session_id}/{name}")
+
+
+def _parse_segment(key: str) -> _Segment | None:
+    parts = key.split("/")
+    match = _SEGMENT_NAME_RE.fullmatch(parts[-1]) if len(parts) == 3 else None
+    if match is None:
+        return None
+    first, last, tmin, tmax = (int(g) for g in match.groups())
+    return _Segment(key, parts[1], first, last, tmin, tmax)
+
+
+class EventLog:
+    def __init__(self, store: ObjectStore) -> None:
+        self._store = store
+
+    async def append(self, user_id: str, session_id: str, events: Sequence[pb.Event]) -> None:
+        """Durably store ``events`` (seq strictly increasing): frame images first, then the segment."""
+        if not events:
+            return
+        with tracer.start_as_current_span("store.write") as span:
+            batch = pb.EventBatch()
+            frame_writes = []
+            for event in events:
+                stored = batch.events.add()
+                stored.CopyFrom(event)
+                if stored.WhichOneof("kind") == "frame" and stored.frame.image:
+                    key = frame_key(session_id, stored.seq, stored.frame.mime_type)
+                    frame_writes.append(
+                        self._store.put(user_id, key, stored.frame.image, stored.frame.mime_type)
+                    )
+                    stored.frame.ClearField("image")
+                    stored.frame.stored_key = key
+            data = batch.SerializeToString()
+            span.set_attribute("shadowdesk.session_id", session_id)
+            span.set_attribute("shadowdesk.events", len(events))
+            span.set_attribute("shadowdesk.frames", len(frame_writes))
+            span.set_attribute("shadowdesk.segment_bytes", len(data))
+            await asyncio.gather(*frame_writes)
+            await self._store.put(user_id, segment_key(session_id, batch.events), data, SEGMENT_CONTENT_TYPE)
+
+    async def last_seq(self, user_id: str, session_id: str) -> int:
+        """Highest seq durably stored for the session; 0 if none."""
+        keys = await self._store.list_keys(user_id, prefix=validate_key(f"events/{session_id}") + "/")
+        segments = [s for s in map(_parse_segment, keys) if s is not None]
+        return max((s.last_seq for s in segments), default=0)
+
+    async def read(self, user_id: str, start_ns: int, end_ns: int) -> list[LoggedEvent]:
+        """Events of all the user's sessions with ``start_ns <= time < end_ns``, ordered by time."""
+        keys = await self._store.list_keys(user_id, prefix="events/")
+        wanted = [
+            s
+            for s in map(_parse_segment, keys)
+            if s is not None and s.tmin_ms * _NS_PER_MS < end_ns and (s.tmax_ms + 1) * _NS_PER_MS > start_ns
+        ]
+        limit = asyncio.Semaphore(_READ_CONCURRENCY)
+
+        async def fetch(segment: _Segment) -> tuple[_Segment, bytes]:
+            async with limit:
+                return segment, await self._store.get(user_id, segment.key)
+
+        seen: set[tuple[str, int]] = set()
+        result: list[LoggedEvent] = []
+        for segment, data in await asyncio.gather(*(fetch(s) for s in wanted)):
+            for event in pb.EventBatch.FromString(data).events:
+                # A segment rewritten with a different batching after a lost ack may overlap another.
+                if start_ns <= event.time_unix_nano < end_ns and (segment.session_id, event.seq) not in seen:
+                    seen.add((segment.session_id, event.seq))
+                    result.append(LoggedEvent(segment.session_id, event))
+        result.sort(key=lambda e: (e.event.time_unix_nano, e.session_id, e.event.seq))
+        return result
+
+    async def frame(self, user_id: str, key: str) -> bytes:
+        """The image bytes of a frame key returned in ``ScreenFrame.stored_key``."""
+        parts = validate_key(key).split("/")
+        if len(parts) != 3 or parts[0] != "frames" or not FRAME_NAME_RE.fullmatch(parts[2]):
+            raise InvalidNameError(f"not a frame key: {key!r}")
+        return await self._store.get(user_id, key)

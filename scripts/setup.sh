@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Installs everything Shadowdesk needs on a fresh Debian machine, idempotently:
+#   scripts/setup.sh            runtime: desktop packages for the demo, .venv with the project
+#   scripts/setup.sh --test     also test tools, Chromium, and a real MinIO server binary (scripts/minio.sh)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+WANT_TEST=0
+[[ "${1:-}" == "--test" ]] && WANT_TEST=1
+
+APT_PACKAGES=(xvfb xdotool x11-utils openbox xterm)
+((WANT_TEST)) && APT_PACKAGES+=(chromium)
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if ((${#missing[@]})); then
+  SUDO=""; [[ $(id -u) -ne 0 ]] && SUDO="sudo"
+  echo "setup: installing Debian packages: ${missing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+PY="${PYTHON:-python3}"
+[[ -x .venv/bin/python ]] || "$PY" -m venv .venv
+# Reinstall only when the dependency list changed since the last install.
+stamp=.venv/.shadowdesk-installed
+want="$(sha256sum pyproject.toml | cut -d' ' -f1)-$WANT_TEST"
+if [[ "$(cat "$stamp" 2>/dev/null)" != "$want" ]]; then
+  .venv/bin/python -m pip install -q --upgrade pip
+  if ((WANT_TEST)); then .venv/bin/python -m pip install -q -e '.[dev]'; else .venv/bin/python -m pip install -q -e .; fi
+  echo "$want" > "$stamp"
+fi
+
+if ((WANT_TEST)); then
+  echo "setup: minio server at $(bash scripts/minio.sh)"
+fi

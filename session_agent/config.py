@@ -1,0 +1,121 @@
+"""Settings of the session agent, read from ``SHADOWDESK_AGENT_*`` environment variables.
+
+Precedence: constructor argument, then environment, then the default below. Every variable is
+``SHADOWDESK_AGENT_`` + the field name in upper case, e.g. ``SHADOWDESK_AGENT_TOKEN``. ``sensors``
+takes a comma-separated list (``window_focus,frames``) or a JSON list. See docs/agent.md.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from importlib import metadata
+from pathlib import Path
+from typing import Annotated, Any, Self
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+ENV_PREFIX = "SHADOWDESK_AGENT_"
+SENSOR_WINDOW_FOCUS = "window_focus"
+SENSOR_APPS = "apps"
+SENSOR_FRAMES = "frames"
+SENSOR_SYSTEM_METRICS = "system_metrics"
+KNOWN_SENSORS = frozenset({SENSOR_WINDOW_FOCUS, SENSOR_APPS, SENSOR_FRAMES, SENSOR_SYSTEM_METRICS})
+X11_SENSORS = frozenset({SENSOR_WINDOW_FOCUS, SENSOR_APPS, SENSOR_FRAMES})
+MAX_BATCH_BYTES = 2 * 1024 * 1024
+_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$")
+
+
+def _default_version() -> str:
+    try:
+        return metadata.version("shadowdesk")
+    except metadata.PackageNotFoundError:
+        return "0.0.0+unknown"
+
+
+class AgentSettings(BaseSettings):
+    """Everything the agent needs to sense one desktop session and stream it to the cloud."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid")
+
+    server: str = Field("127.0.0.1:50051", description="host:port of the cloud ingest gRPC server")
+    token: SecretStr = Field(description="per-session bearer token, sent as `authorization` metadata")
+    user_id: str = Field(description="user the session belongs to")
+    session_id: str = Field(description="desktop session id; seq numbers are per session")
+    display: str = Field(
+        default_factory=lambda: os.environ.get("DISPLAY", ""), description="X display; defaults to $DISPLAY"
+    )
+    spool_path: Path = Field(
+        Path.home() / ".local/state/shadowdesk/agent-spool.sqlite3",
+        description="SQLite file of the durable spool (one session per file)",
+    )
+    spool_max_bytes: int = Field(
+        256 * 1024 * 1024, ge=1024 * 1024, description="hard bound of unacknowledged event bytes"
+    )
+    frame_interval_s: float = Field(1.0, ge=0.05, description="seconds between screen grabs")
+    frame_max_width: int = Field(1280, ge=64, description="frames wider than this are downscaled")
+    frame_quality: int = Field(60, ge=1, le=100, description="WebP quality of sent frames")
+    dhash_min_distance: int = Field(
+        4, ge=0, le=64, description="skip frames whose dHash differs from the last sent one in fewer bits"
+    )
+    window_poll_s: float = Field(0.5, gt=0, description="longest wait between X event checks")
+    metrics_interval_s: float = Field(5.0, ge=0.1, description="seconds between system metric samples")
+    batch_max_events: int = Field(256, ge=1, description="most events in one EventBatch")
+    batch_max_bytes: int = Field(
+        1024 * 1024, ge=1024, le=MAX_BATCH_BYTES, description="most serialized event bytes in one batch"
+    )
+    max_inflight_batches: int = Field(4, ge=1, description="batches sent but not yet acknowledged")
+    flush_interval_s: float = Field(0.5, gt=0, description="group-commit period of the spool")
+    ack_timeout_s: float = Field(15.0, gt=0, description="reconnect when the oldest unacked batch is older")
+    connect_timeout_s: float = Field(10.0, gt=0, description="deadline for channel ready + Hello/Welcome")
+    backoff_initial_s: float = Field(0.5, gt=0, description="first reconnect delay; doubles per failure")
+    backoff_max_s: float = Field(30.0, gt=0, description="cap of the reconnect delay")
+    rejected_backoff_s: float = Field(
+        300.0, gt=0, description="delay after the cloud rejects the agent (bad token, permission, argument)"
+    )
+    tls_ca: Path | None = Field(None, description="PEM CA bundle; enables TLS")
+    tls_cert: Path | None = Field(None, description="PEM client certificate for mutual TLS")
+    tls_key: Path | None = Field(None, description="PEM client key for mutual TLS")
+    sensors: Annotated[set[str], NoDecode] = Field(
+        default_factory=lambda: set(KNOWN_SENSORS), description="sensors to run (subset of KNOWN_SENSORS)"
+    )
+    agent_version: str = Field(default_factory=_default_version, description="reported in Hello")
+
+    @field_validator("user_id", "session_id")
+    @classmethod
+    def _check_id(cls, value: str) -> str:
+        if not _ID_RE.fullmatch(value):
+            raise ValueError("must be 1-128 characters of [A-Za-z0-9._@-]")
+        return value
+
+    @field_validator("sensors", mode="before")
+    @classmethod
+    def _split_sensors(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return set(json.loads(text))
+            return {part.strip() for part in text.split(",") if part.strip()}
+        return value
+
+    @field_validator("sensors")
+    @classmethod
+    def _check_sensors(cls, value: set[str]) -> set[str]:
+        unknown = value - KNOWN_SENSORS
+        if unknown:
+            raise ValueError(f"unknown sensors {sorted(unknown)}; known: {sorted(KNOWN_SENSORS)}")
+        return value
+
+    @model_validator(mode="after")
+    def _check_combinations(self) -> Self:
+        if self.backoff_initial_s > self.backoff_max_s:
+            raise ValueError("backoff_initial_s must not exceed backoff_max_s")
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key must be given together")
+        if self.tls_cert is not None and self.tls_ca is None:
+            raise ValueError("mutual TLS (tls_cert/tls_key) needs tls_ca")
+        if self.sensors & X11_SENSORS and not self.display:
+            raise ValueError(f"sensors {sorted(self.sensors & X11_SENSORS)} need an X display (set DISPLAY)")
+        return self

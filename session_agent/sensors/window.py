@@ -1,0 +1,180 @@
+"""Window sensor: the focused window (id, title, app, pid) and app lifecycle, from X11 properties.
+
+Focus follows ``_NET_ACTIVE_WINDOW`` on the root window; titles follow ``_NET_WM_NAME`` (else
+``WM_NAME``) on the focused window; apps follow the pids (``_NET_WM_PID``) of ``_NET_CLIENT_LIST``.
+All of it is driven by PropertyNotify events, re-checked every ``poll_s`` in case an event was missed
+between reading a property and subscribing to it. It reads window properties only: never keystrokes,
+window contents or input fields. Apps already running when the sensor starts are reported STARTED.
+"""
+
+from __future__ import annotations
+
+import logging
+import select
+import threading
+from dataclasses import dataclass
+
+import psutil
+from Xlib import X
+from Xlib import error as xerror
+from Xlib.display import Display
+from Xlib.xobject.drawable import Window
+
+from protos.shadowdesk.v1 import ingest_pb2 as pb
+from session_agent.errors import SensorError
+from session_agent.sensors.base import Emit, FocusState, new_event
+
+logger = logging.getLogger(__name__)
+
+# Cut before the cloud's limits (titles 2048, names 256 characters by default), which refuse a batch.
+MAX_TITLE_CHARS = 1024
+MAX_NAME_CHARS = 255
+
+
+@dataclass(frozen=True)
+class WindowInfo:
+    window_id: int
+    title: str
+    wm_class: str
+    app_id: str
+    pid: int
+
+
+@dataclass(frozen=True)
+class App:
+    app_id: str
+    executable: str
+
+
+class WindowSensor:
+    name = "window"
+
+    def __init__(
+        self, display: str, emit: Emit, *, poll_s: float, focus: FocusState, emit_focus: bool, emit_apps: bool
+    ) -> None:
+        self._display_name = display
+        self._emit = emit
+        self._poll_s = poll_s
+        self._focus = focus
+        self._emit_focus = emit_focus
+        self._emit_apps = emit_apps
+        self._last_focus: WindowInfo | None = None
+        self._apps: dict[int, App] = {}
+
+    def run(self, stop: threading.Event) -> None:
+        try:
+            display = Display(self._display_name)
+        except (xerror.DisplayError, xerror.ConnectionClosedError, OSError) as exc:
+            raise SensorError(f"cannot open X display {self._display_name!r}: {exc}") from exc
+        try:
+            self._watch(display, stop)
+        except (xerror.ConnectionClosedError, OSError) as exc:
+            raise SensorError(f"lost X display {self._display_name!r}: {exc}") from exc
+        finally:
+            display.close()
+
+    def _watch(self, display: Display, stop: threading.Event) -> None:
+        # Errors of requests without replies (a window that vanished) arrive asynchronously: expected.
+        display.set_error_handler(lambda err, request: logger.debug("X error ignored: %s", err))
+        active_atom = display.get_atom("_NET_ACTIVE_WINDOW")
+        clients_atom = display.get_atom("_NET_CLIENT_LIST")
+        root = display.screen().root
+        root.change_attributes(event_mask=X.PropertyChangeMask)
+        watched = 0
+        clients_dirty = True
+        while not stop.is_set():
+            window = self._focused_window(display, root, active_atom)
+            if window is not None and window.id != watched:
+                # Only the focused window's title matters: stop hearing about the previous one.
+                if watched:
+                    display.create_resource_object("window", watched).change_attributes(event_mask=0)
+                window.change_attributes(event_mask=X.PropertyChangeMask)
+                watched = window.id
+            self._update_focus(display, window)
+            if clients_dirty and self._emit_apps:
+                self._update_apps(display, root, clients_atom)
+            clients_dirty = False
+            # Any property change of the root or the focused window (focus, title) wakes a re-check.
+            # Replies to our own requests may have queued events already; select() would not see those.
+            if not display.pending_events():
+                select.select([display], [], [], self._poll_s)
+            while display.pending_events():
+                event = display.next_event()
+                if event.type == X.PropertyNotify and event.atom == clients_atom:
+                    clients_dirty = True
+
+    def _focused_window(self, display: Display, root: Window, active_atom: int) -> Window | None:
+        prop = root.get_full_property(active_atom, X.AnyPropertyType)
+        window_id = int(prop.value[0]) if prop is not None and len(prop.value) else 0
+        return display.create_resource_object("window", window_id) if window_id else None
+
+    def _update_focus(self, display: Display, window: Window | None) -> None:
+        info = self._describe(display, window) if window is not None else None
+        self._focus.window_id = info.window_id if info is not None else 0
+        if info is None or info == self._last_focus:
+            return
+        self._last_focus = info
+        if not self._emit_focus:
+            return
+        event = new_event()
+        event.window_focus.window_id = info.window_id
+        event.window_focus.app_id = info.app_id
+        event.window_focus.wm_class = info.wm_class
+        event.window_focus.title = info.title
+        event.window_focus.pid = info.pid
+        self._emit(event)
+
+    def _update_apps(self, display: Display, root: Window, clients_atom: int) -> None:
+        prop = root.get_full_property(clients_atom, X.AnyPropertyType)
+        running: dict[int, str] = {}
+        for window_id in prop.value if prop is not None else ():
+            info = self._describe(display, display.create_resource_object("window", int(window_id)))
+            if info is not None and info.pid and info.pid not in running:
+                running[info.pid] = info.app_id
+        for pid, app_id in running.items():
+            if pid not in self._apps:
+                self._apps[pid] = App(app_id, _executable(pid))
+                self._emit_app(pb.AppLifecycle.KIND_STARTED, pid, self._apps[pid])
+        for pid in [pid for pid in self._apps if pid not in running]:
+            self._emit_app(pb.AppLifecycle.KIND_EXITED, pid, self._apps.pop(pid))
+
+    def _emit_app(self, kind: pb.AppLifecycle.Kind.ValueType, pid: int, app: App) -> None:
+        event = new_event()
+        event.app.kind = kind
+        event.app.app_id = app.app_id
+        event.app.pid = pid
+        event.app.executable = app.executable
+        self._emit(event)
+
+    def _describe(self, display: Display, window: Window) -> WindowInfo | None:
+        """The window's properties, or None when it vanished while being read."""
+        try:
+            # Any type: tools differ in the type they give _NET_WM_NAME (UTF8_STRING, STRING).
+            title_prop = window.get_full_property(display.get_atom("_NET_WM_NAME"), X.AnyPropertyType)
+            title = _text(title_prop.value) if title_prop is not None else ""
+            if not title:
+                legacy = window.get_wm_name()
+                title = _text(legacy) if legacy else ""
+            wm_class = window.get_wm_class()
+            pid_prop = window.get_full_property(display.get_atom("_NET_WM_PID"), X.AnyPropertyType)
+        except (xerror.BadWindow, xerror.BadDrawable, xerror.BadValue):
+            return None
+        pid = int(pid_prop.value[0]) if pid_prop is not None and len(pid_prop.value) else 0
+        instance, klass = wm_class if wm_class is not None else ("", "")
+        wm_class_text = f"{instance}.{klass}"[:MAX_NAME_CHARS] if klass else ""
+        return WindowInfo(
+            window.id, title[:MAX_TITLE_CHARS], wm_class_text, klass.lower()[:MAX_NAME_CHARS], pid
+        )
+
+
+def _text(value: object) -> str:
+    if isinstance(value, bytes | bytearray):
+        return bytes(value).decode("utf-8", "replace")
+    return str(value)
+
+
+def _executable(pid: int) -> str:
+    try:
+        return psutil.Process(pid).name()
+    except psutil.Error:
+        return ""

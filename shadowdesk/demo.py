@@ -1,0 +1,135 @@
+"""``shadowdesk up``: the cloud server, the embedded local store and an agent, in one process.
+
+The demo keeps everything under one data directory: the local object store, the agent's spool and a
+random token secret made on first run. The agent attaches to $DISPLAY, or to a virtual Xvfb desktop
+with a window manager and a terminal that the demo starts, or runs with system metrics only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import shutil
+import signal
+import socket
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from cloud_infer.auth import issue_token
+from cloud_infer.config import ServerSettings
+from cloud_infer.server import serve
+from recall_store.config import StoreSettings
+from session_agent.agent import run_agent
+from session_agent.config import AgentSettings
+from shadowdesk.desktop import VirtualDesktop
+
+logger = logging.getLogger(__name__)
+
+DEMO_USER = "demo"
+DEMO_WINDOW_TITLE = "Shadowdesk demo terminal"
+DesktopChoice = Literal["auto", "virtual", "current", "none"]
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    data_dir: Path
+    http_port: int = 8080
+    grpc_port: int = 50051
+    duration_s: float | None = None
+    desktop: DesktopChoice = "auto"
+
+
+def _token_secret(data_dir: Path) -> str:
+    path = data_dir / "token-secret"
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(32))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def _wait_for_port(port: int, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return
+        time.sleep(0.1)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout_s} s")
+
+
+def _choose_display(choice: DesktopChoice) -> Literal["current", "virtual", "none"]:
+    if choice != "auto":
+        return choice
+    if os.environ.get("DISPLAY"):
+        return "current"
+    return "virtual" if shutil.which("Xvfb") else "none"
+
+
+async def run_demo(options: DemoOptions) -> None:
+    data_dir = options.data_dir.resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    secret = _token_secret(data_dir)
+    server_settings = ServerSettings(
+        environment="local",
+        token_secret=secret,
+        grpc_port=options.grpc_port,
+        http_port=options.http_port,
+    )
+    store_settings = StoreSettings(backend="local", local_root=data_dir / "store")
+    session_id = f"{socket.gethostname()}-demo"
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+    mode = _choose_display(options.desktop)
+    desktop: VirtualDesktop | None = None
+    display = os.environ.get("DISPLAY", "")
+    if mode == "virtual":
+        desktop = VirtualDesktop()
+        desktop.start()
+        # allowTitleOps off: the shell's prompt must not retitle the window the demo points at.
+        desktop.launch(["xterm", "-xrm", "XTerm*allowTitleOps: false", "-T", DEMO_WINDOW_TITLE])
+        desktop.wait_for_window(DEMO_WINDOW_TITLE)
+        display = desktop.display
+    sensors = {"system_metrics"} if mode == "none" else {"window_focus", "apps", "frames", "system_metrics"}
+
+    agent_settings = AgentSettings(
+        server=f"127.0.0.1:{options.grpc_port}",
+        token=issue_token(secret, user_id=DEMO_USER, scope="ingest", session_id=session_id, ttl_s=7 * 86400),
+        user_id=DEMO_USER,
+        session_id=session_id,
+        display=display,
+        spool_path=data_dir / "agent-spool.sqlite3",
+        sensors=sensors,
+    )
+    read_token = issue_token(secret, user_id=DEMO_USER, scope="read", ttl_s=7 * 86400)
+
+    server_task = asyncio.create_task(serve(server_settings, store_settings, stop=stop), name="server")
+    try:
+        await asyncio.to_thread(_wait_for_port, options.grpc_port, 30.0)
+        agent_task = asyncio.create_task(run_agent(agent_settings, stop), name="agent")
+        sys.stderr.write(
+            "\nShadowdesk is up.\n"
+            f"  desktop : {mode} {display}\n"
+            f"  data    : {data_dir}\n"
+            f"  timeline: curl -H 'Authorization: Bearer {read_token}' "
+            f"http://127.0.0.1:{options.http_port}/v1/timeline\n"
+            "Stop with Ctrl-C.\n\n"
+        )
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), options.duration_s)
+        stop.set()
+        await asyncio.gather(agent_task, server_task)
+    finally:
+        stop.set()
+        if not server_task.done():
+            server_task.cancel()
+        if desktop is not None:
+            desktop.stop()

@@ -1,0 +1,82 @@
+"""Fixtures of the cloud_infer tests: a real gRPC ingest server on port 0 over a real store."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import pytest
+from pydantic import SecretStr
+
+from cloud_infer.config import ServerSettings
+from cloud_infer.ingest.protocol import IngestLimits
+from cloud_infer.ingest.service import IngestService
+from cloud_infer.server import create_grpc_server
+from recall_store.config import StoreSettings
+from recall_store.event_log import EventLog
+from recall_store.factory import open_store
+from tests.cloud_infer.helpers import SECRET, FaultyStore
+from tests.support.minio import MinioServer
+
+
+@pytest.fixture
+def settings() -> ServerSettings:
+    # Small limits so the oversize cases stay small.
+    return ServerSettings(
+        environment="local",
+        token_secret=SecretStr(SECRET),
+        grpc_port=0,
+        max_message_bytes=256 * 1024,
+        max_frame_bytes=128 * 1024,
+        max_batch_events=50,
+        shutdown_grace_s=1.0,
+    )
+
+
+@pytest.fixture(params=["local", pytest.param("minio", marks=pytest.mark.e2e)])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[FaultyStore]:
+    if request.param == "minio":
+        server: MinioServer = request.getfixturevalue("minio_server")
+        store_settings = server.settings(timeout_s=20)
+    else:
+        store_settings = StoreSettings(backend="local", local_root=tmp_path / "store", workers=4)
+    faulty = FaultyStore(open_store(store_settings))
+    yield faulty
+    await faulty.close()
+
+
+@dataclass
+class IngestServer:
+    server: grpc.aio.Server
+    port: int
+    service: IngestService
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+
+async def start_ingest(settings: ServerSettings, store: FaultyStore) -> IngestServer:
+    service = IngestService(EventLog(store), IngestLimits.from_settings(settings))
+    server, port = await create_grpc_server(settings, service)
+    return IngestServer(server, port, service)
+
+
+@pytest.fixture
+async def ingest(settings: ServerSettings, store: FaultyStore) -> AsyncIterator[IngestServer]:
+    running = await start_ingest(settings, store)
+    yield running
+    await running.server.stop(None)
+
+
+@pytest.fixture
+def user() -> str:
+    return f"user-{uuid.uuid4().hex[:10]}@example.com"
+
+
+@pytest.fixture
+def session() -> str:
+    return f"desk-{uuid.uuid4().hex[:10]}"

@@ -1,0 +1,214 @@
+"""The whole server process (gRPC + HTTP, SIGTERM) and gRPC over mutual TLS."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import httpx
+import pytest
+
+from cloud_infer.config import ServerSettings
+from tests.cloud_infer.conftest import start_ingest
+from tests.cloud_infer.helpers import SECRET, AgentStream, FaultyStore, ingest_token, metrics, now_ns
+from tests.support.minio import free_port
+
+START_DEADLINE_S = 30.0
+STOP_DEADLINE_S = 15.0
+SERVE = (
+    "import asyncio, logging\n"
+    "from cloud_infer.config import ServerSettings\n"
+    "from cloud_infer.server import serve\n"
+    "from recall_store.config import StoreSettings\n"
+    "logging.basicConfig(level=logging.INFO)\n"
+    "asyncio.run(serve(ServerSettings(), StoreSettings()))\n"
+)
+
+
+class ServerProcess:
+    def __init__(self, store_root: Path) -> None:
+        self.grpc_port, self.http_port = free_port(), free_port()
+        env = {
+            **os.environ,
+            "SHADOWDESK_GRPC_PORT": str(self.grpc_port),
+            "SHADOWDESK_HTTP_PORT": str(self.http_port),
+            "SHADOWDESK_TOKEN_SECRET": SECRET,
+            "SHADOWDESK_ENVIRONMENT": "staging",
+            "SHADOWDESK_SHUTDOWN_GRACE_S": "1",
+            "SHADOWDESK_STORE_BACKEND": "local",
+            "SHADOWDESK_STORE_LOCAL_ROOT": str(store_root),
+        }
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", SERVE], env=env, stderr=subprocess.PIPE, text=True
+        )
+        self._wait_healthy()
+
+    def _wait_healthy(self) -> None:
+        deadline = time.monotonic() + START_DEADLINE_S
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, f"server exited: {self.process.communicate()[1]}"
+            try:
+                if httpx.get(f"http://127.0.0.1:{self.http_port}/health", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        raise AssertionError(f"server not healthy within {START_DEADLINE_S}s")
+
+    def terminate(self) -> tuple[int, str]:
+        self.process.send_signal(signal.SIGTERM)
+        _, stderr = self.process.communicate(timeout=STOP_DEADLINE_S)
+        return self.process.returncode, stderr
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.communicate(timeout=STOP_DEADLINE_S)
+
+
+@pytest.fixture
+def store_root(tmp_path: Path) -> Path:
+    return tmp_path / "store"
+
+
+@pytest.fixture
+def server_process(store_root: Path) -> Iterator[ServerProcess]:
+    process = ServerProcess(store_root)
+    yield process
+    process.kill()
+
+
+@pytest.mark.slow
+async def test_serve_runs_both_servers_and_stops_cleanly_on_sigterm(
+    server_process: ServerProcess, store_root: Path
+) -> None:
+    user, session, t0 = "ann@example.com", "desk-1", now_ns()
+    agent = AgentStream(f"127.0.0.1:{server_process.grpc_port}", ingest_token(user, session))
+    assert (await agent.open(user, session)).acked_seq == 0
+    assert await agent.ack([metrics(1, t0), metrics(2, t0 + 1)]) == 2
+
+    code, stderr = server_process.terminate()
+    stream_code, _ = await agent.status()
+    await agent.close()
+    assert code == 0, stderr
+    assert "stopping" in stderr
+    assert stream_code != grpc.StatusCode.OK
+
+    # A new process over the same store resumes the session where the old one left it.
+    restarted = ServerProcess(store_root)
+    try:
+        agent = AgentStream(f"127.0.0.1:{restarted.grpc_port}", ingest_token(user, session))
+        assert (await agent.open(user, session)).acked_seq == 2
+        await agent.close()
+    finally:
+        code, stderr = restarted.terminate()
+    assert code == 0, stderr
+
+
+def _openssl(*args: str | Path) -> None:
+    subprocess.run(["openssl", *map(str, args)], check=True, capture_output=True, timeout=30)
+
+
+def _issue_cert(directory: Path, name: str, san: str | None) -> tuple[Path, Path]:
+    key, csr, cert = directory / f"{name}.key", directory / f"{name}.csr", directory / f"{name}.pem"
+    _openssl(
+        "req",
+        "-new",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-keyout",
+        key,
+        "-out",
+        csr,
+        "-subj",
+        f"/CN={name}",
+    )
+    extensions = directory / f"{name}.ext"
+    extensions.write_text(f"subjectAltName={san}\n" if san else "basicConstraints=CA:FALSE\n")
+    _openssl(
+        "x509",
+        "-req",
+        "-in",
+        csr,
+        "-CA",
+        directory / "ca.pem",
+        "-CAkey",
+        directory / "ca.key",
+        "-CAcreateserial",
+        "-out",
+        cert,
+        "-days",
+        "1",
+        "-extfile",
+        extensions,
+    )
+    return cert, key
+
+
+@pytest.fixture
+def pki(tmp_path: Path) -> Path:
+    _openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-keyout",
+        tmp_path / "ca.key",
+        "-out",
+        tmp_path / "ca.pem",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=test-ca",
+    )
+    _issue_cert(tmp_path, "server", "IP:127.0.0.1")
+    _issue_cert(tmp_path, "agent", None)
+    return tmp_path
+
+
+async def test_mutual_tls_admits_only_agents_with_a_client_certificate(
+    pki: Path, settings: ServerSettings, store: FaultyStore
+) -> None:
+    tls_settings = settings.model_copy(
+        update={
+            "tls_cert": pki / "server.pem",
+            "tls_key": pki / "server.key",
+            "tls_client_ca": pki / "ca.pem",
+        }
+    )
+    running = await start_ingest(tls_settings, store)
+    target = f"127.0.0.1:{running.port}"
+    ca = (pki / "ca.pem").read_bytes()
+    user, session = "ann@example.com", "desk-tls"
+    try:
+        with_cert = grpc.ssl_channel_credentials(
+            ca, (pki / "agent.key").read_bytes(), (pki / "agent.pem").read_bytes()
+        )
+        agent = AgentStream(target, ingest_token(user, session), with_cert)
+        assert (await agent.open(user, session)).acked_seq == 0
+        assert await agent.ack([metrics(1, now_ns())]) == 1
+        await agent.close()
+
+        anonymous = AgentStream(target, ingest_token(user, session), grpc.ssl_channel_credentials(ca))
+        code, _ = await anonymous.status(b"")
+        await anonymous.close()
+        assert code == grpc.StatusCode.UNAVAILABLE
+
+        plaintext = AgentStream(target, ingest_token(user, session))
+        code, _ = await plaintext.status(b"")
+        await plaintext.close()
+        assert code == grpc.StatusCode.UNAVAILABLE
+    finally:
+        await running.server.stop(None)

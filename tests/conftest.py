@@ -1,0 +1,25 @@
+"""Fixtures shared by every test suite: real servers, started once per session."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from recall_store.config import StoreSettings
+from tests.support.minio import MinioServer
+
+
+@pytest.fixture(scope="session")
+def minio_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MinioServer]:
+    """A real MinIO on 127.0.0.1 shared by the session; tests keep apart by using their own user ids."""
+    data_dir: Path = tmp_path_factory.mktemp("minio") / "data"
+    with MinioServer(data_dir) as server:
+        yield server
+
+
+@pytest.fixture
+def minio_settings(minio_server: MinioServer) -> StoreSettings:
+    """StoreSettings(backend="minio") for the session MinIO; call minio_server.settings(...) to override."""
+    return minio_server.settings()
