@@ -118,8 +118,8 @@ def _run_phase(
     agent: psutil.Popen,
     session_root: Path,
     desktop: VirtualDesktop,
-    windows: list[str],
-    terminals: set[str],
+    windows: list[int],
+    terminals: set[int],
 ) -> PhaseResult:
     meter = UsageMeter([agent.pid, *(child.pid for child in agent.children(recursive=True))])
     before = _stored_files(session_root)
@@ -145,11 +145,12 @@ def _run_phase(
     return PhaseResult(name, elapsed, usage, _delta(before, _stored_files(session_root)))
 
 
-def _launch_apps(desktop: VirtualDesktop, work: Path, with_chromium: bool) -> tuple[list[str], set[str]]:
-    terminals = [
-        desktop.launch(["xterm", "-T", title, "-geometry", "100x30"], title)
-        for title in ("Shadowdesk bench terminal A", "Shadowdesk bench terminal B")
-    ]
+def _launch_apps(desktop: VirtualDesktop, work: Path, with_chromium: bool) -> tuple[list[int], set[int]]:
+    terminals = []
+    for title in ("Shadowdesk bench terminal A", "Shadowdesk bench terminal B"):
+        # `cat` echoes typed lines and, unlike a shell prompt, never retitles the window.
+        desktop.launch(["xterm", "-T", title, "-geometry", "100x30", "-e", "cat"])
+        terminals.append(desktop.wait_for_window(title))
     windows = list(terminals)
     if with_chromium:
         browser = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -163,7 +164,8 @@ def _launch_apps(desktop: VirtualDesktop, work: Path, with_chromium: bool) -> tu
             "--window-size=1000,700",
             page,
         ]
-        windows.append(desktop.launch(argv, _CHROMIUM_TITLE, timeout_s=60))
+        desktop.launch(argv)
+        windows.append(desktop.wait_for_window(f"{_CHROMIUM_TITLE} - Chromium", timeout_s=60))
     return windows, set(terminals)
 
 

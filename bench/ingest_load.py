@@ -39,6 +39,7 @@ _AioStreamCallable: TypeAlias = "grpc.aio.StreamStreamMultiCallable[pb.AgentMess
 _AioStub: TypeAlias = "ingest_pb2_grpc.IngestStub[_AioStreamCallable]"
 
 _CONNECTS_AT_ONCE = 50
+_CLOSE_S = 10.0
 _GO_WAIT_S = 900.0
 
 
@@ -181,13 +182,16 @@ class _Agent:
         await self._wait_pending_at_most(0, load.ack_timeout_s)  # drain what is still owed
 
     async def close(self) -> None:
+        """Half-close and wait for the server to end the stream; cancel it if that takes too long."""
         if self._call is not None:
-            with contextlib.suppress(grpc.aio.AioRpcError, asyncio.InvalidStateError):
-                await asyncio.wait_for(self._call.done_writing(), 5.0)
-            self._call.cancel()
+            try:
+                await asyncio.wait_for(self._call.done_writing(), _CLOSE_S)
+                await asyncio.wait_for(self._call.code(), _CLOSE_S)
+            except (TimeoutError, grpc.aio.AioRpcError, asyncio.InvalidStateError):
+                self._call.cancel()
         if self._reader is not None:
             self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError, grpc.aio.AioRpcError):
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._reader
 
     async def _send(self) -> None:
@@ -247,10 +251,10 @@ class _Agent:
 
 def run_load_process(spec: LoadSpec, ready: ReadyQueue, go: GoQueue, results: Queue[LoadResult]) -> None:
     """Entry point of a client process: connect, report ready, run on the (start, end) sent through ``go``."""
-    results.put(asyncio.run(_run(spec, ready, go)))
+    asyncio.run(_run(spec, ready, go, results))
 
 
-async def _run(spec: LoadSpec, ready: ReadyQueue, go: GoQueue) -> LoadResult:
+async def _run(spec: LoadSpec, ready: ReadyQueue, go: GoQueue, results: Queue[LoadResult]) -> None:
     result = LoadResult()
     errors: Counter[str] = Counter()
     n_channels = -(-len(spec.agents) // spec.agents_per_channel)
@@ -281,7 +285,8 @@ async def _run(spec: LoadSpec, ready: ReadyQueue, go: GoQueue) -> LoadResult:
         await asyncio.gather(*(a.close() for a in agents), return_exceptions=True)
         await asyncio.gather(*(c.close(None) for c in channels), return_exceptions=True)
     result.errors = [f"{n} x {e}" for e, n in errors.most_common(5)]
-    return result
+    # Reported from inside the loop: the result must not depend on grpc's teardown at interpreter exit.
+    results.put(result)
 
 
 def _describe(error: BaseException) -> str:

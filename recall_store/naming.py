@@ -15,7 +15,7 @@ from recall_store.errors import InvalidNameError
 
 BUCKET_PREFIX = "sdu-"
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$")
-_KEY_SEGMENT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._=-]{0,199}$")
+_KEY_SEGMENT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._=@-]{0,199}$")
 MAX_KEY_LENGTH = 512
 
 

@@ -79,7 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     up = sub.add_parser("up", help="all-in-one demo: local store, cloud server and an agent on a desktop")
-    up.add_argument("--data-dir", type=Path, default=Path(".shadowdesk"), help="where the demo keeps its data")
+    up.add_argument(
+        "--data-dir", type=Path, default=Path(".shadowdesk"), help="where the demo keeps its data"
+    )
     up.add_argument("--http-port", type=int, default=8080)
     up.add_argument("--grpc-port", type=int, default=50051)
     up.add_argument("--for", dest="duration", type=float, default=None, help="stop after this many seconds")

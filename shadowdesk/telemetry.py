@@ -74,8 +74,9 @@ def _exporters(kind: ExporterKind) -> tuple[SpanExporter, MetricExporter, LogRec
 def configure_telemetry(service_name: str, settings: TelemetrySettings | None = None) -> Telemetry:
     """Install logging and, unless the exporter is ``none``, OpenTelemetry providers for this process."""
     settings = settings or TelemetrySettings()
+    level = logging.getLevelNamesMapping()[settings.log_level.upper()]
     logging.basicConfig(
-        level=settings.log_level.upper(),
+        level=level,
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
@@ -98,7 +99,7 @@ def configure_telemetry(service_name: str, settings: TelemetrySettings | None = 
     logger_provider = LoggerProvider(resource=resource)
     logger_provider.add_log_record_processor(BatchLogRecordProcessor(log_exporter))
     set_logger_provider(logger_provider)
-    logging.getLogger().addHandler(LoggingHandler(level=settings.log_level.upper(), logger_provider=logger_provider))
+    logging.getLogger().addHandler(LoggingHandler(level=level, logger_provider=logger_provider))
 
     telemetry.providers = [tracer_provider, meter_provider, logger_provider]
     return telemetry

@@ -17,7 +17,7 @@ from cloud_infer.ingest.wire import describe_decode_error
 from protos.shadowdesk.v1 import ingest_pb2 as pb
 from recall_store.errors import InvalidNameError
 from recall_store.event_log import FRAME_EXTENSIONS
-from recall_store.naming import validate_id, validate_key
+from recall_store.naming import validate_id
 
 _NS_PER_S = 1_000_000_000
 _MAX_NAME_CHARS = 256
@@ -102,8 +102,6 @@ def validate_hello(hello: pb.Hello) -> None:
     try:
         validate_id("Hello.user_id", hello.user_id)
         validate_id("Hello.session_id", hello.session_id)
-        # The session id is also a key segment (events/<session_id>/...), whose rule is stricter.
-        validate_key(hello.session_id)
     except InvalidNameError as exc:
         raise InvalidMessageError(str(exc)) from exc
     _check_length("Hello.agent_version", hello.agent_version, _MAX_NAME_CHARS)

@@ -21,7 +21,9 @@ router = APIRouter(
 async def get_timeline(
     claims: ReadClaims,
     timeline: TimelineDep,
-    start: Annotated[str | None, Query(description="ISO-8601 or epoch seconds; inclusive; default end - 24 h")] = None,
+    start: Annotated[
+        str | None, Query(description="ISO-8601 or epoch seconds; inclusive; default end - 24 h")
+    ] = None,
     end: Annotated[str | None, Query(description="ISO-8601 or epoch seconds; exclusive; default now")] = None,
 ) -> TimelineResponse:
     window_start, window_end = parse_window(start, end)

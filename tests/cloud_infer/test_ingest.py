@@ -305,9 +305,9 @@ BAD_CASES: dict[str, BadCase] = {
     ),
     "invalid session id": (
         lambda u, s: ingest_token(u, s),
-        lambda u, s, t: [hello(u, "user@desk")],
+        lambda u, s, t: [hello(u, "../escape")],
         grpc.StatusCode.INVALID_ARGUMENT,
-        "invalid object key",
+        "Hello.session_id must be",
     ),
 }
 

@@ -149,7 +149,7 @@ async def test_requests_without_a_read_token_get_401(
         ("/v1/timeline?start=yesterday&end=10", "start must be ISO-8601"),
         ("/v1/timeline?start=10&end=5", "start must be before end"),
         ("/v1/timeline?start=0&end=99999999", "at most 31 days"),
-        ("/v1/timeline?start=0", "end"),
+        ("/v1/timeline?end=now", "end must be ISO-8601"),
         ("/v1/frames/desk-1/..secret.png", "frame name"),
         ("/v1/frames/..desk/000000000001.png", "session id"),
         ("/v1/frames/desk-1/evil.exe", "frame name"),

@@ -80,11 +80,14 @@ def test_desktop_history_reaches_minio_in_the_users_space_only(
 ) -> None:
     page = tmp_path / "invoice.html"
     page.write_text(
-        "<title>Invoice 2291 - Shadowdesk test</title><h1 style='font-size:64px'>Invoice 2291: 4,210.00 EUR</h1>"
+        "<title>Invoice 2291 - Shadowdesk test</title>"
+        "<h1 style='font-size:64px'>Invoice 2291: 4,210.00 EUR</h1>"
     )
     _, notes = desktop.launch_xterm("Alpha notes")
     _, shell = desktop.launch_xterm("Beta shell")
-    desktop.launch(["chromium", *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'chromium'}", f"file://{page}"])
+    desktop.launch(
+        ["chromium", *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'chromium'}", f"file://{page}"]
+    )
     browser = desktop.wait_for_window("Invoice 2291 - Shadowdesk test - Chromium", timeout_s=60)
     desktop.activate(notes)
 

@@ -16,8 +16,8 @@ from session_agent.sensors.base import FocusState, Sensor
 from session_agent.sensors.frames import FrameSensor, dhash, hamming
 from session_agent.sensors.metrics import MetricsSensor
 from session_agent.sensors.window import WindowSensor
-from tests.session_agent.conftest import wait_until
 from shadowdesk.desktop import VirtualDesktop
+from tests.session_agent.conftest import wait_until
 
 
 class Collected:
