@@ -9,9 +9,9 @@ After a warm-up it measures two phases of ``--seconds`` each:
   Enter, so focus events fire and frames change.
 
 CPU % is the agent's cpu_times (user + system, its child processes included) over wall time, of one
-core. RSS is sampled every 0.2 s. Bytes/s is what the server durably stored for the session in the
-phase (event segments + frame images, from the store's files): the payload the agent sent, without
-gRPC/HTTP2/TCP framing.
+core. RSS and USS (pages private to the agent) are sampled every 0.2 s. Bytes/s is what the server
+durably stored for the session in the phase (event segments + frame images, from the store's files):
+the payload the agent sent, without gRPC/HTTP2/TCP framing.
 
 Run: ``.venv/bin/python -m bench.agent_overhead_bench --seconds 60``
 """
@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import secrets
 import shutil
 import sys
 import tempfile
@@ -34,11 +33,11 @@ import psutil
 
 from bench.process_stats import Usage, UsageMeter, peak_rss_mb
 from bench.report import command_line, fmt, markdown_table
-from bench.server_process import ServerProcess
 from cloud_infer.auth import issue_token
 from protos.shadowdesk.v1 import ingest_pb2 as pb
 from recall_store.naming import user_bucket
 from shadowdesk.desktop import VirtualDesktop
+from tests.support.processes import TOKEN_SECRET, ServerProcess, agent_env
 
 logger = logging.getLogger(__name__)
 
@@ -176,6 +175,7 @@ def render(results: Sequence[PhaseResult]) -> str:
         "agent CPU %",
         "RSS mean MiB",
         "RSS max MiB",
+        "USS mean MiB",
         "stored bytes/s",
         "events/s",
         "frames",
@@ -189,6 +189,7 @@ def render(results: Sequence[PhaseResult]) -> str:
             fmt(r.agent.cpu_percent, 2),
             fmt(r.agent.rss_mean_mb, 1),
             fmt(r.agent.rss_max_mb, 1),
+            fmt(r.agent.uss_mean_mb, 1),
             fmt(r.stored.bytes / r.seconds),
             fmt(r.stored.events_total() / r.seconds, 2),
             str(r.stored.events.get("frame", 0)),
@@ -216,40 +217,34 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    token_secret = secrets.token_urlsafe(32)
     with tempfile.TemporaryDirectory(prefix="shadowdesk-agent-bench-") as tmp:
         work: Path = args.work_dir or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
         store_root = work / "store"
         session_root = store_root / user_bucket(USER_ID)
         server_env = {
-            "SHADOWDESK_ENVIRONMENT": "local",
-            "SHADOWDESK_TOKEN_SECRET": token_secret,
-            "SHADOWDESK_OTEL_EXPORTER": "none",
-            "SHADOWDESK_OTEL_LOG_LEVEL": "WARNING",
             "SHADOWDESK_STORE_BACKEND": "local",
             "SHADOWDESK_STORE_LOCAL_ROOT": str(store_root),
+            "SHADOWDESK_OTEL_EXPORTER": "none",
+            "SHADOWDESK_OTEL_LOG_LEVEL": "WARNING",
         }
         with VirtualDesktop() as desktop, ServerProcess(server_env, work / "server.log") as server:
             windows, terminals = _launch_apps(desktop, work, not args.no_chromium)
-            agent_env = {
+            token = issue_token(
+                TOKEN_SECRET, user_id=USER_ID, scope="ingest", session_id=SESSION_ID, ttl_s=3600
+            )
+            env = {
                 **os.environ,
+                **agent_env(server, token, USER_ID, SESSION_ID, work / "agent-spool.sqlite3"),
                 "DISPLAY": desktop.display,
+                "SHADOWDESK_AGENT_DISPLAY": desktop.display,
                 "SHADOWDESK_OTEL_EXPORTER": "none",
                 "SHADOWDESK_OTEL_LOG_LEVEL": "WARNING",
-                "SHADOWDESK_AGENT_SERVER": server.target,
-                "SHADOWDESK_AGENT_TOKEN": issue_token(
-                    token_secret, user_id=USER_ID, scope="ingest", session_id=SESSION_ID, ttl_s=3600
-                ),
-                "SHADOWDESK_AGENT_USER_ID": USER_ID,
-                "SHADOWDESK_AGENT_SESSION_ID": SESSION_ID,
-                "SHADOWDESK_AGENT_DISPLAY": desktop.display,
-                "SHADOWDESK_AGENT_SPOOL_PATH": str(work / "agent-spool.sqlite3"),
             }
             with (work / "agent.log").open("ab") as agent_log:
                 agent = psutil.Popen(
                     [sys.executable, "-m", "shadowdesk.cli", "agent"],
-                    env=agent_env,
+                    env=env,
                     stdout=agent_log,
                     stderr=agent_log,
                 )

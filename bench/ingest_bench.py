@@ -7,7 +7,7 @@ server:
 * ``max``: closed loop; every agent keeps ``--window`` batches in flight. Gives the saturation
   throughput (events/s acknowledged) and the ack latency at saturation.
 * ``paced``: every agent sends one batch per fixed interval so that all together offer
-  ``--load-fraction`` of the ``max`` throughput. Gives the ack latency of a server with headroom.
+  each ``--load-fraction`` of the ``max`` throughput. Gives the ack latency of a server with headroom.
 
 MinIO, the client processes and this driver run on the other cores (on a 2-core machine: all of them
 share the second core), so the server core is measured alone; their CPU is reported beside it.
@@ -36,9 +36,9 @@ import psutil
 from bench.ingest_load import AgentSpec, GoQueue, LoadResult, LoadSpec, ReadyQueue, run_load_process
 from bench.process_stats import Usage, UsageMeter
 from bench.report import command_line, fmt, markdown_table, percentile
-from bench.server_process import ServerProcess
 from cloud_infer.auth import issue_token
 from tests.support.minio import MinioServer
+from tests.support.processes import TOKEN_SECRET, ServerProcess, minio_store_env
 
 logger = logging.getLogger(__name__)
 
@@ -93,11 +93,11 @@ def _minio_pid(binary: str) -> int:
     raise RuntimeError(f"no child process named {name!r}")
 
 
-def _agents(run_id: str, n: int, token_secret: str) -> list[AgentSpec]:
+def _agents(run_id: str, n: int) -> list[AgentSpec]:
     specs = []
     for i in range(n):
         user, session = f"bench-{run_id}-u{i:05d}", f"bench-{run_id}-s{i:05d}"
-        token = issue_token(token_secret, user_id=user, scope="ingest", session_id=session, ttl_s=3600)
+        token = issue_token(TOKEN_SECRET, user_id=user, scope="ingest", session_id=session, ttl_s=3600)
         specs.append(AgentSpec(user_id=user, session_id=session, token=token))
     return specs
 
@@ -116,7 +116,7 @@ def _run_phase(
     procs = []
     for i in range(n_procs):
         spec = LoadSpec(
-            target=server.target,
+            target=server.grpc_address,
             agents=agents[i::n_procs],
             batch_events=setup.batch_events,
             window=setup.window,
@@ -197,19 +197,18 @@ def _run_agent_count(
     setup: _Setup,
     n: int,
     server_env: dict[str, str],
-    token_secret: str,
     work: Path,
     server_cpu: int | None,
-    load_fraction: float,
+    load_fractions: Sequence[float],
 ) -> list[PhaseResult]:
     run_id = secrets.token_hex(3)
-    agents = _agents(run_id, n, token_secret)
+    agents = _agents(run_id, n)
     with ServerProcess(server_env, work / f"server-{n}.log", cpu=server_cpu) as server:
         saturated = _run_phase(setup, server, agents, "max", None)
         phases = [saturated]
-        if load_fraction > 0 and saturated.acked_events_s > 0:
-            interval_s = n * setup.batch_events / (load_fraction * saturated.acked_events_s)
-            phases.append(_run_phase(setup, server, agents, f"paced {load_fraction:.0%}", interval_s))
+        for fraction in load_fractions if saturated.acked_events_s > 0 else ():
+            interval_s = n * setup.batch_events / (fraction * saturated.acked_events_s)
+            phases.append(_run_phase(setup, server, agents, f"paced {fraction:.0%}", interval_s))
     for phase in phases:
         logger.info(
             "N=%d %s: %.0f events/s, p50 %.1f ms, p99 %.1f ms, server cpu %.0f%%, errors %s",
@@ -276,10 +275,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch-events", type=int, default=200, help="events per EventBatch")
     parser.add_argument("--window", type=int, default=2, help="unacknowledged batches per agent")
     parser.add_argument(
-        "--load-fraction",
+        "--load-fractions",
         type=float,
-        default=0.5,
-        help="offered load of the paced phase, as a fraction of the max phase; 0 skips it",
+        nargs="*",
+        default=[0.5, 0.25],
+        help="offered load of each paced phase, as a fraction of the max phase; none skips them",
     )
     parser.add_argument(
         "--client-procs", type=int, default=2, help="client processes the agents are spread over"
@@ -308,21 +308,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     server_cpu: int | None = None if args.no_pin else args.server_cpu
     if server_cpu is not None:
         _pin_self_off(server_cpu)
-    token_secret = secrets.token_urlsafe(32)
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="shadowdesk-bench-") as tmp:
         work: Path = args.work_dir or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
         with MinioServer(work / "minio") as minio:
             server_env = {
-                "SHADOWDESK_ENVIRONMENT": "local",
-                "SHADOWDESK_TOKEN_SECRET": token_secret,
+                **minio_store_env(minio.endpoint, minio.access_key, minio.secret_key),
                 "SHADOWDESK_OTEL_EXPORTER": "none",
                 "SHADOWDESK_OTEL_LOG_LEVEL": "WARNING",
-                "SHADOWDESK_STORE_BACKEND": "minio",
-                "SHADOWDESK_STORE_MINIO_ENDPOINT": minio.endpoint,
-                "SHADOWDESK_STORE_MINIO_ACCESS_KEY": minio.access_key,
-                "SHADOWDESK_STORE_MINIO_SECRET_KEY": minio.secret_key,
             }
             if args.store_workers is not None:
                 server_env["SHADOWDESK_STORE_WORKERS"] = str(args.store_workers)
@@ -337,9 +331,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             results: list[PhaseResult] = []
             for n in args.agents:
-                results += _run_agent_count(
-                    setup, n, server_env, token_secret, work, server_cpu, args.load_fraction
-                )
+                results += _run_agent_count(setup, n, server_env, work, server_cpu, args.load_fractions)
     load_after = os.getloadavg()[0]
     cpus = os.cpu_count()
     pinning = (

@@ -19,6 +19,9 @@ class Usage:
     cpu_percent: float
     rss_mean_mb: float
     rss_max_mb: float
+    # USS: pages only this process maps (its heap and private data), which freeing it would return;
+    # RSS also counts shared library pages that other processes on the machine use too.
+    uss_mean_mb: float
     peak_rss_mb: float  # VmHWM: the high-water mark since the process started
 
 
@@ -42,16 +45,17 @@ def peak_rss_mb(pid: int) -> float:
 
 
 class UsageMeter:
-    """Measures CPU time (delta of cpu_times over wall time) and samples RSS of one or more processes.
+    """Measures CPU time (delta of cpu_times over wall time) and samples RSS and USS of one or more processes.
 
-    The CPU figure is exact (kernel accounting), so the RSS sampling thread only affects the RSS mean.
+    The CPU figure is exact (kernel accounting), so the memory sampling thread only affects the memory means.
     """
 
     def __init__(self, pids: list[int]) -> None:
         self._processes = [psutil.Process(pid) for pid in pids]
         self._rss: list[int] = []
+        self._uss: list[int] = []
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, name="rss-sampler", daemon=True)
+        self._thread = threading.Thread(target=self._sample, name="memory-sampler", daemon=True)
         self._cpu0 = 0.0
         self._t0 = 0.0
 
@@ -66,20 +70,25 @@ class UsageMeter:
         self._stop.set()
         self._thread.join(timeout=5)
         rss = self._rss or [0]
+        uss = self._uss or [0]
         peak = max((peak_rss_mb(p.pid) for p in self._processes if p.is_running()), default=0.0)
         return Usage(
             cpu_percent=100.0 * cpu / wall if wall > 0 else 0.0,
             rss_mean_mb=sum(rss) / len(rss) / 2**20,
             rss_max_mb=max(rss) / 2**20,
+            uss_mean_mb=sum(uss) / len(uss) / 2**20,
             peak_rss_mb=peak,
         )
 
     def _sample(self) -> None:
         while not self._stop.wait(_SAMPLE_PERIOD_S):
-            total = 0
+            rss = uss = 0
             for process in self._processes:
                 try:
-                    total += process.memory_info().rss
+                    memory = process.memory_full_info()  # reads smaps: the measured process pays nothing
                 except psutil.NoSuchProcess:
                     continue
-            self._rss.append(total)
+                rss += memory.rss
+                uss += memory.uss
+            self._rss.append(rss)
+            self._uss.append(uss)

@@ -89,11 +89,10 @@ class EventLog:
             return
         with tracer.start_as_current_span("store.write") as span:
             batch = pb.EventBatch()
+            batch.events.extend(events)
             frame_writes = []
-            for event in events:
-                stored = batch.events.add()
-                stored.CopyFrom(event)
-                if stored.WhichOneof("kind") == "frame" and stored.frame.image:
+            for stored in batch.events:
+                if stored.HasField("frame") and stored.frame.image:
                     key = frame_key(session_id, stored.seq, stored.frame.mime_type)
                     frame_writes.append(
                         self._store.put(user_id, key, stored.frame.image, stored.frame.mime_type)

@@ -64,7 +64,12 @@ def parse_agent_message(data: bytes) -> pb.AgentMessage:
         raise InvalidMessageError(
             f"malformed AgentMessage: {describe_decode_error(data, pb.AgentMessage.DESCRIPTOR)}"
         ) from exc
-    _reject_unknown_fields(message, "AgentMessage")
+    # Fast path in C: without unknown fields, a canonically encoded message re-serializes to the
+    # same size. Only when the sizes differ does the (slow, Python) walk look for the culprit; a
+    # non-canonical encoding without unknown fields passes it.
+    message.DiscardUnknownFields()
+    if message.ByteSize() != len(data):
+        _reject_unknown_fields(pb.AgentMessage.FromString(data), "AgentMessage")
     if message.WhichOneof("body") is None:
         raise InvalidMessageError("AgentMessage has no body (hello or batch)")
     return message

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
@@ -60,7 +60,10 @@ class IngestSession:
             validate_batch(batch, service.limits, service.clock())
             async with self._state.lock:
                 hwm = await self._recover_hwm()
-                fresh = [event for event in batch.events if event.seq > hwm]
+                # Seqs strictly increase within a batch (validated), so only a resent batch is sliced.
+                fresh = (
+                    batch.events if batch.events[0].seq > hwm else [e for e in batch.events if e.seq > hwm]
+                )
                 if duplicates := len(batch.events) - len(fresh):
                     service.metrics.duplicates.add(duplicates)
                     span.set_attribute("shadowdesk.duplicates", duplicates)
@@ -80,7 +83,7 @@ class IngestSession:
                 raise BackendUnavailableError(f"recall store unavailable: {exc}") from exc
         return self._state.hwm
 
-    async def _append(self, events: list[pb.Event]) -> None:
+    async def _append(self, events: Sequence[pb.Event]) -> None:
         started = time.perf_counter()
         try:
             await self._service.event_log.append(self.user_id, self.session_id, events)

@@ -15,6 +15,8 @@ import time
 import urllib.request
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from types import TracebackType
+from typing import Self
 
 from tests.support.minio import free_port
 
@@ -25,11 +27,19 @@ TOKEN_SECRET = "e2e-token-secret-that-is-at-least-32-bytes"
 class ShadowdeskProcess:
     """One ``shadowdesk <command>`` process with a fixed environment and a log file."""
 
-    def __init__(self, command: str, env: Mapping[str, str], log_path: Path) -> None:
+    def __init__(self, command: str, env: Mapping[str, str], log_path: Path, cpu: int | None = None) -> None:
         self.command = command
         self.env = {**os.environ, **env}
         self.log_path = log_path
+        # taskset pins before exec, so every thread the process ever starts stays on that core.
+        self._pin = ["taskset", "-c", str(cpu)] if cpu is not None else []
         self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int:
+        if self.process is None:
+            raise RuntimeError(f"shadowdesk {self.command} is not running")
+        return self.process.pid
 
     @property
     def running(self) -> bool:
@@ -38,7 +48,7 @@ class ShadowdeskProcess:
     def start(self) -> None:
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                [*SHADOWDESK, self.command], env=self.env, stdout=log, stderr=subprocess.STDOUT
+                [*self._pin, *SHADOWDESK, self.command], env=self.env, stdout=log, stderr=subprocess.STDOUT
             )
 
     def terminate(self, timeout_s: float = 20.0) -> int:
@@ -64,6 +74,15 @@ class ShadowdeskProcess:
                 f"shadowdesk {self.command} ignored {sig.name}; log:\n{self.log()}"
             ) from None
 
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.terminate()
+
     def log(self) -> str:
         with contextlib.suppress(OSError):
             return self.log_path.read_text(errors="replace")[-6000:]
@@ -71,7 +90,9 @@ class ShadowdeskProcess:
 
 
 class ServerProcess(ShadowdeskProcess):
-    def __init__(self, store_env: Mapping[str, str], log_path: Path, **settings: str) -> None:
+    def __init__(
+        self, store_env: Mapping[str, str], log_path: Path, cpu: int | None = None, **settings: str
+    ) -> None:
         self.grpc_port = free_port()
         self.http_port = free_port()
         env = {
@@ -82,7 +103,7 @@ class ServerProcess(ShadowdeskProcess):
             **{f"SHADOWDESK_{key.upper()}": value for key, value in settings.items()},
             **store_env,
         }
-        super().__init__("server", env, log_path)
+        super().__init__("server", env, log_path, cpu)
 
     @property
     def grpc_address(self) -> str:

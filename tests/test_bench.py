@@ -1,0 +1,57 @@
+"""The benchmark commands still run end to end (tiny sizes): numbers are the bench's job, not the test's."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+import pytest
+
+from tests.support.minio import MinioServer
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+
+def _run(module: str, *args: str, timeout_s: float = 240) -> str:
+    result = subprocess.run(
+        [sys.executable, "-m", module, *args], capture_output=True, text=True, timeout=timeout_s
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result.stdout
+
+
+def _table_rows(output: str) -> list[list[str]]:
+    lines = [line for line in output.splitlines() if line.startswith("| ")]
+    return [[cell.strip() for cell in line.strip("|").split("|")] for line in lines[1:]]
+
+
+def _number(cell: str) -> float:
+    return float(cell.replace(",", ""))
+
+
+def test_ingest_bench_acknowledges_events_from_every_agent(minio_server: MinioServer) -> None:
+    # The bench starts its own MinIO from the binary the session fixture made sure exists.
+    output = _run(
+        "bench.ingest_bench",
+        *("--agents", "3", "--seconds", "2", "--load-fractions", "0.5"),
+        *("--no-pin", "--client-procs", "1", "--ack-timeout", "20"),
+    )
+    rows = _table_rows(output)
+    assert [(row[0], row[1]) for row in rows] == [("3", "max"), ("3", "paced 50%")]
+    for row in rows:
+        assert _number(row[4]) > 0, row  # acked events/s
+        assert row[-1] == "0", row  # errors
+    assert re.search(r"^\.venv/bin/python -m bench\.ingest_bench --agents 3 ", output, re.MULTILINE)
+
+
+def test_agent_overhead_bench_measures_the_real_agent() -> None:
+    output = _run("bench.agent_overhead_bench", "--seconds", "3", "--warmup", "1", "--no-chromium")
+    rows = {row[0]: row for row in _table_rows(output)}
+    assert set(rows) == {"idle", "busy"}
+    for row in rows.values():
+        assert 0 <= _number(row[2]) < 100, row  # agent CPU %, of one core
+        assert _number(row[3]) > 10, row  # RSS mean MiB: a live Python process
+    busy = rows["busy"]
+    assert _number(busy[2]) > 0, busy  # switching windows and typing costs the agent something
+    assert int(busy[9]) >= 1, busy  # and it saw the focus change
