@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import shutil
 import sys
 import tempfile
 import time
@@ -37,6 +36,7 @@ from cloud_infer.auth import issue_token
 from protos.shadowdesk.v1 import ingest_pb2 as pb
 from recall_store.naming import user_bucket
 from shadowdesk.desktop import VirtualDesktop
+from tests.support.chromium import chromium_argv
 from tests.support.processes import TOKEN_SECRET, ServerProcess, agent_env
 
 logger = logging.getLogger(__name__)
@@ -46,16 +46,6 @@ SESSION_ID = "bench-agent-session"
 _FIRST_DATA_DEADLINE_S = 90.0
 _SWITCH_PERIOD_S = 2.0
 _CHROMIUM_TITLE = "Shadowdesk bench page"
-_CHROMIUM_FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-default-apps",
-    "--disable-features=Translate,MediaRouter",
-]
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,18 +142,8 @@ def _launch_apps(desktop: VirtualDesktop, work: Path, with_chromium: bool) -> tu
         terminals.append(desktop.wait_for_window(title))
     windows = list(terminals)
     if with_chromium:
-        browser = shutil.which("chromium") or shutil.which("chromium-browser")
-        if browser is None:
-            raise SystemExit("chromium is not installed; pass --no-chromium")
         page = f"data:text/html,<title>{_CHROMIUM_TITLE}</title><h1>Shadowdesk bench</h1>"
-        argv = [
-            browser,
-            *_CHROMIUM_FLAGS,
-            f"--user-data-dir={work / 'chromium'}",
-            "--window-size=1000,700",
-            page,
-        ]
-        desktop.launch(argv)
+        desktop.launch(chromium_argv(page, work / "chromium", "--window-size=1000,700"))
         windows.append(desktop.wait_for_window(f"{_CHROMIUM_TITLE} - Chromium", timeout_s=60))
     return windows, set(terminals)
 

@@ -23,3 +23,12 @@ def minio_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MinioServ
 def minio_settings(minio_server: MinioServer) -> StoreSettings:
     """StoreSettings(backend="minio") for the session MinIO; call minio_server.settings(...) to override."""
     return minio_server.settings()
+
+
+@pytest.fixture(params=["local", pytest.param("minio", marks=pytest.mark.e2e)])
+def store_settings(request: pytest.FixtureRequest, tmp_path: Path) -> StoreSettings:
+    """Settings of each real backend in turn: the local store in tmp_path, then the session MinIO."""
+    if request.param == "minio":
+        server: MinioServer = request.getfixturevalue("minio_server")
+        return server.settings(timeout_s=20)
+    return StoreSettings(backend="local", local_root=tmp_path / "store", workers=8)

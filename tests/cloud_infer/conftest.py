@@ -5,7 +5,6 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import grpc
 import pytest
@@ -19,7 +18,6 @@ from recall_store.config import StoreSettings
 from recall_store.event_log import EventLog
 from recall_store.factory import open_store
 from tests.cloud_infer.helpers import SECRET, FaultyStore
-from tests.support.minio import MinioServer
 
 
 @pytest.fixture
@@ -36,13 +34,8 @@ def settings() -> ServerSettings:
     )
 
 
-@pytest.fixture(params=["local", pytest.param("minio", marks=pytest.mark.e2e)])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[FaultyStore]:
-    if request.param == "minio":
-        server: MinioServer = request.getfixturevalue("minio_server")
-        store_settings = server.settings(timeout_s=20)
-    else:
-        store_settings = StoreSettings(backend="local", local_root=tmp_path / "store", workers=4)
+@pytest.fixture
+async def store(store_settings: StoreSettings) -> AsyncIterator[FaultyStore]:
     faulty = FaultyStore(open_store(store_settings))
     yield faulty
     await faulty.close()

@@ -21,6 +21,7 @@ from PIL import Image
 from cloud_infer.auth import issue_token
 from recall_store.naming import user_bucket
 from shadowdesk.desktop import VirtualDesktop
+from tests.support.chromium import chromium_argv
 from tests.support.minio import MinioServer
 from tests.support.processes import (
     TOKEN_SECRET,
@@ -32,16 +33,6 @@ from tests.support.processes import (
 )
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
-
-CHROMIUM_FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-dev-shm-usage",
-]
 
 
 @pytest.fixture
@@ -85,9 +76,7 @@ def test_desktop_history_reaches_minio_in_the_users_space_only(
     )
     _, notes = desktop.launch_xterm("Alpha notes")
     _, shell = desktop.launch_xterm("Beta shell")
-    desktop.launch(
-        ["chromium", *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'chromium'}", f"file://{page}"]
-    )
+    desktop.launch(chromium_argv(f"file://{page}", tmp_path / "chromium"))
     browser = desktop.wait_for_window("Invoice 2291 - Shadowdesk test - Chromium", timeout_s=60)
     desktop.activate(notes)
 

@@ -19,7 +19,6 @@ from recall_store import (
     StoreUnavailableError,
     open_store,
 )
-from tests.support.minio import MinioServer
 
 BAD_KEYS = [
     "",
@@ -39,16 +38,9 @@ BAD_KEYS = [
 BAD_USER_IDS = ["", "../u", "a/b", ".u", "u\n", "x" * 129]
 
 
-@pytest.fixture(
-    params=["local", pytest.param("minio", marks=pytest.mark.e2e)],
-)
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[ObjectStore]:
-    if request.param == "minio":
-        server: MinioServer = request.getfixturevalue("minio_server")
-        settings = server.settings(timeout_s=10)
-    else:
-        settings = StoreSettings(backend="local", local_root=tmp_path / "store", workers=8)
-    opened = open_store(settings)
+@pytest.fixture
+async def store(store_settings: StoreSettings) -> AsyncIterator[ObjectStore]:
+    opened = open_store(store_settings)
     yield opened
     await opened.close()
 

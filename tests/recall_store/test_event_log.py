@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
@@ -12,19 +11,13 @@ from protos.shadowdesk.v1 import ingest_pb2 as pb
 from recall_store import InvalidNameError, ObjectNotFoundError, StoreSettings, open_store
 from recall_store.event_log import EventLog
 from tests.cloud_infer.helpers import NS, FaultyStore, focus, frame, metrics, png
-from tests.support.minio import MinioServer
 
 T0 = 1_760_000_000 * NS
 
 
-@pytest.fixture(params=["local", pytest.param("minio", marks=pytest.mark.e2e)])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[FaultyStore]:
-    if request.param == "minio":
-        server: MinioServer = request.getfixturevalue("minio_server")
-        settings = server.settings(timeout_s=20)
-    else:
-        settings = StoreSettings(backend="local", local_root=tmp_path / "store", workers=4)
-    faulty = FaultyStore(open_store(settings))
+@pytest.fixture
+async def store(store_settings: StoreSettings) -> AsyncIterator[FaultyStore]:
+    faulty = FaultyStore(open_store(store_settings))
     yield faulty
     await faulty.close()
 
