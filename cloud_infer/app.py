@@ -9,24 +9,42 @@ from fastapi import FastAPI
 
 from cloud_infer.api_errors import ErrorResponse, install_error_handlers
 from cloud_infer.config import ServerSettings
+from cloud_infer.privacy.api_router import router as privacy_router
+from cloud_infer.privacy.service import PrivacyService
+from cloud_infer.recall.api_router import router as recall_router
+from cloud_infer.recall.runtime import RecallRuntime
+from cloud_infer.sidebar.api_router import router as sidebar_router
 from cloud_infer.timeline.api_router import router as timeline_router
 from cloud_infer.timeline.service import TimelineService
 from recall_store.event_log import EventLog
 from recall_store.store import ObjectStore
 
 
-def build_app(settings: ServerSettings, store: ObjectStore) -> FastAPI:
-    """The API over ``store``; the caller owns the store and closes it after the app stops."""
+def build_app(
+    settings: ServerSettings,
+    store: ObjectStore,
+    privacy: PrivacyService | None = None,
+    recall: RecallRuntime | None = None,
+) -> FastAPI:
+    """The API over ``store``; the caller owns the store and closes it after the app stops.
+
+    Pass the ``privacy`` service ingest uses, so both share its cache; by default the app has its own.
+    """
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.settings = settings
         app.state.timeline = TimelineService(EventLog(store))
+        app.state.privacy = privacy or PrivacyService(store)
+        app.state.recall = recall  # None: recall is disabled and its routes answer 503
         yield
 
     app = FastAPI(title="Shadowdesk", version="1", lifespan=lifespan)
     install_error_handlers(app)
     app.include_router(timeline_router)
+    app.include_router(privacy_router)
+    app.include_router(recall_router)
+    app.include_router(sidebar_router)
 
     @app.get("/health", responses={503: {"model": ErrorResponse}})
     async def health() -> dict[str, str]:

@@ -21,6 +21,12 @@ from cloud_infer.config import ServerSettings
 from cloud_infer.ingest.protocol import IngestLimits
 from cloud_infer.ingest.service import IngestService
 from cloud_infer.ingest.servicer import SERVICE_NAME, IngestServicer
+from cloud_infer.llm.client import open_llm
+from cloud_infer.llm.config import LLMSettings
+from cloud_infer.privacy.filter import PrivacyFilter
+from cloud_infer.privacy.service import PrivacyService
+from cloud_infer.recall.config import RecallSettings
+from cloud_infer.recall.runtime import open_recall
 from recall_store.config import StoreSettings
 from recall_store.event_log import EventLog
 from recall_store.factory import open_store
@@ -84,16 +90,36 @@ class HttpServer(uvicorn.Server):
 
 
 async def serve(
-    settings: ServerSettings, store_settings: StoreSettings, stop: asyncio.Event | None = None
+    settings: ServerSettings,
+    store_settings: StoreSettings,
+    stop: asyncio.Event | None = None,
+    recall_settings: RecallSettings | None = None,
+    llm_settings: LLMSettings | None = None,
 ) -> None:
     """Run gRPC ingest and the HTTP API until ``stop`` is set (by default: SIGTERM/SIGINT) or either fails."""
+    recall_settings = recall_settings or RecallSettings()
+    llm_settings = llm_settings or LLMSettings()
     store = open_store(store_settings)
+    llm = open_llm(llm_settings)
+    recall = None
     try:
-        service = IngestService(EventLog(store), IngestLimits.from_settings(settings))
+        # One PrivacyService: a PUT through the API is seen by the very next ingested batch.
+        privacy = PrivacyService(store)
+        if recall_settings.enabled:
+            recall = open_recall(
+                recall_settings, store_settings, store, privacy, llm, llm_settings.max_output_tokens
+            )
+            recall.start()
+        service = IngestService(
+            EventLog(store),
+            IngestLimits.from_settings(settings),
+            privacy=PrivacyFilter(privacy),
+            on_commit=recall.pipeline.submit if recall else None,
+        )
         grpc_server, grpc_port = await create_grpc_server(settings, service)
         http = HttpServer(
             uvicorn.Config(
-                build_app(settings, store),
+                build_app(settings, store, privacy, recall),
                 host=settings.http_host,
                 port=settings.http_port,
                 log_config=None,
@@ -131,4 +157,8 @@ async def serve(
         if not stop.is_set():
             raise RuntimeError("a server stopped without being asked to; see the log above")
     finally:
+        if recall is not None:
+            await recall.close()
+        if llm is not None:
+            await llm.close()
         await store.close()

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from opentelemetry import trace
@@ -137,6 +137,92 @@ class EventLog:
                     result.append(LoggedEvent(segment.session_id, event))
         result.sort(key=lambda e: (e.event.time_unix_nano, e.session_id, e.event.seq))
         return result
+
+    async def read_session(
+        self, user_id: str, session_id: str, after_seq: int, before_seq: int
+    ) -> list[pb.Event]:
+        """Events of one session with ``after_seq < seq < before_seq``, in seq order."""
+        keys = await self._store.list_keys(user_id, prefix=validate_key(f"events/{session_id}") + "/")
+        wanted = [
+            s
+            for s in map(_parse_segment, keys)
+            if s is not None and s.last_seq > after_seq and s.first_seq < before_seq
+        ]
+        by_seq: dict[int, pb.Event] = {}
+        for segment in wanted:
+            for event in pb.EventBatch.FromString(await self._store.get(user_id, segment.key)).events:
+                if after_seq < event.seq < before_seq:
+                    by_seq.setdefault(event.seq, event)
+        return [by_seq[seq] for seq in sorted(by_seq)]
+
+    async def oldest_time_ns(self, user_id: str) -> int | None:
+        """Start of the oldest non-empty segment's time range (from names only), or None."""
+        segments = [
+            s for s in map(_parse_segment, await self._store.list_keys(user_id, prefix="events/")) if s
+        ]
+        return min((s.tmin_ms * _NS_PER_MS for s in segments), default=None)
+
+    async def erase_time_range(self, user_id: str, start_ns: int, end_ns: int) -> int:
+        """Delete every event (and its frame) with ``start_ns <= time < end_ns``; return objects deleted."""
+        segments = [
+            s for s in map(_parse_segment, await self._store.list_keys(user_id, prefix="events/")) if s
+        ]
+        return await self._erase(
+            user_id,
+            segments,
+            lambda s: s.tmin_ms * _NS_PER_MS < end_ns and (s.tmax_ms + 1) * _NS_PER_MS > start_ns,
+            lambda e: start_ns <= e.time_unix_nano < end_ns,
+        )
+
+    async def erase_seq_range(
+        self, user_id: str, session_id: str, first_seq: int, stop_seq: int | None
+    ) -> int:
+        """Delete the session's events with ``first_seq <= seq < stop_seq`` (no stop: to the end)."""
+        stop = stop_seq if stop_seq is not None else 2**63
+        keys = await self._store.list_keys(user_id, prefix=validate_key(f"events/{session_id}") + "/")
+        segments = [s for s in map(_parse_segment, keys) if s]
+        return await self._erase(
+            user_id,
+            segments,
+            lambda s: s.last_seq >= first_seq and s.first_seq < stop,
+            lambda e: first_seq <= e.seq < stop,
+        )
+
+    async def _erase(
+        self,
+        user_id: str,
+        segments: list[_Segment],
+        overlaps: Callable[[_Segment], bool],
+        doomed: Callable[[pb.Event], bool],
+    ) -> int:
+        """Rewrite overlapping segments without the doomed events and delete their frames.
+
+        A session's newest segment is kept even when emptied, because its name carries the session's
+        high-water mark: without it a resent batch of erased events would be stored again.
+        """
+        newest: dict[str, tuple[int, str]] = {}
+        for segment in segments:
+            if segment.last_seq > newest.get(segment.session_id, (0, ""))[0]:
+                newest[segment.session_id] = (segment.last_seq, segment.key)
+        deleted = 0
+        for segment in filter(overlaps, segments):
+            batch = pb.EventBatch.FromString(await self._store.get(user_id, segment.key))
+            kept = [e for e in batch.events if not doomed(e)]
+            if len(kept) == len(batch.events):
+                continue
+            frames = [e.frame.stored_key for e in batch.events if doomed(e) and e.frame.stored_key]
+            await self._store.delete(user_id, frames)
+            deleted += len(frames)
+            if kept or newest[segment.session_id][1] == segment.key:
+                rewritten = pb.EventBatch()
+                rewritten.events.extend(kept)
+                await self._store.put(
+                    user_id, segment.key, rewritten.SerializeToString(), SEGMENT_CONTENT_TYPE
+                )
+            else:
+                await self._store.delete(user_id, [segment.key])
+                deleted += 1
+        return deleted
 
     async def frame(self, user_id: str, key: str) -> bytes:
         """The image bytes of a frame key returned in ``ScreenFrame.stored_key``."""

@@ -74,6 +74,12 @@ class LocalObjectStore:
         except OSError as exc:
             raise _unavailable("list", exc) from exc
 
+    async def usage(self, user_id: str) -> int:
+        try:
+            return await self._run("usage", _tree_size, self._root / user_bucket(user_id))
+        except OSError as exc:
+            raise _unavailable("usage", exc) from exc
+
     async def delete(self, user_id: str, keys: Iterable[str]) -> None:
         paths = [self._path(user_id, key) for key in keys]
         if not paths:
@@ -173,6 +179,12 @@ def _list_sorted(base: Path, prefix: str, start_after: str) -> list[str]:
                 keys.append(key)
     # Keys are ASCII, so str order is byte order, the order S3 lists in.
     return sorted(keys)
+
+
+def _tree_size(base: Path) -> int:
+    return sum(
+        (Path(dirpath) / name).stat().st_size for dirpath, _dirs, files in os.walk(base) for name in files
+    )
 
 
 def _delete_durably(paths: list[Path]) -> None:

@@ -76,6 +76,10 @@ class MinioObjectStore:
         validate_prefix(prefix)
         return await self._call("list", lambda: self._list_sync(bucket, prefix, start_after))
 
+    async def usage(self, user_id: str) -> int:
+        bucket = user_bucket(user_id)
+        return await self._call("usage", lambda: self._usage_sync(bucket))
+
     async def delete(self, user_id: str, keys: Iterable[str]) -> None:
         bucket = user_bucket(user_id)
         names = [validate_key(key) for key in keys]
@@ -155,6 +159,14 @@ class MinioObjectStore:
         except S3Error as exc:
             if exc.code == "NoSuchBucket":
                 return []
+            raise
+
+    def _usage_sync(self, bucket: str) -> int:
+        try:
+            return sum(obj.size or 0 for obj in self._client.list_objects(bucket, recursive=True))
+        except S3Error as exc:
+            if exc.code == "NoSuchBucket":
+                return 0
             raise
 
     def _delete_sync(self, bucket: str, keys: list[str]) -> None:

@@ -22,6 +22,9 @@ class ObjectStore(Protocol):
     async def list_keys(self, user_id: str, prefix: str = "", start_after: str = "") -> list[str]:
         """Keys under ``prefix`` in ascending byte order, after ``start_after``; [] for unknown users."""
 
+    async def usage(self, user_id: str) -> int:
+        """Bytes stored in the user's space (every object, also ones not named by valid keys)."""
+
     async def delete(self, user_id: str, keys: Iterable[str]) -> None:
         """Delete the keys; missing ones are ignored."""
 

@@ -13,6 +13,7 @@ from pydantic_core import PydanticUndefined
 from pydantic_settings import BaseSettings
 
 from cloud_infer.config import ServerSettings
+from cloud_infer.llm.config import LLMSettings
 from recall_store.config import StoreSettings
 from session_agent.config import AgentSettings
 from shadowdesk.telemetry import TelemetrySettings
@@ -21,6 +22,7 @@ DOC = Path(__file__).resolve().parents[1] / "docs" / "configuration.md"
 SECTIONS: list[tuple[str, type[BaseSettings]]] = [
     ("Cloud server (`shadowdesk server`)", ServerSettings),
     ("Object store (server side)", StoreSettings),
+    ("LLM (server side)", LLMSettings),
     ("Session agent (`shadowdesk agent`)", AgentSettings),
     ("Telemetry (every process)", TelemetrySettings),
 ]

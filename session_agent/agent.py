@@ -16,6 +16,7 @@ from opentelemetry import metrics, trace
 
 from protos.shadowdesk.v1 import ingest_pb2 as pb
 from session_agent.config import (
+    SENSOR_ACCESSIBILITY,
     SENSOR_APPS,
     SENSOR_FRAMES,
     SENSOR_SYSTEM_METRICS,
@@ -23,7 +24,9 @@ from session_agent.config import (
     AgentSettings,
 )
 from session_agent.errors import AgentError, SensorError, SpoolError
+from session_agent.privacy import PrivacyRules
 from session_agent.sender import Sender
+from session_agent.sensors.accessibility import AccessibilitySensor
 from session_agent.sensors.base import FocusState, Sensor
 from session_agent.sensors.frames import FrameSensor
 from session_agent.sensors.metrics import MetricsSensor
@@ -84,6 +87,7 @@ class Agent:
         self.settings = settings
         self.buffer = EventBuffer()
         self.focus = FocusState()
+        self.privacy = PrivacyRules.from_settings(settings)
         self._tracer = tracer
         self._meter = meter
 
@@ -146,6 +150,7 @@ class Agent:
                     focus=self.focus,
                     emit_focus=SENSOR_WINDOW_FOCUS in settings.sensors,
                     emit_apps=SENSOR_APPS in settings.sensors,
+                    privacy=self.privacy,
                 )
             )
         if SENSOR_FRAMES in settings.sensors:
@@ -159,6 +164,17 @@ class Agent:
                     min_distance=settings.dhash_min_distance,
                     max_bytes=settings.batch_max_bytes,
                     focused_window=lambda: self.focus.window_id,
+                    privacy=self.privacy,
+                )
+            )
+        if SENSOR_ACCESSIBILITY in settings.sensors:
+            sensors.append(
+                AccessibilitySensor(
+                    settings.display,
+                    emit,
+                    interval_s=settings.accessibility_interval_s,
+                    poll_s=settings.window_poll_s,
+                    privacy=self.privacy,
                 )
             )
         if SENSOR_SYSTEM_METRICS in settings.sensors:

@@ -1,8 +1,10 @@
 """Settings of the session agent, read from ``SHADOWDESK_AGENT_*`` environment variables.
 
 Precedence: constructor argument, then environment, then the default below. Every variable is
-``SHADOWDESK_AGENT_`` + the field name in upper case, e.g. ``SHADOWDESK_AGENT_TOKEN``. ``sensors``
-takes a comma-separated list (``window_focus,frames``) or a JSON list. See docs/agent.md.
+``SHADOWDESK_AGENT_`` + the field name in upper case, e.g. ``SHADOWDESK_AGENT_TOKEN``. List settings
+(``sensors``, ``exclude_apps``, ``exclude_title_patterns``, ``private_window_patterns``) take a
+comma-separated list (``window_focus,frames``) or a JSON list (needed for a regular expression with a
+comma). See docs/agent.md.
 """
 
 from __future__ import annotations
@@ -22,10 +24,31 @@ SENSOR_WINDOW_FOCUS = "window_focus"
 SENSOR_APPS = "apps"
 SENSOR_FRAMES = "frames"
 SENSOR_SYSTEM_METRICS = "system_metrics"
-KNOWN_SENSORS = frozenset({SENSOR_WINDOW_FOCUS, SENSOR_APPS, SENSOR_FRAMES, SENSOR_SYSTEM_METRICS})
-X11_SENSORS = frozenset({SENSOR_WINDOW_FOCUS, SENSOR_APPS, SENSOR_FRAMES})
+SENSOR_ACCESSIBILITY = "accessibility"
+KNOWN_SENSORS = frozenset(
+    {SENSOR_WINDOW_FOCUS, SENSOR_APPS, SENSOR_FRAMES, SENSOR_SYSTEM_METRICS, SENSOR_ACCESSIBILITY}
+)
+X11_SENSORS = frozenset({SENSOR_WINDOW_FOCUS, SENSOR_APPS, SENSOR_FRAMES, SENSOR_ACCESSIBILITY})
 MAX_BATCH_BYTES = 2 * 1024 * 1024
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$")
+# Password managers: app ids (WM_CLASS class or instance, lower-cased) never captured by default.
+DEFAULT_EXCLUDED_APPS = ("keepassxc", "keepass2", "1password", "bitwarden", "enpass", "seahorse")
+# Private-browsing window titles of Chromium/Chrome/Edge/Firefox, English and Chinese (simplified and
+# traditional) UIs: e.g. "New Tab - Chromium (Incognito)", "Mozilla Firefox Private Browsing",
+# "[InPrivate] - Microsoft Edge", "Google Chrome (无痕模式)", "Mozilla Firefox 隐私浏览".
+DEFAULT_PRIVATE_WINDOW_PATTERNS = (
+    r"\bincognito\b",
+    r"\bprivate browsing\b",
+    r"\binprivate\b",
+    "无痕",
+    "無痕",
+    "隐身",
+    "隱身",
+    "隐私浏览",
+    "隱私瀏覽",
+    "私密浏览",
+    "私密瀏覽",
+)
 
 
 def _default_version() -> str:
@@ -62,6 +85,9 @@ class AgentSettings(BaseSettings):
     )
     window_poll_s: float = Field(0.5, gt=0, description="longest wait between X event checks")
     metrics_interval_s: float = Field(5.0, ge=0.1, description="seconds between system metric samples")
+    accessibility_interval_s: float = Field(
+        5.0, ge=0.5, description="seconds between accessibility-text walks of a window that stays focused"
+    )
     batch_max_events: int = Field(256, ge=1, description="most events in one EventBatch")
     batch_max_bytes: int = Field(
         1024 * 1024, ge=1024, le=MAX_BATCH_BYTES, description="most serialized event bytes in one batch"
@@ -82,6 +108,17 @@ class AgentSettings(BaseSettings):
         default_factory=lambda: set(KNOWN_SENSORS), description="sensors to run (subset of KNOWN_SENSORS)"
     )
     agent_version: str = Field(default_factory=_default_version, description="reported in Hello")
+    exclude_apps: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: list(DEFAULT_EXCLUDED_APPS),
+        description="app ids (WM_CLASS, case-insensitive) whose windows are private",
+    )
+    exclude_title_patterns: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="case-insensitive regexes; a window whose title matches is private"
+    )
+    private_window_patterns: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: list(DEFAULT_PRIVATE_WINDOW_PATTERNS),
+        description="case-insensitive regexes of private-browsing window titles",
+    )
 
     @field_validator("user_id", "session_id")
     @classmethod
@@ -93,11 +130,26 @@ class AgentSettings(BaseSettings):
     @field_validator("sensors", mode="before")
     @classmethod
     def _split_sensors(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            text = value.strip()
-            if text.startswith("["):
-                return set(json.loads(text))
-            return {part.strip() for part in text.split(",") if part.strip()}
+        return set(_split_list(value)) if isinstance(value, str) else value
+
+    @field_validator("exclude_apps", "exclude_title_patterns", "private_window_patterns", mode="before")
+    @classmethod
+    def _split_lists(cls, value: Any) -> Any:
+        return _split_list(value) if isinstance(value, str) else value
+
+    @field_validator("exclude_apps")
+    @classmethod
+    def _lower_apps(cls, value: list[str]) -> list[str]:
+        return [app.strip().lower() for app in value if app.strip()]
+
+    @field_validator("exclude_title_patterns", "private_window_patterns")
+    @classmethod
+    def _check_patterns(cls, value: list[str]) -> list[str]:
+        for pattern in value:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"invalid regular expression {pattern!r}: {exc}") from exc
         return value
 
     @field_validator("sensors")
@@ -119,3 +171,14 @@ class AgentSettings(BaseSettings):
         if self.sensors & X11_SENSORS and not self.display:
             raise ValueError(f"sensors {sorted(self.sensors & X11_SENSORS)} need an X display (set DISPLAY)")
         return self
+
+
+def _split_list(text: str) -> list[str]:
+    """A JSON list, or else a comma-separated list without empty items."""
+    text = text.strip()
+    if text.startswith("["):
+        items = json.loads(text)
+        if not isinstance(items, list) or not all(isinstance(item, str) for item in items):
+            raise ValueError("must be a JSON list of strings")
+        return items
+    return [part.strip() for part in text.split(",") if part.strip()]

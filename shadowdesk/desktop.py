@@ -14,7 +14,7 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
 
 from Xlib import X
@@ -93,11 +93,12 @@ class VirtualDesktop:
             _kill_group(process)
         self._processes.clear()
 
-    def launch(self, argv: Sequence[str]) -> subprocess.Popen[bytes]:
-        """Start ``argv`` on this desktop in its own process group; stopped with the desktop."""
+    def launch(self, argv: Sequence[str], env: Mapping[str, str] | None = None) -> subprocess.Popen[bytes]:
+        """Start ``argv`` on this desktop (with ``env`` added to its environment) in its own process
+        group; stopped with the desktop."""
         process = subprocess.Popen(
             list(argv),
-            env=self.env,
+            env={**self.env, **(env or {})},
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
@@ -21,11 +21,14 @@ from cloud_infer.auth import TokenClaims
 from cloud_infer.errors import BackendUnavailableError, InvalidMessageError, PermissionDeniedError
 from cloud_infer.ingest.metrics import IngestMetrics
 from cloud_infer.ingest.protocol import IngestLimits, validate_batch, validate_hello
+from cloud_infer.privacy.filter import PrivacyFilter
 from protos.shadowdesk.v1 import ingest_pb2 as pb
 from recall_store.errors import InvalidNameError, StoreError
 from recall_store.event_log import EventLog
 
 tracer = trace.get_tracer(__name__)
+# Called with (user_id, session_id, events) after a batch is durably stored (the recall pipeline).
+CommitHook = Callable[[str, str, Sequence[pb.Event]], Awaitable[None]]
 
 
 @dataclass
@@ -68,7 +71,13 @@ class IngestSession:
                     service.metrics.duplicates.add(duplicates)
                     span.set_attribute("shadowdesk.duplicates", duplicates)
                 if fresh:
-                    await self._append(fresh)
+                    # Redacted events keep their seqs: the stored range and the ack stay the same.
+                    privacy = service.privacy
+                    stored = await privacy.redact(self.user_id, self.session_id, fresh) if privacy else fresh
+                    await self._append(stored)
+                    if service.on_commit is not None:
+                        # Awaited inside the session lock: a busy indexer slows this agent's acks.
+                        await service.on_commit(self.user_id, self.session_id, stored)
                     hwm = self._state.hwm = fresh[-1].seq
                     service.metrics.events.add(len(fresh))
                     service.metrics.bytes.add(batch.ByteSize())
@@ -101,10 +110,14 @@ class IngestService:
         event_log: EventLog,
         limits: IngestLimits,
         clock: Callable[[], int] = time.time_ns,
+        privacy: PrivacyFilter | None = None,
+        on_commit: CommitHook | None = None,
     ) -> None:
         self.event_log = event_log
         self.limits = limits
         self.clock = clock
+        self.privacy = privacy
+        self.on_commit = on_commit
         self.metrics = IngestMetrics()
         self._sessions: dict[tuple[str, str], _SessionState] = {}
 

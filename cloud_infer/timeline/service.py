@@ -55,10 +55,12 @@ def _spans(session_id: str, events: list[LoggedEvent]) -> list[WindowSpan]:
     spans: list[WindowSpan] = []
     for logged in events:
         event = logged.event
+        kind = event.WhichOneof("kind")
+        if kind is None:
+            continue  # redacted by privacy settings: nothing of it may show, not even its time
         at = from_ns(event.time_unix_nano)
         if spans:
             spans[-1].end = max(spans[-1].end, at)
-        kind = event.WhichOneof("kind")
         if kind == "window_focus":
             focus = event.window_focus
             spans.append(

@@ -5,6 +5,11 @@ bit says whether a pixel is brighter than its right neighbour. A frame whose has
 last *sent* frame's in fewer than ``min_distance`` bits is skipped, so slow drifts still add up.
 The screen is grabbed only after the X DAMAGE extension reported a change, so an idle desktop costs
 no grabs at all (without DAMAGE every interval grabs).
+
+Privacy (``session_agent.privacy``): while the focused window is private nothing is grabbed, and
+other visible private windows are blacked out (their whole top-level frame, whether covered by other
+windows or not) before the frame is hashed or encoded. Both are checked on the X server right before
+and right after each grab, so a focus change racing the grab cannot slip through.
 """
 
 from __future__ import annotations
@@ -16,14 +21,16 @@ from collections.abc import Callable
 
 import mss
 from mss.exception import ScreenShotError
-from PIL import Image
+from PIL import Image, ImageDraw
 from Xlib import error as xerror
 from Xlib.display import Display
 from Xlib.ext import damage
 
 from session_agent.errors import SensorError
+from session_agent.privacy import PrivacyRules
 from session_agent.sensors.base import Emit, new_event
 from session_agent.sensors.memory import release_free_memory
+from session_agent.sensors.window import private_view
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +67,7 @@ class FrameSensor:
         min_distance: int,
         max_bytes: int,
         focused_window: Callable[[], int],
+        privacy: PrivacyRules | None = None,
     ) -> None:
         self._display = display
         self._emit = emit
@@ -69,29 +77,27 @@ class FrameSensor:
         self._min_distance = min_distance
         self._max_bytes = max_bytes
         self._focused_window = focused_window
+        self._privacy = privacy or PrivacyRules()
         self._last_hash: int | None = None
         self.ticks = 0
         self.grabs = 0
         self.sent = 0
+        # Screen changes not grabbed, or grabs dropped, because a private window had focus.
+        self.withheld = 0
 
     def run(self, stop: threading.Event) -> None:
         try:
             # XGetImage allocates per grab; XShm would keep a screen-sized segment mapped for good.
             grabber = mss.MSS(display=self._display, backend="xgetimage")
             watch = DamageWatch(self._display)
+            windows = Display(self._display)
         except (ScreenShotError, xerror.DisplayError, xerror.ConnectionClosedError, OSError) as exc:
             raise SensorError(f"cannot grab the screen of display {self._display!r}: {exc}") from exc
         try:
             monitor = grabber.monitors[0]  # the whole virtual screen
             while True:
                 if watch.changed():
-                    try:
-                        shot = grabber.grab(monitor)
-                    except ScreenShotError as exc:
-                        raise SensorError(f"screen grab failed on {self._display!r}: {exc}") from exc
-                    self.grabs += 1
-                    self.consider(Image.frombytes("RGB", shot.size, shot.bgra, "raw", "BGRX"))
-                    del shot
+                    self._grab(grabber, monitor, windows)
                     release_free_memory()
                 self.ticks += 1
                 if stop.wait(self._interval_s):
@@ -99,8 +105,32 @@ class FrameSensor:
         except (xerror.ConnectionClosedError, OSError) as exc:
             raise SensorError(f"lost X display {self._display!r}: {exc}") from exc
         finally:
+            windows.close()
             watch.close()
             grabber.close()
+
+    def _grab(self, grabber: mss.base.MSSBase, monitor: dict[str, int], windows: Display) -> None:
+        before = private_view(windows, self._privacy)
+        if before.focused:
+            self.withheld += 1
+            return
+        try:
+            shot = grabber.grab(monitor)
+        except ScreenShotError as exc:
+            raise SensorError(f"screen grab failed on {self._display!r}: {exc}") from exc
+        self.grabs += 1
+        after = private_view(windows, self._privacy)
+        if after.focused:
+            self.withheld += 1
+            return
+        image = Image.frombytes("RGB", shot.size, shot.bgra, "raw", "BGRX")
+        del shot
+        if boxes := before.boxes | after.boxes:
+            draw = ImageDraw.Draw(image)
+            left, top = monitor["left"], monitor["top"]
+            for x0, y0, x1, y1 in boxes:
+                draw.rectangle((x0 - left, y0 - top, x1 - left - 1, y1 - top - 1), fill=(0, 0, 0))
+        self.consider(image)
 
     def consider(self, image: Image.Image) -> None:
         """Emit ``image`` as a frame unless it is near-identical to the last one sent."""

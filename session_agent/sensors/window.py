@@ -5,6 +5,9 @@ Focus follows ``_NET_ACTIVE_WINDOW`` on the root window; titles follow ``_NET_WM
 All of it is driven by PropertyNotify events, re-checked every ``poll_s`` in case an event was missed
 between reading a property and subscribing to it. It reads window properties only: never keystrokes,
 window contents or input fields. Apps already running when the sensor starts are reported STARTED.
+
+A private window (``session_agent.privacy``) is reported with ``private`` set and without its title
+and WM_CLASS; ``private_view`` tells the frame sensor which parts of the screen are private.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from Xlib.xobject.drawable import Window
 
 from protos.shadowdesk.v1 import ingest_pb2 as pb
 from session_agent.errors import SensorError
+from session_agent.privacy import PrivacyRules
 from session_agent.sensors.base import Emit, FocusState, new_event
 
 logger = logging.getLogger(__name__)
@@ -38,6 +42,16 @@ class WindowInfo:
     wm_class: str
     app_id: str
     pid: int
+    private: bool = False
+
+
+@dataclass(frozen=True)
+class PrivateView:
+    """What of the screen is private right now."""
+
+    focused: bool
+    # (left, top, right, bottom) in root coordinates of every viewable private window.
+    boxes: frozenset[tuple[int, int, int, int]]
 
 
 @dataclass(frozen=True)
@@ -50,9 +64,18 @@ class WindowSensor:
     name = "window"
 
     def __init__(
-        self, display: str, emit: Emit, *, poll_s: float, focus: FocusState, emit_focus: bool, emit_apps: bool
+        self,
+        display: str,
+        emit: Emit,
+        *,
+        poll_s: float,
+        focus: FocusState,
+        emit_focus: bool,
+        emit_apps: bool,
+        privacy: PrivacyRules | None = None,
     ) -> None:
         self._display_name = display
+        self._privacy = privacy or PrivacyRules()
         self._emit = emit
         self._poll_s = poll_s
         self._focus = focus
@@ -109,7 +132,10 @@ class WindowSensor:
         return display.create_resource_object("window", window_id) if window_id else None
 
     def _update_focus(self, display: Display, window: Window | None) -> None:
-        info = self._describe(display, window) if window is not None else None
+        info = describe_window(display, window) if window is not None else None
+        if info is not None and self._privacy.is_private(info.app_id, info.wm_class, info.title):
+            # Withheld here, so a private window's title changes are not even noticed as changes.
+            info = WindowInfo(info.window_id, "", "", info.app_id, info.pid, private=True)
         self._focus.window_id = info.window_id if info is not None else 0
         if info is None or info == self._last_focus:
             return
@@ -122,13 +148,14 @@ class WindowSensor:
         event.window_focus.wm_class = info.wm_class
         event.window_focus.title = info.title
         event.window_focus.pid = info.pid
+        event.window_focus.private = info.private
         self._emit(event)
 
     def _update_apps(self, display: Display, root: Window, clients_atom: int) -> None:
         prop = root.get_full_property(clients_atom, X.AnyPropertyType)
         running: dict[int, str] = {}
         for window_id in prop.value if prop is not None else ():
-            info = self._describe(display, display.create_resource_object("window", int(window_id)))
+            info = describe_window(display, display.create_resource_object("window", int(window_id)))
             if info is not None and info.pid and info.pid not in running:
                 running[info.pid] = info.app_id
         for pid, app_id in running.items():
@@ -146,25 +173,61 @@ class WindowSensor:
         event.app.executable = app.executable
         self._emit(event)
 
-    def _describe(self, display: Display, window: Window) -> WindowInfo | None:
-        """The window's properties, or None when it vanished while being read."""
+
+def describe_window(display: Display, window: Window) -> WindowInfo | None:
+    """The window's properties, or None when it vanished while being read."""
+    try:
+        # Any type: tools differ in the type they give _NET_WM_NAME (UTF8_STRING, STRING).
+        title_prop = window.get_full_property(display.get_atom("_NET_WM_NAME"), X.AnyPropertyType)
+        title = _text(title_prop.value) if title_prop is not None else ""
+        if not title:
+            legacy = window.get_wm_name()
+            title = _text(legacy) if legacy else ""
+        wm_class = window.get_wm_class()
+        pid_prop = window.get_full_property(display.get_atom("_NET_WM_PID"), X.AnyPropertyType)
+    except (xerror.BadWindow, xerror.BadDrawable, xerror.BadValue):
+        return None
+    pid = int(pid_prop.value[0]) if pid_prop is not None and len(pid_prop.value) else 0
+    instance, klass = wm_class if wm_class is not None else ("", "")
+    wm_class_text = f"{instance}.{klass}"[:MAX_NAME_CHARS] if klass else ""
+    return WindowInfo(window.id, title[:MAX_TITLE_CHARS], wm_class_text, klass.lower()[:MAX_NAME_CHARS], pid)
+
+
+def private_view(display: Display, rules: PrivacyRules) -> PrivateView:
+    """Whether the focused window is private, and where the viewable private windows are."""
+    root = display.screen().root
+    active = root.get_full_property(display.get_atom("_NET_ACTIVE_WINDOW"), X.AnyPropertyType)
+    active_id = int(active.value[0]) if active is not None and len(active.value) else 0
+    clients = root.get_full_property(display.get_atom("_NET_CLIENT_LIST"), X.AnyPropertyType)
+    client_ids = {int(window_id) for window_id in clients.value} if clients is not None else set()
+    focused = False
+    boxes: set[tuple[int, int, int, int]] = set()
+    # The active window is checked even when the window manager does not list it as a client.
+    for window_id in client_ids | ({active_id} if active_id else set()):
+        window = display.create_resource_object("window", window_id)
+        info = describe_window(display, window)
+        if info is None or not rules.is_private(info.app_id, info.wm_class, info.title):
+            continue
+        focused = focused or window_id == active_id
         try:
-            # Any type: tools differ in the type they give _NET_WM_NAME (UTF8_STRING, STRING).
-            title_prop = window.get_full_property(display.get_atom("_NET_WM_NAME"), X.AnyPropertyType)
-            title = _text(title_prop.value) if title_prop is not None else ""
-            if not title:
-                legacy = window.get_wm_name()
-                title = _text(legacy) if legacy else ""
-            wm_class = window.get_wm_class()
-            pid_prop = window.get_full_property(display.get_atom("_NET_WM_PID"), X.AnyPropertyType)
+            if window.get_attributes().map_state != X.IsViewable:
+                continue
+            # The window manager's frame around it shows the title too: cover the whole top level.
+            while (parent := window.query_tree().parent) and parent.id != root.id:
+                window = parent
+            geometry = window.get_geometry()
         except (xerror.BadWindow, xerror.BadDrawable, xerror.BadValue):
-            return None
-        pid = int(pid_prop.value[0]) if pid_prop is not None and len(pid_prop.value) else 0
-        instance, klass = wm_class if wm_class is not None else ("", "")
-        wm_class_text = f"{instance}.{klass}"[:MAX_NAME_CHARS] if klass else ""
-        return WindowInfo(
-            window.id, title[:MAX_TITLE_CHARS], wm_class_text, klass.lower()[:MAX_NAME_CHARS], pid
+            continue  # gone: nothing of it is on the screen
+        border = 2 * geometry.border_width
+        boxes.add(
+            (
+                geometry.x,
+                geometry.y,
+                geometry.x + geometry.width + border,
+                geometry.y + geometry.height + border,
+            )
         )
+    return PrivateView(focused, frozenset(boxes))
 
 
 def _text(value: object) -> str:

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!protos/shadowdesk/v1/ingest.proto\x12\rshadowdesk.v1\"i\n\x0c\x41gentMessage\x12%\n\x05hello\x18\x01 \x01(\x0b\x32\x14.shadowdesk.v1.HelloH\x00\x12*\n\x05\x62\x61tch\x18\x02 \x01(\x0b\x32\x19.shadowdesk.v1.EventBatchH\x00\x42\x06\n\x04\x62ody\"k\n\x05Hello\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x15\n\ragent_version\x18\x03 \x01(\t\x12\x14\n\x0c\x63\x61pabilities\x18\x04 \x03(\t\x12\x10\n\x08hostname\x18\x05 \x01(\t\"\xab\x01\n\nEventBatch\x12$\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x14.shadowdesk.v1.Event\x12\x42\n\rtrace_context\x18\x02 \x03(\x0b\x32+.shadowdesk.v1.EventBatch.TraceContextEntry\x1a\x33\n\x11TraceContextEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xa9\x03\n\x05\x45vent\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x16\n\x0etime_unix_nano\x18\x02 \x01(\x06\x12\x32\n\x0cwindow_focus\x18\n \x01(\x0b\x32\x1a.shadowdesk.v1.WindowFocusH\x00\x12*\n\x03\x61pp\x18\x0b \x01(\x0b\x32\x1b.shadowdesk.v1.AppLifecycleH\x00\x12+\n\x05\x66rame\x18\x0c \x01(\x0b\x32\x1a.shadowdesk.v1.ScreenFrameH\x00\x12+\n\x04text\x18\r \x01(\x0b\x32\x1b.shadowdesk.v1.TextSnapshotH\x00\x12\x31\n\tclipboard\x18\x0e \x01(\x0b\x32\x1c.shadowdesk.v1.ClipboardTextH\x00\x12&\n\x03url\x18\x0f \x01(\x0b\x32\x17.shadowdesk.v1.UrlVisitH\x00\x12-\n\x05input\x18\x10 \x01(\x0b\x32\x1c.shadowdesk.v1.InputActivityH\x00\x12/\n\x07metrics\x18\x11 \x01(\x0b\x32\x1c.shadowdesk.v1.SystemMetricsH\x00\x42\x06\n\x04kind\"^\n\x0bWindowFocus\x12\x11\n\twindow_id\x18\x01 \x01(\x04\x12\x0e\n\x06\x61pp_id\x18\x02 \x01(\t\x12\x10\n\x08wm_class\x18\x03 \x01(\t\x12\r\n\x05title\x18\x04 \x01(\t\x12\x0b\n\x03pid\x18\x05 \x01(\r\"\xb0\x01\n\x0c\x41ppLifecycle\x12.\n\x04kind\x18\x01 \x01(\x0e\x32 .shadowdesk.v1.AppLifecycle.Kind\x12\x0e\n\x06\x61pp_id\x18\x02 \x01(\t\x12\x0b\n\x03pid\x18\x03 \x01(\r\x12\x12\n\nexecutable\x18\x04 \x01(\t\"?\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\x10\n\x0cKIND_STARTED\x10\x01\x12\x0f\n\x0bKIND_EXITED\x10\x02\"\x84\x01\n\x0bScreenFrame\x12\r\n\x05image\x18\x01 \x01(\x0c\x12\x11\n\tmime_type\x18\x02 \x01(\t\x12\r\n\x05width\x18\x03 \x01(\r\x12\x0e\n\x06height\x18\x04 \x01(\r\x12\r\n\x05\x64hash\x18\x05 \x01(\x06\x12\x11\n\twindow_id\x18\x06 \x01(\x04\x12\x12\n\nstored_key\x18\x07 \x01(\t\"O\n\x0cTextSnapshot\x12\x11\n\twindow_id\x18\x01 \x01(\x04\x12\x0e\n\x06\x61pp_id\x18\x02 \x01(\t\x12\x0e\n\x06source\x18\x03 \x01(\t\x12\x0c\n\x04text\x18\x04 \x01(\t\"-\n\rClipboardText\x12\x0e\n\x06\x61pp_id\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\"6\n\x08UrlVisit\x12\x0e\n\x06\x61pp_id\x18\x01 \x01(\t\x12\x0b\n\x03url\x18\x02 \x01(\t\x12\r\n\x05title\x18\x03 \x01(\t\"y\n\rInputActivity\x12\x13\n\x0binterval_ms\x18\x01 \x01(\r\x12\x13\n\x0bkey_presses\x18\x02 \x01(\r\x12\x16\n\x0epointer_clicks\x18\x03 \x01(\r\x12\x15\n\rpointer_moves\x18\x04 \x01(\r\x12\x0f\n\x07idle_ms\x18\x05 \x01(\r\"\xdf\x01\n\rSystemMetrics\x12\x13\n\x0b\x63pu_percent\x18\x01 \x01(\x02\x12\x19\n\x11memory_used_bytes\x18\x02 \x01(\x04\x12\x1a\n\x12memory_total_bytes\x18\x03 \x01(\x04\x12\x0f\n\x07load_1m\x18\x04 \x01(\x02\x12\x19\n\x11\x64isk_used_percent\x18\x05 \x01(\x02\x12\x14\n\x0cnet_rx_bytes\x18\x06 \x01(\x04\x12\x14\n\x0cnet_tx_bytes\x18\x07 \x01(\x04\x12\x15\n\rprocess_count\x18\x08 \x01(\r\x12\x13\n\x0bspool_depth\x18\t \x01(\x04\"\x8f\x01\n\x0c\x43loudMessage\x12)\n\x07welcome\x18\x01 \x01(\x0b\x32\x16.shadowdesk.v1.WelcomeH\x00\x12!\n\x03\x61\x63k\x18\x02 \x01(\x0b\x32\x12.shadowdesk.v1.AckH\x00\x12)\n\x07\x63ommand\x18\x03 \x01(\x0b\x32\x16.shadowdesk.v1.CommandH\x00\x42\x06\n\x04\x62ody\"Q\n\x07Welcome\x12\x11\n\tacked_seq\x18\x01 \x01(\x04\x12\x18\n\x10max_batch_events\x18\x02 \x01(\r\x12\x19\n\x11max_message_bytes\x18\x03 \x01(\r\"\x18\n\x03\x41\x63k\x12\x11\n\tacked_seq\x18\x01 \x01(\x04\"v\n\x07\x43ommand\x12\x12\n\ncommand_id\x18\x01 \x01(\t\x12\'\n\x06notice\x18\n \x01(\x0b\x32\x15.shadowdesk.v1.NoticeH\x00\x42\x06\n\x04kindJ\x04\x08\x0b\x10\x0cJ\x04\x08\x0c\x10\rR\rworkflow_stepR\x0bremediation\"%\n\x06Notice\x12\r\n\x05title\x18\x01 \x01(\t\x12\x0c\n\x04\x62ody\x18\x02 \x01(\t2P\n\x06Ingest\x12\x46\n\x06Stream\x12\x1b.shadowdesk.v1.AgentMessage\x1a\x1b.shadowdesk.v1.CloudMessage(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!protos/shadowdesk/v1/ingest.proto\x12\rshadowdesk.v1\"i\n\x0c\x41gentMessage\x12%\n\x05hello\x18\x01 \x01(\x0b\x32\x14.shadowdesk.v1.HelloH\x00\x12*\n\x05\x62\x61tch\x18\x02 \x01(\x0b\x32\x19.shadowdesk.v1.EventBatchH\x00\x42\x06\n\x04\x62ody\"k\n\x05Hello\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x15\n\ragent_version\x18\x03 \x01(\t\x12\x14\n\x0c\x63\x61pabilities\x18\x04 \x03(\t\x12\x10\n\x08hostname\x18\x05 \x01(\t\"\xab\x01\n\nEventBatch\x12$\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x14.shadowdesk.v1.Event\x12\x42\n\rtrace_context\x18\x02 \x03(\x0b\x32+.shadowdesk.v1.EventBatch.TraceContextEntry\x1a\x33\n\x11TraceContextEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xa9\x03\n\x05\x45vent\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x16\n\x0etime_unix_nano\x18\x02 \x01(\x06\x12\x32\n\x0cwindow_focus\x18\n \x01(\x0b\x32\x1a.shadowdesk.v1.WindowFocusH\x00\x12*\n\x03\x61pp\x18\x0b \x01(\x0b\x32\x1b.shadowdesk.v1.AppLifecycleH\x00\x12+\n\x05\x66rame\x18\x0c \x01(\x0b\x32\x1a.shadowdesk.v1.ScreenFrameH\x00\x12+\n\x04text\x18\r \x01(\x0b\x32\x1b.shadowdesk.v1.TextSnapshotH\x00\x12\x31\n\tclipboard\x18\x0e \x01(\x0b\x32\x1c.shadowdesk.v1.ClipboardTextH\x00\x12&\n\x03url\x18\x0f \x01(\x0b\x32\x17.shadowdesk.v1.UrlVisitH\x00\x12-\n\x05input\x18\x10 \x01(\x0b\x32\x1c.shadowdesk.v1.InputActivityH\x00\x12/\n\x07metrics\x18\x11 \x01(\x0b\x32\x1c.shadowdesk.v1.SystemMetricsH\x00\x42\x06\n\x04kind\"o\n\x0bWindowFocus\x12\x11\n\twindow_id\x18\x01 \x01(\x04\x12\x0e\n\x06\x61pp_id\x18\x02 \x01(\t\x12\x10\n\x08wm_class\x18\x03 \x01(\t\x12\r\n\x05title\x18\x04 \x01(\t\x12\x0b\n\x03pid\x18\x05 \x01(\r\x12\x0f\n\x07private\x18\x06 \x01(\x08\"\xb0\x01\n\x0c\x41ppLifecycle\x12.\n\x04kind\x18\x01 \x01(\x0e\x32 .shadowdesk.v1.AppLifecycle.Kind\x12\x0e\n\x06\x61pp_id\x18\x02 \x01(\t\x12\x0b\n\x03pid\x18\x03 \x01(\r\x12\x12\n\nexecutable\x18\x04 \x01(\t\"?\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\x10\n\x0cKIND_STARTED\x10\x01\x12\x0f\n\x0bKIND_EXITED\x10\x02\"\x84\x01\n\x0bScreenFrame\x12\r\n\x05image\x18\x01 \x01(\x0c\x12\x11\n\tmime_type\x18\x02 \x01(\t\x12\r\n\x05width\x18\x03 \x01(\r\x12\x0e\n\x06height\x18\x04 \x01(\r\x12\r\n\x05\x64hash\x18\x05 \x01(\x06\x12\x11\n\twindow_id\x18\x06 \x01(\x04\x12\x12\n\nstored_key\x18\x07 \x01(\t\"O\n\x0cTextSnapshot\x12\x11\n\twindow_id\x18\x01 \x01(\x04\x12\x0e\n\x06\x61pp_id\x18\x02 \x01(\t\x12\x0e\n\x06source\x18\x03 \x01(\t\x12\x0c\n\x04text\x18\x04 \x01(\t\"-\n\rClipboardText\x12\x0e\n\x06\x61pp_id\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\"6\n\x08UrlVisit\x12\x0e\n\x06\x61pp_id\x18\x01 \x01(\t\x12\x0b\n\x03url\x18\x02 \x01(\t\x12\r\n\x05title\x18\x03 \x01(\t\"y\n\rInputActivity\x12\x13\n\x0binterval_ms\x18\x01 \x01(\r\x12\x13\n\x0bkey_presses\x18\x02 \x01(\r\x12\x16\n\x0epointer_clicks\x18\x03 \x01(\r\x12\x15\n\rpointer_moves\x18\x04 \x01(\r\x12\x0f\n\x07idle_ms\x18\x05 \x01(\r\"\xdf\x01\n\rSystemMetrics\x12\x13\n\x0b\x63pu_percent\x18\x01 \x01(\x02\x12\x19\n\x11memory_used_bytes\x18\x02 \x01(\x04\x12\x1a\n\x12memory_total_bytes\x18\x03 \x01(\x04\x12\x0f\n\x07load_1m\x18\x04 \x01(\x02\x12\x19\n\x11\x64isk_used_percent\x18\x05 \x01(\x02\x12\x14\n\x0cnet_rx_bytes\x18\x06 \x01(\x04\x12\x14\n\x0cnet_tx_bytes\x18\x07 \x01(\x04\x12\x15\n\rprocess_count\x18\x08 \x01(\r\x12\x13\n\x0bspool_depth\x18\t \x01(\x04\"\x8f\x01\n\x0c\x43loudMessage\x12)\n\x07welcome\x18\x01 \x01(\x0b\x32\x16.shadowdesk.v1.WelcomeH\x00\x12!\n\x03\x61\x63k\x18\x02 \x01(\x0b\x32\x12.shadowdesk.v1.AckH\x00\x12)\n\x07\x63ommand\x18\x03 \x01(\x0b\x32\x16.shadowdesk.v1.CommandH\x00\x42\x06\n\x04\x62ody\"Q\n\x07Welcome\x12\x11\n\tacked_seq\x18\x01 \x01(\x04\x12\x18\n\x10max_batch_events\x18\x02 \x01(\r\x12\x19\n\x11max_message_bytes\x18\x03 \x01(\r\"\x18\n\x03\x41\x63k\x12\x11\n\tacked_seq\x18\x01 \x01(\x04\"v\n\x07\x43ommand\x12\x12\n\ncommand_id\x18\x01 \x01(\t\x12\'\n\x06notice\x18\n \x01(\x0b\x32\x15.shadowdesk.v1.NoticeH\x00\x42\x06\n\x04kindJ\x04\x08\x0b\x10\x0cJ\x04\x08\x0c\x10\rR\rworkflow_stepR\x0bremediation\"%\n\x06Notice\x12\r\n\x05title\x18\x01 \x01(\t\x12\x0c\n\x04\x62ody\x18\x02 \x01(\t2P\n\x06Ingest\x12\x46\n\x06Stream\x12\x1b.shadowdesk.v1.AgentMessage\x1a\x1b.shadowdesk.v1.CloudMessage(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -44,33 +44,33 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_EVENT']._serialized_start=443
   _globals['_EVENT']._serialized_end=868
   _globals['_WINDOWFOCUS']._serialized_start=870
-  _globals['_WINDOWFOCUS']._serialized_end=964
-  _globals['_APPLIFECYCLE']._serialized_start=967
-  _globals['_APPLIFECYCLE']._serialized_end=1143
-  _globals['_APPLIFECYCLE_KIND']._serialized_start=1080
-  _globals['_APPLIFECYCLE_KIND']._serialized_end=1143
-  _globals['_SCREENFRAME']._serialized_start=1146
-  _globals['_SCREENFRAME']._serialized_end=1278
-  _globals['_TEXTSNAPSHOT']._serialized_start=1280
-  _globals['_TEXTSNAPSHOT']._serialized_end=1359
-  _globals['_CLIPBOARDTEXT']._serialized_start=1361
-  _globals['_CLIPBOARDTEXT']._serialized_end=1406
-  _globals['_URLVISIT']._serialized_start=1408
-  _globals['_URLVISIT']._serialized_end=1462
-  _globals['_INPUTACTIVITY']._serialized_start=1464
-  _globals['_INPUTACTIVITY']._serialized_end=1585
-  _globals['_SYSTEMMETRICS']._serialized_start=1588
-  _globals['_SYSTEMMETRICS']._serialized_end=1811
-  _globals['_CLOUDMESSAGE']._serialized_start=1814
-  _globals['_CLOUDMESSAGE']._serialized_end=1957
-  _globals['_WELCOME']._serialized_start=1959
-  _globals['_WELCOME']._serialized_end=2040
-  _globals['_ACK']._serialized_start=2042
-  _globals['_ACK']._serialized_end=2066
-  _globals['_COMMAND']._serialized_start=2068
-  _globals['_COMMAND']._serialized_end=2186
-  _globals['_NOTICE']._serialized_start=2188
-  _globals['_NOTICE']._serialized_end=2225
-  _globals['_INGEST']._serialized_start=2227
-  _globals['_INGEST']._serialized_end=2307
+  _globals['_WINDOWFOCUS']._serialized_end=981
+  _globals['_APPLIFECYCLE']._serialized_start=984
+  _globals['_APPLIFECYCLE']._serialized_end=1160
+  _globals['_APPLIFECYCLE_KIND']._serialized_start=1097
+  _globals['_APPLIFECYCLE_KIND']._serialized_end=1160
+  _globals['_SCREENFRAME']._serialized_start=1163
+  _globals['_SCREENFRAME']._serialized_end=1295
+  _globals['_TEXTSNAPSHOT']._serialized_start=1297
+  _globals['_TEXTSNAPSHOT']._serialized_end=1376
+  _globals['_CLIPBOARDTEXT']._serialized_start=1378
+  _globals['_CLIPBOARDTEXT']._serialized_end=1423
+  _globals['_URLVISIT']._serialized_start=1425
+  _globals['_URLVISIT']._serialized_end=1479
+  _globals['_INPUTACTIVITY']._serialized_start=1481
+  _globals['_INPUTACTIVITY']._serialized_end=1602
+  _globals['_SYSTEMMETRICS']._serialized_start=1605
+  _globals['_SYSTEMMETRICS']._serialized_end=1828
+  _globals['_CLOUDMESSAGE']._serialized_start=1831
+  _globals['_CLOUDMESSAGE']._serialized_end=1974
+  _globals['_WELCOME']._serialized_start=1976
+  _globals['_WELCOME']._serialized_end=2057
+  _globals['_ACK']._serialized_start=2059
+  _globals['_ACK']._serialized_end=2083
+  _globals['_COMMAND']._serialized_start=2085
+  _globals['_COMMAND']._serialized_end=2203
+  _globals['_NOTICE']._serialized_start=2205
+  _globals['_NOTICE']._serialized_end=2242
+  _globals['_INGEST']._serialized_start=2244
+  _globals['_INGEST']._serialized_end=2324
 # @@protoc_insertion_point(module_scope)

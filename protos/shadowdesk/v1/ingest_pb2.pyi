@@ -181,6 +181,7 @@ class WindowFocus(google.protobuf.message.Message):
     WM_CLASS_FIELD_NUMBER: builtins.int
     TITLE_FIELD_NUMBER: builtins.int
     PID_FIELD_NUMBER: builtins.int
+    PRIVATE_FIELD_NUMBER: builtins.int
     window_id: builtins.int
     app_id: builtins.str
     """Stable application id (WM_CLASS class part, lower-cased), e.g. "xterm", "chromium"."""
@@ -188,6 +189,11 @@ class WindowFocus(google.protobuf.message.Message):
     """Raw WM_CLASS "instance.class"."""
     title: builtins.str
     pid: builtins.int
+    private: builtins.bool
+    """The window is excluded by privacy rules: title, wm_class and content were withheld on the
+    desktop (app_id, window_id and pid are kept). Frames and text of the window are never sent while
+    it has focus; the cloud redacts anything that still claims to come from it.
+    """
     def __init__(
         self,
         *,
@@ -196,8 +202,9 @@ class WindowFocus(google.protobuf.message.Message):
         wm_class: builtins.str = ...,
         title: builtins.str = ...,
         pid: builtins.int = ...,
+        private: builtins.bool = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["app_id", b"app_id", "pid", b"pid", "title", b"title", "window_id", b"window_id", "wm_class", b"wm_class"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["app_id", b"app_id", "pid", b"pid", "private", b"private", "title", b"title", "window_id", b"window_id", "wm_class", b"wm_class"]) -> None: ...
 
 Global___WindowFocus: typing_extensions.TypeAlias = WindowFocus
 

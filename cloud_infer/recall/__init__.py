@@ -1,0 +1,1 @@
+"""Recall search: finding what a user saw on their desktop from a natural-language query."""

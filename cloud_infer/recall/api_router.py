@@ -1,0 +1,182 @@
+"""HTTP and websocket routes of Recall, scoped to the caller's read token."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request, WebSocket, WebSocketDisconnect
+from fastapi.responses import StreamingResponse
+
+from cloud_infer.api_deps import ReadClaims, SettingsDep
+from cloud_infer.api_errors import ErrorResponse
+from cloud_infer.auth import verify_token
+from cloud_infer.errors import AuthError, BackendUnavailableError
+from cloud_infer.recall.export import export_zip
+from cloud_infer.recall.protocol import EraseRequest, EraseResponse, MomentResponse, SearchResponse
+from cloud_infer.recall.runtime import RecallRuntime
+
+logger = logging.getLogger(__name__)
+
+router = APIRouter(
+    prefix="/v1/recall",
+    tags=["recall"],
+    responses={status: {"model": ErrorResponse} for status in (400, 401, 404, 503)},
+)
+_MAX_WS_MESSAGE = 8192
+_WS_POLICY_VIOLATION = 1008
+
+
+def _runtime(app_state: Any) -> RecallRuntime:
+    runtime = getattr(app_state, "recall", None)
+    if runtime is None:
+        raise BackendUnavailableError("recall is disabled on this server")
+    assert isinstance(runtime, RecallRuntime)
+    return runtime
+
+
+@router.get("/search", response_model=SearchResponse)
+async def search(
+    request: Request,
+    claims: ReadClaims,
+    q: Annotated[str, Query(max_length=500, description="Natural-language query, Chinese or English")] = "",
+    app: Annotated[str | None, Query(max_length=128, description="Only this app id")] = None,
+    title: Annotated[str | None, Query(max_length=200, description="Window title contains")] = None,
+    url: Annotated[str | None, Query(max_length=500, description="URL contains")] = None,
+    start: Annotated[datetime | None, Query(description="ISO-8601, inclusive")] = None,
+    end: Annotated[datetime | None, Query(description="ISO-8601, exclusive")] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    tz: Annotated[str | None, Query(max_length=64, description="IANA zone for relative dates")] = None,
+) -> SearchResponse:
+    runtime = _runtime(request.app.state)
+    return await runtime.service.search(
+        claims.user_id, q, tz=tz, start=start, end=end, app=app, title=title, url=url, limit=limit
+    )
+
+
+@router.get("/moments/{moment_id}", response_model=MomentResponse)
+async def get_moment(
+    request: Request, claims: ReadClaims, moment_id: str, q: Annotated[str, Query(max_length=500)] = ""
+) -> MomentResponse:
+    return await _runtime(request.app.state).service.moment(claims.user_id, moment_id, q)
+
+
+@router.delete("/moments/{moment_id}", response_model=EraseResponse)
+async def forget_moment(request: Request, claims: ReadClaims, moment_id: str) -> EraseResponse:
+    return await _runtime(request.app.state).service.forget_moment(claims.user_id, moment_id)
+
+
+@router.post("/erase", response_model=EraseResponse)
+async def erase(request: Request, claims: ReadClaims, body: EraseRequest) -> EraseResponse:
+    service = _runtime(request.app.state).service
+    if body.everything:
+        return await service.erase_everything(claims.user_id)
+    assert body.start is not None and body.end is not None
+    return await service.erase_range(claims.user_id, body.start, body.end)
+
+
+@router.get("/export", response_class=StreamingResponse)
+async def export(request: Request, claims: ReadClaims) -> StreamingResponse:
+    """A zip of the caller's history: events as JSON, frames, moments and settings."""
+    runtime = _runtime(request.app.state)
+    chunks = export_zip(runtime.service, claims.user_id)
+    return StreamingResponse(
+        chunks,
+        media_type="application/zip",
+        headers={"Content-Disposition": 'attachment; filename="shadowdesk-history.zip"'},
+    )
+
+
+@router.websocket("/live")
+async def live(websocket: WebSocket, settings: SettingsDep, token: str = "") -> None:
+    """New moments as they are indexed, and asked questions answered as a stream."""
+    try:
+        claims = verify_token(settings.token_secret.get_secret_value(), token, "read")
+    except AuthError as exc:
+        await websocket.close(code=_WS_POLICY_VIOLATION, reason=str(exc)[:120])
+        return
+    runtime = getattr(websocket.app.state, "recall", None)
+    if not isinstance(runtime, RecallRuntime):
+        await websocket.close(code=_WS_POLICY_VIOLATION, reason="recall is disabled")
+        return
+    await websocket.accept()
+    user_id = claims.user_id
+    updates = runtime.pipeline.subscribe(user_id)
+    answers: dict[str, asyncio.Task[None]] = {}
+    send_lock = asyncio.Lock()
+
+    async def send(message: dict[str, Any]) -> None:
+        async with send_lock:
+            await websocket.send_text(json.dumps(message, ensure_ascii=False, default=str))
+
+    async def push_updates() -> None:
+        while True:
+            rows = await updates.get()
+            moments = {row.moment_id: row for row in rows}
+            hits = [
+                {
+                    "moment_id": r.moment_id,
+                    "time": r.time_ms,
+                    "app_id": r.app_id,
+                    "title": r.title,
+                    "source": r.source,
+                }
+                for r in moments.values()
+            ]
+            await send({"type": "moments", "hits": hits})
+
+    async def answer(ask_id: str, question: str, tz: str | None) -> None:
+        try:
+            result = await runtime.ask.ask(user_id, question, tz)
+            async for delta in result.deltas:
+                await send({"type": "answer.delta", "id": ask_id, "text": delta})
+            citations = [c.model_dump(mode="json") for c in result.citations]
+            await send({"type": "answer.done", "id": ask_id, "citations": citations})
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            logger.info("ask failed: %s", exc)
+            await send({"type": "answer.error", "id": ask_id, "message": str(exc)[:300]})
+
+    pusher = asyncio.create_task(push_updates(), name="recall-live-push")
+    try:
+        while True:
+            raw = await websocket.receive_text()
+            message = _parse(raw)
+            if message is None:
+                await send({"type": "error", "message": "messages are JSON objects with a type, under 8 KiB"})
+                continue
+            ask_id = str(message.get("id", ""))[:64]
+            if message.get("type") == "ask" and isinstance(message.get("question"), str):
+                if ask_id in answers and not answers[ask_id].done():
+                    answers[ask_id].cancel()
+                tz = message.get("tz") if isinstance(message.get("tz"), str) else None
+                answers[ask_id] = asyncio.create_task(answer(ask_id, message["question"][:500], tz))
+            elif message.get("type") == "cancel" and ask_id in answers:
+                answers.pop(ask_id).cancel()
+            else:
+                await send({"type": "error", "message": f"unknown message type {message.get('type')!r}"})
+    except WebSocketDisconnect:
+        pass
+    finally:
+        # A closed sidebar cancels its answers: the generation stops with them.
+        pusher.cancel()
+        for task in answers.values():
+            task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.gather(pusher, *answers.values(), return_exceptions=True)
+        runtime.pipeline.unsubscribe(user_id, updates)
+
+
+def _parse(raw: str) -> dict[str, Any] | None:
+    if len(raw) > _MAX_WS_MESSAGE:
+        return None
+    try:
+        message = json.loads(raw)
+    except json.JSONDecodeError:
+        return None
+    return message if isinstance(message, dict) else None

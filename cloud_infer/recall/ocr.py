@@ -1,0 +1,126 @@
+"""Screen text by OCR (PP-OCRv4 Chinese+English models shipped in rapidocr-onnxruntime), re-reading only
+what changed.
+
+``FrameReader`` keeps the last frame it read per session. A new frame of the same moment is compared
+pixel by pixel: identical frames are skipped; when only a horizontal band changed (typing, a new line,
+a status bar), only that band is OCR'd (full width, so no line is cut) and merged with the previous
+boxes outside it; larger changes are read whole. The angle classifier is off: screen text is upright.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+from PIL import Image
+from rapidocr_onnxruntime import RapidOCR
+
+_PIXEL_CHANGE = 48  # grey-level difference that counts as a change (lossy WebP noise reaches ~40)
+_BAND_MARGIN = 12  # pixels added above and below a changed band
+_MAX_BAND_FRACTION = 0.5  # a band taller than this share of the frame is read whole
+
+
+@dataclass(frozen=True, slots=True)
+class TextBox:
+    """One line of text and its axis-aligned box in frame pixels."""
+
+    text: str
+    score: float
+    x0: int
+    y0: int
+    x1: int
+    y1: int
+
+
+@dataclass(frozen=True, slots=True)
+class FrameText:
+    boxes: tuple[TextBox, ...]
+    # Share of the frame's rows that were OCR'd: 1.0 read whole, 0 < x < 1 a band, 0.0 unchanged.
+    read_fraction: float
+
+    @property
+    def text(self) -> str:
+        return "\n".join(box.text for box in self.boxes)
+
+
+class OcrEngine:
+    """RapidOCR with a fixed thread budget; safe to call from one thread at a time per instance."""
+
+    def __init__(self, threads: int = 1, min_score: float = 0.5) -> None:
+        self._threads = threads
+        self._min_score = min_score
+        self._lock = threading.Lock()
+        self._ocr: RapidOCR | None = None
+
+    def read(self, bgr: NDArray[np.uint8], y_offset: int = 0) -> list[TextBox]:
+        """Text lines of the image in reading order (top to bottom, left to right)."""
+        with self._lock:
+            if self._ocr is None:  # the models load on first use (~0.5 s), not at server start
+                self._ocr = RapidOCR(
+                    intra_op_num_threads=self._threads,
+                    inter_op_num_threads=1,
+                    use_cls=False,
+                    text_score=self._min_score,
+                )
+            result, _ = self._ocr(bgr, use_cls=False)
+        boxes = []
+        for points, text, score in result or []:
+            xs = [int(p[0]) for p in points]
+            ys = [int(p[1]) + y_offset for p in points]
+            if text.strip():
+                boxes.append(TextBox(text.strip(), float(score), min(xs), min(ys), max(xs), max(ys)))
+        return sorted(boxes, key=lambda b: (b.y0 // 8, b.x0))
+
+
+@dataclass
+class _Last:
+    track: str
+    grey: NDArray[np.int16]
+    boxes: tuple[TextBox, ...]
+
+
+class FrameReader:
+    """OCR for the frames of one session, in order; keeps the last frame to skip unchanged parts."""
+
+    def __init__(self, engine: OcrEngine) -> None:
+        self._engine = engine
+        self._last: _Last | None = None
+
+    def read(self, track: str, image: bytes) -> FrameText:
+        """Text of ``image``; ``track`` names what the frame shows (its moment): only frames of the
+        same track reuse each other's text."""
+        rgb = np.asarray(Image.open(io.BytesIO(image)).convert("RGB"))
+        grey = rgb.astype(np.int16).sum(axis=2) // 3
+        bgr = np.ascontiguousarray(rgb[:, :, ::-1])
+        last = self._last
+        if last is not None and last.track == track and last.grey.shape == grey.shape:
+            changed_rows = np.flatnonzero((np.abs(grey - last.grey) > _PIXEL_CHANGE).any(axis=1))
+            if changed_rows.size == 0:
+                return FrameText(last.boxes, 0.0)
+            top, bottom = self._band(
+                int(changed_rows[0]), int(changed_rows[-1]) + 1, last.boxes, grey.shape[0]
+            )
+            if bottom - top <= _MAX_BAND_FRACTION * grey.shape[0]:
+                kept = [b for b in last.boxes if b.y1 <= top or b.y0 >= bottom]
+                fresh = self._engine.read(bgr[top:bottom], y_offset=top)
+                boxes = tuple(sorted([*kept, *fresh], key=lambda b: (b.y0 // 8, b.x0)))
+                self._last = _Last(track, grey, boxes)
+                return FrameText(boxes, (bottom - top) / grey.shape[0])
+        boxes = tuple(self._engine.read(bgr))
+        self._last = _Last(track, grey, boxes)
+        return FrameText(boxes, 1.0)
+
+    @staticmethod
+    def _band(top: int, bottom: int, boxes: tuple[TextBox, ...], height: int) -> tuple[int, int]:
+        """The changed rows widened by a margin and by every old box they touch, so no line is cut."""
+        top, bottom = max(0, top - _BAND_MARGIN), min(height, bottom + _BAND_MARGIN)
+        for box in boxes:  # sorted top to bottom, so one pass widens the band downwards fully
+            if box.y1 > top and box.y0 < bottom:
+                top, bottom = (
+                    min(top, max(0, box.y0 - _BAND_MARGIN)),
+                    max(bottom, min(height, box.y1 + _BAND_MARGIN)),
+                )
+        return top, bottom

@@ -1,0 +1,73 @@
+"""Builds and owns Recall's parts for one server: index, models, pipeline, services, retention job."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from cloud_infer.llm.client import LLMClient
+from cloud_infer.privacy.service import PrivacyService
+from cloud_infer.recall.ask import AskService
+from cloud_infer.recall.config import RecallSettings
+from cloud_infer.recall.embedder import Embedder
+from cloud_infer.recall.index import RecallIndex
+from cloud_infer.recall.ocr import OcrEngine
+from cloud_infer.recall.pipeline import RecallPipeline
+from cloud_infer.recall.retention import RetentionJob
+from cloud_infer.recall.service import RecallService
+from recall_store.config import StoreSettings
+from recall_store.store import ObjectStore
+
+_ASK_EXCERPTS = 4
+
+
+@dataclass
+class RecallRuntime:
+    settings: RecallSettings
+    index: RecallIndex
+    pipeline: RecallPipeline
+    service: RecallService
+    ask: AskService
+    retention: RetentionJob
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    def start(self) -> None:
+        """Start the background jobs (call inside the running event loop)."""
+        self._tasks.append(asyncio.create_task(self.retention.run(), name="recall-retention"))
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.pipeline.close()
+        await self.index.close()
+
+
+def open_recall(
+    settings: RecallSettings,
+    store_settings: StoreSettings,
+    store: ObjectStore,
+    privacy: PrivacyService,
+    llm: LLMClient | None,
+    max_answer_tokens: int,
+    embedder: Embedder | None = None,
+    ocr_engines: Sequence[OcrEngine] | None = None,
+) -> RecallRuntime:
+    """Everything Recall needs; models load lazily on first use, so this returns at once.
+
+    Pass ``embedder`` and ``ocr_engines`` to share already loaded models (tests, benchmarks).
+    """
+    index = RecallIndex(store_settings, settings.max_vector_distance)
+    embedder = embedder or Embedder(settings.embed_model_dir, settings.embed_threads)
+    engines = ocr_engines or [OcrEngine(threads=1) for _ in range(settings.ocr_workers)]
+    pipeline = RecallPipeline(settings, store, index, embedder, engines)
+    service = RecallService(store, index, embedder, pipeline, settings.candidates, settings.timezone)
+    return RecallRuntime(
+        settings=settings,
+        index=index,
+        pipeline=pipeline,
+        service=service,
+        ask=AskService(service, llm, _ASK_EXCERPTS, max_answer_tokens),
+        retention=RetentionJob(service, privacy, pipeline, settings.retention_interval_s),
+    )

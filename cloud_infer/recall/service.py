@@ -1,0 +1,239 @@
+"""Recall logic without transport: search, moments, erasure and export of one user's history.
+
+Search: dates and times in the query become a time filter (``query_dates``), the rest is segmented
+into words for BM25 and, when it has Latin letters (the embedding model's language), embedded for the
+vector side; LanceDB fuses both by reciprocal rank; rows are collapsed to their moment, best first.
+Every call takes the user id from the caller's token, and the index and store are per user, so no
+query can name another user's data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from cloud_infer.errors import InvalidMessageError, NotFoundError
+from cloud_infer.recall.embedder import Embedder
+from cloud_infer.recall.index import Filters, RecallIndex, boxes_from_json
+from cloud_infer.recall.pipeline import RecallPipeline
+from cloud_infer.recall.protocol import (
+    Box,
+    EraseResponse,
+    Fragment,
+    MomentResponse,
+    MomentRow,
+    ParsedQuery,
+    SearchHit,
+    SearchResponse,
+)
+from cloud_infer.recall.query_dates import parse_query
+from cloud_infer.recall.text import highlight, matches_any, query_terms
+from recall_store.event_log import EventLog
+from recall_store.store import ObjectStore
+
+_LATIN_RE = re.compile(r"[A-Za-z]{2,}")
+_MAX_QUERY_CHARS = 500
+_NS_PER_MS = 1_000_000
+
+
+def _time(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, UTC)
+
+
+def _frame_urls(row: dict[str, Any]) -> tuple[str | None, str | None]:
+    if not row["frame_key"]:
+        return None, None
+    url = "/v1/" + row["frame_key"]
+    return url, url + "?thumb=true"
+
+
+def _boxes(row: dict[str, Any], terms: list[str], only_hits: bool) -> list[Box]:
+    boxes = [
+        Box(x0=x0, y0=y0, x1=x1, y1=y1, text=text, hit=bool(terms) and matches_any(text, terms))
+        for x0, y0, x1, y1, text in boxes_from_json(row["boxes"])
+    ]
+    return [b for b in boxes if b.hit] if only_hits else boxes
+
+
+def zone(name: str | None, default: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name or default)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise InvalidMessageError(f"unknown time zone {name!r}") from exc
+
+
+class RecallService:
+    def __init__(
+        self,
+        store: ObjectStore,
+        index: RecallIndex,
+        embedder: Embedder,
+        pipeline: RecallPipeline | None,
+        candidates: int,
+        default_timezone: str,
+    ) -> None:
+        self.store = store
+        self._log = EventLog(store)
+        self.index = index
+        self._embedder = embedder
+        self._pipeline = pipeline
+        self._candidates = candidates
+        self._default_tz = default_timezone
+
+    async def search(
+        self,
+        user_id: str,
+        q: str,
+        *,
+        tz: str | None = None,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        app: str | None = None,
+        title: str | None = None,
+        url: str | None = None,
+        limit: int = 20,
+        now: datetime | None = None,
+    ) -> SearchResponse:
+        started = time.perf_counter()
+        if len(q) > _MAX_QUERY_CHARS:
+            raise InvalidMessageError(f"the query is longer than {_MAX_QUERY_CHARS} characters")
+        local_now = (now or datetime.now(UTC)).astimezone(zone(tz, self._default_tz))
+        parsed = parse_query(q, local_now)
+        terms = query_terms(parsed.text)
+        window_start = max(filter(None, (start, parsed.start)), default=None)
+        window_end = min(filter(None, (end, parsed.end)), default=None)
+        vector = None
+        if _LATIN_RE.search(parsed.text):
+            vector = (await asyncio.to_thread(self._embedder.encode, [parsed.text]))[0]
+        filters = Filters(
+            start_ms=int(window_start.timestamp() * 1000) if window_start else None,
+            end_ms=int(window_end.timestamp() * 1000) if window_end else None,
+            app_id=app,
+            title_contains=title,
+            url_contains=url,
+        )
+        rows = await self.index.search(user_id, " ".join(terms), vector, filters, self._candidates)
+        hits: list[SearchHit] = []
+        seen: set[str] = set()
+        for rank, row in enumerate(rows):
+            if row["moment_id"] in seen:
+                continue
+            seen.add(row["moment_id"])
+            hits.append(self._hit(row, terms, rank))
+            if len(hits) >= limit:
+                break
+        return SearchResponse(
+            query=ParsedQuery(
+                text=parsed.text,
+                terms=terms,
+                start=window_start,
+                end=window_end,
+                phrases=list(parsed.phrases),
+            ),
+            hits=hits,
+            took_ms=(time.perf_counter() - started) * 1000,
+        )
+
+    def _hit(self, row: dict[str, Any], terms: list[str], rank: int) -> SearchHit:
+        text = (
+            row["text"] if matches_any(row["text"], terms) or not terms else f"{row['title']}\n{row['text']}"
+        )
+        frame_url, thumb_url = _frame_urls(row)
+        return SearchHit(
+            moment_id=row["moment_id"],
+            session_id=row["session_id"],
+            time=_time(row["time_ms"]),
+            start=_time(row["start_ms"]),
+            app_id=row["app_id"],
+            title=row["title"],
+            url=row["url"],
+            source=row["source"],
+            snippet=[Fragment(text=f.text, hit=f.hit) for f in highlight(text, terms)],
+            frame_url=frame_url,
+            thumb_url=thumb_url,
+            frame_width=row["frame_w"],
+            frame_height=row["frame_h"],
+            boxes=_boxes(row, terms, only_hits=True),
+            score=float(row.get("_relevance_score", row.get("_score", 0.0)) or 1.0 / (60 + rank)),
+        )
+
+    async def moment(self, user_id: str, moment_id: str, q: str = "") -> MomentResponse:
+        rows = await self.index.rows(user_id, Filters(moment_id=moment_id))
+        if not rows:
+            raise NotFoundError(f"no moment {moment_id!r}")
+        terms = query_terms(q) if q else []
+        first, last = rows[0], rows[-1]
+        return MomentResponse(
+            moment_id=moment_id,
+            session_id=first["session_id"],
+            app_id=first["app_id"],
+            title=first["title"],
+            url=next((r["url"] for r in reversed(rows) if r["url"]), ""),
+            start=_time(first["start_ms"]),
+            end=_time(last["time_ms"]),
+            rows=[
+                MomentRow(
+                    id=r["id"],
+                    time=_time(r["time_ms"]),
+                    source=r["source"],
+                    text=r["text"],
+                    frame_url=_frame_urls(r)[0],
+                    frame_width=r["frame_w"],
+                    frame_height=r["frame_h"],
+                    boxes=_boxes(r, terms, only_hits=False),
+                )
+                for r in rows
+            ],
+        )
+
+    async def forget_moment(self, user_id: str, moment_id: str) -> EraseResponse:
+        """Delete a moment: its events and frames from the log, its rows from the index."""
+        rows = await self.index.rows(user_id, Filters(moment_id=moment_id))
+        if not rows:
+            raise NotFoundError(f"no moment {moment_id!r}")
+        session_id = rows[0]["session_id"]
+        first_seq = int(moment_id.rsplit(".", 1)[1])
+        # The moment runs until the next moment of its session starts (or is still open).
+        later = await self.index.rows(user_id, Filters(session_id=session_id, start_ms=rows[0]["start_ms"]))
+        next_starts = [int(r["moment_id"].rsplit(".", 1)[1]) for r in later if r["moment_id"] != moment_id]
+        next_start = min((s for s in next_starts if s > first_seq), default=None)
+        deleted = await self._log.erase_seq_range(user_id, session_id, first_seq, next_start)
+        await self.index.delete(user_id, Filters(moment_id=moment_id))
+        await self.index.purge(user_id)
+        return EraseResponse(deleted_objects=deleted, deleted_rows=len(rows))
+
+    async def erase_range(self, user_id: str, start: datetime, end: datetime) -> EraseResponse:
+        start_ms, end_ms = int(start.timestamp() * 1000), int(end.timestamp() * 1000)
+        rows = await self.index.rows(user_id, Filters(start_ms=start_ms, end_ms=end_ms))
+        deleted = await self._log.erase_time_range(user_id, start_ms * _NS_PER_MS, end_ms * _NS_PER_MS)
+        await self.index.delete(user_id, Filters(start_ms=start_ms, end_ms=end_ms))
+        await self.index.purge(user_id)
+        return EraseResponse(deleted_objects=deleted, deleted_rows=len(rows))
+
+    async def erase_everything(self, user_id: str) -> EraseResponse:
+        """Delete every object of the user: events, frames, index, recall state, settings."""
+        rows = await self.index.count(user_id)
+        await self.index.drop(user_id)
+        if self._pipeline is not None:
+            await self._pipeline.idle()
+            self._pipeline.reset_user(user_id)
+        keys = await self.store.list_keys(user_id)
+        await self.store.delete(user_id, keys)
+        return EraseResponse(deleted_objects=len(keys), deleted_rows=rows)
+
+    async def usage(self, user_id: str) -> int:
+        return await self.store.usage(user_id)
+
+    async def oldest(self, user_id: str) -> datetime | None:
+        """Time of the user's oldest stored event, or None when there is none."""
+        first_ns = await self._log.oldest_time_ns(user_id)
+        return None if first_ns is None else datetime.fromtimestamp(first_ns / 1e9, UTC)
+
+    async def older_than(self, user_id: str, days: int, now: datetime | None = None) -> EraseResponse:
+        """Retention by age: erase everything before ``now - days``."""
+        cutoff = (now or datetime.now(UTC)) - timedelta(days=days)
+        return await self.erase_range(user_id, datetime(1970, 1, 1, tzinfo=UTC), cutoff)

@@ -1,0 +1,660 @@
+// The Recall sidebar. Everything the API returns (screen text above all) is untrusted: it only ever
+// reaches the page as textContent or attribute values of nodes built here, never as markup.
+
+import { Api, ApiError } from "/sidebar/static/api.js";
+
+const SEARCH_DEBOUNCE_MS = 350;
+const LIVE_REFRESH_MS = 1_000;
+const SEARCH_LIMIT = 30;
+const STATUS_CLEAR_MS = 8_000;
+const TIME_ZONE = Intl.DateTimeFormat().resolvedOptions().timeZone;
+
+const $ = (id) => document.getElementById(id);
+
+// A DOM element with attributes and children (strings become text nodes).
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs)) {
+    if (value === undefined || value === null || value === false) continue;
+    if (key === "class") node.className = value;
+    else if (key === "dataset") Object.assign(node.dataset, value);
+    else node.setAttribute(key, value === true ? "" : String(value));
+  }
+  node.append(...children.filter((c) => c !== undefined && c !== null));
+  return node;
+}
+
+const timeFormat = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit" });
+const dateTimeFormat = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" });
+
+function formatTime(iso) {
+  const date = new Date(iso);
+  const today = new Date().toDateString() === date.toDateString();
+  return today ? timeFormat.format(date) : dateTimeFormat.format(date);
+}
+
+// datetime-local values are wall-clock times in the browser's zone; the API wants instants.
+function toInstant(localValue) {
+  return localValue ? new Date(localValue).toISOString() : "";
+}
+
+function toLocalInput(date) {
+  const pad = (n) => String(n).padStart(2, "0");
+  return (
+    `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())}` +
+    `T${pad(date.getHours())}:${pad(date.getMinutes())}:${pad(date.getSeconds())}`
+  );
+}
+
+// --- status line -------------------------------------------------------------------------------
+
+let statusTimer = 0;
+
+function showStatus(message, kind = "info") {
+  const status = $("status");
+  status.textContent = message;
+  status.dataset.kind = kind;
+  status.hidden = false;
+  clearTimeout(statusTimer);
+  if (kind !== "error") statusTimer = setTimeout(() => (status.hidden = true), STATUS_CLEAR_MS);
+}
+
+function showError(error) {
+  if (error?.name === "AbortError") return;
+  showStatus(error instanceof ApiError ? error.message : `Unexpected error: ${error}`, "error");
+  if (!(error instanceof ApiError)) console.warn(error);
+}
+
+// --- confirmation dialog -----------------------------------------------------------------------
+
+function confirmAction(message, okLabel) {
+  const dialog = $("confirm-dialog");
+  $("confirm-message").textContent = message;
+  $("confirm-ok").textContent = okLabel;
+  return new Promise((resolve) => {
+    const finish = (ok) => {
+      $("confirm-ok").removeEventListener("click", onOk);
+      $("confirm-cancel").removeEventListener("click", onCancel);
+      dialog.removeEventListener("close", onCancel);
+      if (dialog.open) dialog.close();
+      resolve(ok);
+    };
+    const onOk = () => finish(true);
+    const onCancel = () => finish(false);
+    $("confirm-ok").addEventListener("click", onOk);
+    $("confirm-cancel").addEventListener("click", onCancel);
+    dialog.addEventListener("close", onCancel); // Escape
+    dialog.showModal();
+  });
+}
+
+// --- tabs --------------------------------------------------------------------------------------
+
+const TABS = ["search", "ask", "privacy"];
+
+function selectTab(name, focus = false) {
+  for (const tab of TABS) {
+    const selected = tab === name;
+    const button = $(`tab-${tab}`);
+    button.setAttribute("aria-selected", String(selected));
+    button.tabIndex = selected ? 0 : -1;
+    $(`panel-${tab}`).hidden = !selected;
+    if (selected && focus) button.focus();
+  }
+}
+
+function setUpTabs() {
+  for (const tab of TABS) $(`tab-${tab}`).addEventListener("click", () => selectTab(tab));
+  document.querySelector('[role="tablist"]').addEventListener("keydown", (event) => {
+    const current = TABS.findIndex((t) => $(`tab-${t}`).getAttribute("aria-selected") === "true");
+    const step = { ArrowRight: 1, ArrowLeft: -1 }[event.key];
+    if (step === undefined) return;
+    event.preventDefault();
+    selectTab(TABS[(current + step + TABS.length) % TABS.length], true);
+  });
+}
+
+// --- the app -----------------------------------------------------------------------------------
+
+class Sidebar {
+  constructor(api) {
+    this.api = api;
+    this.searchAbort = null;
+    this.searchTimer = 0;
+    this.liveTimer = 0;
+    this.query = "";
+    this.privacy = null;
+    this.moment = null; // the MomentResponse shown, plus the hit it was opened from
+    this.frameRow = null;
+    this.askId = "";
+    this.askCount = 0;
+    this.thumbs = new IntersectionObserver((entries) => this.#loadVisibleThumbs(entries), {
+      rootMargin: "200px",
+    });
+  }
+
+  start() {
+    $("search-form").addEventListener("submit", (event) => {
+      event.preventDefault();
+      this.search();
+    });
+    $("search-input").addEventListener("input", () => {
+      clearTimeout(this.searchTimer);
+      this.searchTimer = setTimeout(() => this.search(), SEARCH_DEBOUNCE_MS);
+    });
+    for (const id of ["filter-app", "filter-title", "filter-url", "filter-start", "filter-end"]) {
+      $(id).addEventListener("change", () => this.search());
+    }
+    $("live-refresh").addEventListener("click", () => this.search());
+    $("moment-back").addEventListener("click", () => this.closeMoment());
+    $("moment-forget").addEventListener("click", () => this.forgetMoment());
+    $("moment-exclude-app").addEventListener("click", () => this.excludeMomentApp());
+    $("ask-form").addEventListener("submit", (event) => {
+      event.preventDefault();
+      this.ask();
+    });
+    $("ask-input").addEventListener("keydown", (event) => {
+      if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) {
+        event.preventDefault();
+        this.ask();
+      }
+    });
+    $("ask-cancel").addEventListener("click", () => this.cancelAsk());
+    $("privacy-pause").addEventListener("change", () => this.setPaused($("privacy-pause").checked));
+    $("privacy-form").addEventListener("submit", (event) => {
+      event.preventDefault();
+      this.savePrivacyLists();
+    });
+    $("erase-form").addEventListener("submit", (event) => {
+      event.preventDefault();
+      this.eraseRange();
+    });
+    $("erase-all").addEventListener("click", () => this.eraseEverything());
+    $("export").addEventListener("click", () => this.exportHistory());
+    document.addEventListener("keydown", (event) => {
+      if (event.key === "Escape" && !$("moment").hidden && !$("confirm-dialog").open) this.closeMoment();
+      const typing = event.target instanceof HTMLInputElement || event.target instanceof HTMLTextAreaElement;
+      if (event.key === "/" && !typing) {
+        event.preventDefault();
+        selectTab("search");
+        $("search-input").focus();
+      }
+    });
+
+    const now = new Date();
+    $("erase-start").value = toLocalInput(new Date(now.getTime() - 3_600_000));
+    $("erase-end").value = toLocalInput(now);
+
+    this.live = this.api.live({
+      onMessage: (message) => this.#onLive(message),
+      onState: (state) => {
+        const badge = $("live-status");
+        badge.textContent = { open: "Live", connecting: "Connecting…", closed: "Offline" }[state];
+        badge.dataset.state = state;
+      },
+    });
+    this.loadPrivacy();
+    this.search();
+  }
+
+  // --- search ----------------------------------------------------------------------------------
+
+  #searchParams() {
+    return {
+      q: $("search-input").value.trim(),
+      app: $("filter-app").value.trim(),
+      title: $("filter-title").value.trim(),
+      url: $("filter-url").value.trim(),
+      start: toInstant($("filter-start").value),
+      end: toInstant($("filter-end").value),
+    };
+  }
+
+  async search() {
+    clearTimeout(this.searchTimer);
+    this.searchAbort?.abort();
+    const params = this.#searchParams();
+    this.query = params.q;
+    $("live-refresh").hidden = true;
+    this.closeMoment();
+    const abort = new AbortController();
+    this.searchAbort = abort;
+    $("results").setAttribute("aria-busy", "true");
+    try {
+      const response = await this.api.search({ ...params, limit: SEARCH_LIMIT, tz: TIME_ZONE }, abort.signal);
+      if (abort.signal.aborted) return;
+      const filtered = Object.values(params).some(Boolean);
+      $("results-heading").textContent = filtered ? "Results" : "Recent moments";
+      this.#showQuery(response.query);
+      this.#showResults(response.hits, filtered);
+    } catch (error) {
+      if (!abort.signal.aborted) showError(error);
+    } finally {
+      if (this.searchAbort === abort) $("results").setAttribute("aria-busy", "false");
+    }
+  }
+
+  #showQuery(parsed) {
+    const info = $("query-info");
+    const parts = [];
+    if (parsed?.phrases?.length) parts.push(`Understood: ${parsed.phrases.join(", ")}`);
+    if (parsed?.start || parsed?.end) {
+      const from = parsed.start ? dateTimeFormat.format(new Date(parsed.start)) : "…";
+      const to = parsed.end ? dateTimeFormat.format(new Date(parsed.end)) : "now";
+      parts.push(`${from} – ${to}`);
+    }
+    info.textContent = parts.join(" · ");
+    info.hidden = parts.length === 0;
+  }
+
+  // With no query or filter the hits are the newest moments: none means nothing is captured yet.
+  #showResults(hits, filtered) {
+    const list = $("results");
+    for (const img of list.querySelectorAll("img")) this.thumbs.unobserve(img);
+    list.replaceChildren(...hits.map((hit) => this.#resultItem(hit)));
+    $("results-intro").hidden = filtered || hits.length > 0;
+    $("results-empty").hidden = !filtered || hits.length > 0;
+  }
+
+  #resultItem(hit) {
+    const snippet = el("p", { class: "snippet", "data-testid": "result-snippet" });
+    for (const fragment of hit.snippet ?? []) {
+      snippet.append(fragment.hit ? el("mark", { "data-testid": "snippet-hit" }, fragment.text) : fragment.text);
+    }
+    const thumb = el("img", {
+      class: "thumb",
+      alt: "",
+      "data-testid": "result-thumb",
+      width: 96,
+      height: 60,
+    });
+    if (hit.thumb_url || hit.frame_url) {
+      thumb.dataset.src = hit.thumb_url || hit.frame_url;
+      this.thumbs.observe(thumb);
+    } else {
+      thumb.classList.add("thumb-none");
+    }
+    const open = el(
+      "button",
+      { type: "button", class: "result-open", "aria-label": `${hit.title || hit.app_id}, ${formatTime(hit.time)}` },
+      thumb,
+      el(
+        "span",
+        { class: "result-text" },
+        el(
+          "span",
+          { class: "result-head" },
+          el("span", { class: "app", "data-testid": "result-app" }, hit.app_id),
+          el("time", { datetime: hit.time, "data-testid": "result-time" }, formatTime(hit.time)),
+        ),
+        el("span", { class: "title", "data-testid": "result-title" }, hit.title || hit.url || "(untitled)"),
+        snippet,
+      ),
+    );
+    open.addEventListener("click", () => this.openMoment(hit));
+    return el("li", { class: "result", "data-testid": "result-item", dataset: { momentId: hit.moment_id } }, open);
+  }
+
+  #loadVisibleThumbs(entries) {
+    for (const entry of entries) {
+      if (!entry.isIntersecting) continue;
+      const img = entry.target;
+      this.thumbs.unobserve(img);
+      this.api.frame(img.dataset.src).then(
+        (url) => {
+          img.src = url;
+        },
+        () => img.classList.add("thumb-none"),
+      );
+    }
+  }
+
+  #onLive(message) {
+    if (message.type === "moments" && Array.isArray(message.hits)) this.#liveMoments(message.hits);
+    else if (message.type?.startsWith("answer.") && message.id === this.askId) this.#onAnswer(message);
+  }
+
+  // The recent list follows new moments by itself; a search or an open moment is not pulled away
+  // from under the user, who is offered a refresh instead.
+  #liveMoments(hits) {
+    if (hits.length === 0) return;
+    if (Object.values(this.#searchParams()).some(Boolean) || !$("moment").hidden) {
+      $("live-refresh").hidden = false;
+      return;
+    }
+    clearTimeout(this.liveTimer);
+    this.liveTimer = setTimeout(() => this.search(), LIVE_REFRESH_MS);
+  }
+
+  // --- moment view -----------------------------------------------------------------------------
+
+  async openMoment(hit) {
+    try {
+      const moment = await this.api.moment(hit.moment_id, this.query);
+      this.moment = { ...moment, hit };
+      this.#renderMoment(moment, hit);
+    } catch (error) {
+      showError(error);
+    }
+  }
+
+  #renderMoment(moment, hit) {
+    $("results-view").hidden = true;
+    $("moment").hidden = false;
+    $("moment-title").textContent = moment.title || moment.app_id;
+    const meta = [moment.app_id, `${formatTime(moment.start)} – ${timeFormat.format(new Date(moment.end))}`];
+    if (moment.url) meta.push(moment.url);
+    $("moment-meta").textContent = meta.join(" · ");
+    const framed = moment.rows.filter((row) => row.frame_url);
+    const first =
+      framed.find((row) => row.frame_url === hit.frame_url) ??
+      framed.find((row) => row.boxes.some((box) => box.hit)) ??
+      framed[0];
+    $("moment-rows").replaceChildren(...moment.rows.map((row) => this.#momentRow(row, row === first)));
+    this.#showFrame(first);
+    $("moment-back").focus();
+  }
+
+  #momentRow(row, selected) {
+    const body = [
+      el(
+        "span",
+        { class: "result-head" },
+        el("span", { class: "app" }, row.source),
+        el("time", { datetime: row.time }, formatTime(row.time)),
+      ),
+      el("span", { class: "row-text" }, row.text),
+    ];
+    if (!row.frame_url) return el("li", { class: "moment-row" }, ...body);
+    const button = el("button", { type: "button", class: "moment-row-open", "aria-pressed": String(selected) }, ...body);
+    button.addEventListener("click", () => {
+      for (const other of $("moment-rows").querySelectorAll("button")) other.setAttribute("aria-pressed", "false");
+      button.setAttribute("aria-pressed", "true");
+      this.#showFrame(row);
+    });
+    return el("li", { class: "moment-row" }, button);
+  }
+
+  async #showFrame(row) {
+    const wrap = $("moment-frame-wrap");
+    const img = $("moment-frame");
+    const boxes = $("moment-boxes");
+    this.frameRow = row;
+    boxes.replaceChildren();
+    img.removeAttribute("src");
+    wrap.hidden = !row;
+    if (!row) return;
+    img.alt = `Screen at ${formatTime(row.time)}`;
+    $("moment-frame-caption").textContent = row.boxes.some((b) => b.hit) ? "Matches are outlined." : "";
+    let url;
+    try {
+      url = await this.api.frame(row.frame_url);
+    } catch (error) {
+      showError(error);
+      return;
+    }
+    if (this.moment === null || this.frameRow !== row) return; // the view moved on meanwhile
+    img.src = url;
+    await img.decode().catch(() => {});
+    // Boxes are placed in percent of the frame, so they follow the image at any sidebar width.
+    const width = row.frame_width || img.naturalWidth;
+    const height = row.frame_height || img.naturalHeight;
+    if (!width || !height) return;
+    for (const box of row.boxes.filter((b) => b.hit)) {
+      const node = el("div", { class: "hit-box", "data-testid": "hit-box", title: box.text });
+      node.style.left = `${(box.x0 / width) * 100}%`;
+      node.style.top = `${(box.y0 / height) * 100}%`;
+      node.style.width = `${((box.x1 - box.x0) / width) * 100}%`;
+      node.style.height = `${((box.y1 - box.y0) / height) * 100}%`;
+      boxes.append(node);
+    }
+  }
+
+  closeMoment() {
+    if ($("moment").hidden) return;
+    this.moment = null;
+    $("moment").hidden = true;
+    $("results-view").hidden = false;
+    $("moment-boxes").replaceChildren();
+    $("moment-frame").removeAttribute("src");
+  }
+
+  async forgetMoment() {
+    const moment = this.moment;
+    if (!moment) return;
+    const ok = await confirmAction(
+      `Forget this moment of ${moment.title || moment.app_id}? Its text and screenshots are deleted for good.`,
+      "Forget",
+    );
+    if (!ok) return;
+    try {
+      const result = await this.api.forgetMoment(moment.moment_id);
+      this.api.forgetFrames();
+      this.closeMoment();
+      showStatus(`Moment forgotten (${result.deleted_rows} text rows, ${result.deleted_objects} files).`);
+      await this.search();
+    } catch (error) {
+      showError(error);
+    }
+  }
+
+  async excludeMomentApp() {
+    const moment = this.moment;
+    if (!moment || !this.privacy) return;
+    const app = moment.app_id.toLowerCase();
+    if (this.privacy.excluded_apps.includes(app)) {
+      showStatus(`${moment.app_id} is already never captured.`);
+      return;
+    }
+    if (await this.#savePrivacy({ ...this.privacy, excluded_apps: [...this.privacy.excluded_apps, app] })) {
+      showStatus(`${moment.app_id} will not be captured from now on. Past moments stay until you erase them.`);
+    }
+  }
+
+  // --- ask -------------------------------------------------------------------------------------
+
+  ask() {
+    const question = $("ask-input").value.trim();
+    if (!question) return;
+    this.cancelAsk();
+    const id = `ask-${Date.now()}-${++this.askCount}`;
+    if (!this.live.send({ type: "ask", id, question, tz: TIME_ZONE })) {
+      showStatus("Not connected to the server; try again in a moment.", "error");
+      return;
+    }
+    this.askId = id;
+    this.answerText = "";
+    $("answer").replaceChildren();
+    $("answer").setAttribute("aria-busy", "true");
+    $("citations").replaceChildren();
+    $("citations-heading").hidden = true;
+    $("ask-cancel").hidden = false;
+    $("ask-submit").disabled = true;
+  }
+
+  cancelAsk() {
+    if (!this.askId) return;
+    this.live.send({ type: "cancel", id: this.askId });
+    this.#endAsk();
+  }
+
+  #endAsk() {
+    this.askId = "";
+    $("answer").setAttribute("aria-busy", "false");
+    $("ask-cancel").hidden = true;
+    $("ask-submit").disabled = false;
+  }
+
+  #onAnswer(message) {
+    if (message.type === "answer.delta") {
+      this.answerText += String(message.text ?? "");
+      $("answer").replaceChildren(...this.#answerNodes(this.answerText, []));
+    } else if (message.type === "answer.done") {
+      const citations = Array.isArray(message.citations) ? message.citations : [];
+      $("answer").replaceChildren(...this.#answerNodes(this.answerText, citations));
+      $("citations").replaceChildren(...citations.map((c) => this.#citationItem(c)));
+      $("citations-heading").hidden = citations.length === 0;
+      this.#endAsk();
+    } else if (message.type === "answer.error") {
+      showStatus(String(message.message ?? "The answer failed."), "error");
+      this.#endAsk();
+    }
+  }
+
+  // The answer as text, with its [n] markers made into links to the cited moments.
+  #answerNodes(text, citations) {
+    const byNumber = new Map(citations.map((c) => [c.n, c]));
+    const nodes = [];
+    let last = 0;
+    for (const match of text.matchAll(/\[(\d+)\]/g)) {
+      const citation = byNumber.get(Number(match[1]));
+      if (!citation) continue;
+      nodes.push(text.slice(last, match.index));
+      const link = el("button", { type: "button", class: "cite", "data-testid": "answer-cite" }, match[0]);
+      link.addEventListener("click", () => this.#openCitation(citation));
+      nodes.push(link);
+      last = match.index + match[0].length;
+    }
+    nodes.push(text.slice(last));
+    return nodes;
+  }
+
+  #citationItem(citation) {
+    const button = el(
+      "button",
+      { type: "button", class: "link" },
+      `[${citation.n}] ${citation.title || citation.app_id} · ${formatTime(citation.time)}`,
+    );
+    button.addEventListener("click", () => this.#openCitation(citation));
+    return el("li", { "data-testid": "citation", dataset: { momentId: citation.moment_id } }, button);
+  }
+
+  #openCitation(citation) {
+    selectTab("search");
+    this.openMoment({ ...citation, snippet: [], boxes: [] });
+  }
+
+  // --- privacy ---------------------------------------------------------------------------------
+
+  async loadPrivacy() {
+    try {
+      this.#showPrivacy(await this.api.privacy());
+    } catch (error) {
+      showError(error);
+    }
+  }
+
+  #showPrivacy(settings) {
+    this.privacy = settings;
+    $("privacy-pause").checked = settings.paused;
+    $("paused-badge").hidden = !settings.paused;
+    $("privacy-apps").value = settings.excluded_apps.join("\n");
+    $("privacy-titles").value = settings.excluded_title_patterns.join("\n");
+    $("privacy-retention").value = settings.retention_days ?? "";
+  }
+
+  async #savePrivacy(settings) {
+    try {
+      this.#showPrivacy(await this.api.savePrivacy(settings));
+      return true;
+    } catch (error) {
+      showError(error);
+      if (this.privacy) this.#showPrivacy(this.privacy); // back to what the server holds
+      return false;
+    }
+  }
+
+  async setPaused(paused) {
+    if (!this.privacy) return;
+    if (await this.#savePrivacy({ ...this.privacy, paused })) {
+      showStatus(paused ? "Capture paused." : "Capture resumed.");
+    }
+  }
+
+  async savePrivacyLists() {
+    if (!this.privacy) return;
+    const lines = (id) =>
+      $(id)
+        .value.split("\n")
+        .map((line) => line.trim())
+        .filter(Boolean);
+    const days = $("privacy-retention").value.trim();
+    const saved = await this.#savePrivacy({
+      ...this.privacy,
+      excluded_apps: lines("privacy-apps"),
+      excluded_title_patterns: lines("privacy-titles"),
+      retention_days: days ? Number(days) : null,
+    });
+    if (saved) showStatus("Privacy settings saved.");
+  }
+
+  // --- erase and export ------------------------------------------------------------------------
+
+  async eraseRange() {
+    const start = $("erase-start").value;
+    const end = $("erase-end").value;
+    if (!start || !end || new Date(start) >= new Date(end)) {
+      showStatus("Choose a start before the end.", "error");
+      return;
+    }
+    const range = `${dateTimeFormat.format(new Date(start))} – ${dateTimeFormat.format(new Date(end))}`;
+    const ok = await confirmAction(`Erase everything captured from ${range}? This cannot be undone.`, "Erase");
+    if (ok) await this.#erase({ start: toInstant(start), end: toInstant(end) });
+  }
+
+  async eraseEverything() {
+    const ok = await confirmAction(
+      "Erase your entire history: every moment, screenshot and index? This cannot be undone.",
+      "Erase everything",
+    );
+    if (ok) await this.#erase({ everything: true });
+  }
+
+  async #erase(body) {
+    try {
+      const result = await this.api.erase(body);
+      this.api.forgetFrames();
+      showStatus(`Erased ${result.deleted_rows} text rows and ${result.deleted_objects} files.`);
+      this.closeMoment();
+      await this.search();
+    } catch (error) {
+      showError(error);
+    }
+  }
+
+  async exportHistory() {
+    const button = $("export");
+    button.disabled = true;
+    showStatus("Preparing your export…");
+    try {
+      const { blob, filename } = await this.api.exportHistory();
+      const url = URL.createObjectURL(blob);
+      const link = el("a", { href: url, download: filename, hidden: true });
+      document.body.append(link);
+      link.click();
+      link.remove();
+      // Revoke later: the download may still be reading the blob.
+      setTimeout(() => URL.revokeObjectURL(url), 60_000);
+      showStatus(`Export saved as ${filename}.`);
+    } catch (error) {
+      showError(error);
+    } finally {
+      button.disabled = false;
+    }
+  }
+}
+
+function main() {
+  setUpTabs();
+  // The token rides in the fragment (never sent to a server); keep it in memory and drop it from the URL.
+  const token = new URLSearchParams(location.hash.slice(1)).get("token");
+  history.replaceState(null, "", location.pathname + location.search);
+  if (!token) {
+    showStatus("No access token: open the sidebar from the Shadowdesk client.", "error");
+    for (const control of document.querySelectorAll("input, textarea, button")) control.disabled = true;
+    return;
+  }
+  new Sidebar(new Api(token)).start();
+}
+
+main();

@@ -1,0 +1,160 @@
+"""The recall pipeline and search on each real store backend, with the real OCR and embedding models."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+from minio import Minio
+
+from cloud_infer.recall.runtime import RecallRuntime
+from protos.shadowdesk.v1 import ingest_pb2 as pb
+from recall_store.config import StoreSettings
+from recall_store.event_log import EventLog
+from recall_store.naming import user_bucket
+from tests.cloud_infer.recall.conftest import screen
+
+SESSION = "desk-1"
+NS_PER_S = 1_000_000_000
+INVOICE = ["Invoice INV-2041 from Acme Corp", "Total due 1,280.00 USD", "Due date 2026-12-01"]
+KAFKA = ["Kafka broker settings", "log retention hours 168", "segment bytes 1073741824"]
+CHINESE = ["差旅报销单", "报销金额 356 元", "审批人 王经理"]
+
+
+@pytest.fixture
+def alice() -> str:
+    """A fresh user id per test: the MinIO server is shared by the whole test session."""
+    return f"alice-{uuid.uuid4().hex[:8]}"
+
+
+def focus(seq: int, t: int, window_id: int, app_id: str, title: str) -> pb.Event:
+    return pb.Event(
+        seq=seq,
+        time_unix_nano=t,
+        window_focus=pb.WindowFocus(window_id=window_id, app_id=app_id, wm_class=app_id, title=title),
+    )
+
+
+def frame(seq: int, t: int, window_id: int, image: bytes) -> pb.Event:
+    return pb.Event(
+        seq=seq,
+        time_unix_nano=t,
+        frame=pb.ScreenFrame(
+            image=image, mime_type="image/webp", width=1024, height=640, dhash=seq, window_id=window_id
+        ),
+    )
+
+
+def day(start_ns: int) -> list[pb.Event]:
+    t = start_ns
+    return [
+        focus(1, t, 11, "chromium", "Invoice INV-2041 - Chromium"),
+        frame(2, t + 1 * NS_PER_S, 11, screen(INVOICE)),
+        frame(3, t + 2 * NS_PER_S, 11, screen(INVOICE)),  # unchanged: skipped
+        focus(4, t + 60 * NS_PER_S, 12, "xterm", "kafka-configs"),
+        frame(5, t + 61 * NS_PER_S, 12, screen(KAFKA)),
+        focus(6, t + 120 * NS_PER_S, 13, "mousepad", "报销.txt - Mousepad"),
+        frame(7, t + 121 * NS_PER_S, 13, screen(CHINESE)),
+    ]
+
+
+async def ingest(runtime: RecallRuntime, user: str, events: list[pb.Event]) -> None:
+    """What ingest does: store the batch, then hand it to the pipeline."""
+    await EventLog(runtime.service.store).append(user, SESSION, events)
+    await runtime.pipeline.submit(user, SESSION, events)
+    await runtime.pipeline.idle()
+
+
+async def test_search_finds_the_right_moment_in_english_and_chinese(
+    recall: RecallRuntime, alice: str
+) -> None:
+    start = time.time_ns() - 3600 * NS_PER_S
+    await ingest(recall, alice, day(start))
+
+    invoice = await recall.service.search(alice, "invoice total due")
+    assert invoice.hits[0].app_id == "chromium"
+    assert invoice.hits[0].moment_id == f"{SESSION}.1"
+    assert any(f.hit for f in invoice.hits[0].snippet)
+    assert invoice.hits[0].frame_url == f"/v1/frames/{SESSION}/000000000002.webp"
+    assert invoice.hits[0].boxes and all(b.hit for b in invoice.hits[0].boxes)
+
+    kafka = await recall.service.search(alice, "kafka retention")
+    assert kafka.hits[0].moment_id == f"{SESSION}.4"
+
+    chinese = await recall.service.search(alice, "报销金额是多少")
+    assert chinese.hits[0].moment_id == f"{SESSION}.6"
+    assert "报销" in "".join(f.text for f in chinese.hits[0].snippet if f.hit)
+
+    only_xterm = await recall.service.search(alice, "invoice", app="xterm")
+    assert all(hit.app_id == "xterm" for hit in only_xterm.hits)
+
+    assert recall.pipeline.stats.frames == 4
+    assert recall.pipeline.stats.frames_unchanged == 1
+
+
+async def test_users_never_see_each_other(recall: RecallRuntime, alice: str) -> None:
+    await ingest(recall, alice, day(time.time_ns() - 3600 * NS_PER_S))
+    assert (await recall.service.search(f"bob-{alice}", "invoice")).hits == []
+    assert (await recall.service.search(alice, "invoice")).hits
+
+
+async def test_relative_dates_filter_by_time(recall: RecallRuntime, alice: str) -> None:
+    two_days_ago = time.time_ns() - 2 * 86400 * NS_PER_S
+    await ingest(recall, alice, day(two_days_ago))
+    assert (await recall.service.search(alice, "invoice today", tz="UTC")).hits == []
+    assert (await recall.service.search(alice, "invoice in the last 3 days", tz="UTC")).hits
+
+
+async def test_erasure_removes_events_frames_and_index_rows(recall: RecallRuntime, alice: str) -> None:
+    store = recall.service.store
+    start = time.time_ns() - 3600 * NS_PER_S
+    await ingest(recall, alice, day(start))
+
+    forgotten = await recall.service.forget_moment(alice, f"{SESSION}.1")
+    assert forgotten.deleted_rows >= 2
+    hits = (await recall.service.search(alice, "invoice INV-2041")).hits
+    assert all(hit.moment_id != f"{SESSION}.1" for hit in hits)
+    frames = await store.list_keys(alice, prefix="frames/")
+    assert f"frames/{SESSION}/000000000002.webp" not in frames
+    assert f"frames/{SESSION}/000000000005.webp" in frames
+
+    everything = await recall.service.erase_everything(alice)
+    assert everything.deleted_objects > 0
+    assert await store.usage(alice) == 0
+    assert (await recall.service.search(alice, "kafka")).hits == []
+
+
+def utc(ns: int) -> datetime:
+    return datetime.fromtimestamp(ns / NS_PER_S, UTC)
+
+
+def space_objects(settings: StoreSettings, user: str) -> dict[str, bytes]:
+    """Every object of the user's space read past the store interface (index files included)."""
+    bucket = user_bucket(user)
+    if settings.backend == "local":
+        root = settings.local_root / bucket
+        return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+    client = Minio(
+        settings.minio_endpoint,
+        access_key=settings.minio_access_key,
+        secret_key=settings.minio_secret_key.get_secret_value(),
+        secure=False,
+    )
+    names = [o.object_name for o in client.list_objects(bucket, recursive=True) if o.object_name]
+    return {name: client.get_object(bucket, name).read() for name in names}
+
+
+async def test_erased_text_survives_nowhere_in_the_users_space(
+    recall: RecallRuntime, store_settings: StoreSettings, alice: str
+) -> None:
+    start = time.time_ns() - 3600 * NS_PER_S
+    await ingest(recall, alice, day(start))
+    await recall.service.erase_range(alice, utc(start + 50 * NS_PER_S), utc(start + 90 * NS_PER_S))
+    assert (await recall.service.search(alice, "kafka retention")).hits == []
+    assert (await recall.service.search(alice, "invoice")).hits
+    objects = space_objects(store_settings, alice)
+    assert any(name.startswith("index/") for name in objects)
+    for name, data in objects.items():
+        assert b"Kafka" not in data and b"kafka" not in data and b"broker" not in data, name

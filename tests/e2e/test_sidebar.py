@@ -1,0 +1,354 @@
+"""The Recall sidebar in a real headless Chromium, against the real server fed through real gRPC ingest.
+
+Frames are rendered with PIL (English and Chinese text), sent as an agent would, OCR'd and indexed by
+the server's recall pipeline; the browser then searches, opens moments, asks, pauses capture and erases
+through the page, as a user would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import re
+import threading
+import time
+import zipfile
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import httpx
+import pytest
+from PIL import Image, ImageDraw, ImageFont
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from cloud_infer.auth import issue_token
+from protos.shadowdesk.v1 import ingest_pb2 as pb
+from tests.cloud_infer.helpers import AgentStream, focus
+from tests.support.chromium import chromium_argv
+from tests.support.processes import TOKEN_SECRET, ServerProcess, wait_until
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+NS = 1_000_000_000
+FONT = "/usr/share/fonts/truetype/wqy/wqy-microhei.ttc"
+BROWSER_ZONE = "Asia/Shanghai"
+INVOICE_TITLE = "invoice-2041.txt - Mousepad"
+CLAIM_TITLE = "差旅报销 - Chromium"
+UI_TIMEOUT_MS = 20_000
+_BLOB = re.compile(r"^blob:")
+
+
+def text_frame(lines: list[str], width: int = 1000, height: int = 240) -> bytes:
+    """A PNG of dark text on white, large enough for OCR to read reliably."""
+    image = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(image)
+    font = ImageFont.truetype(FONT, 44)
+    for n, line in enumerate(lines):
+        draw.text((40, 40 + n * 90), line, fill=(20, 20, 20), font=font)
+    out = io.BytesIO()
+    image.save(out, format="PNG")
+    return out.getvalue()
+
+
+def frame_event(seq: int, t_ns: int, image: bytes, window_id: int) -> pb.Event:
+    width, height = Image.open(io.BytesIO(image)).size
+    return pb.Event(
+        seq=seq,
+        time_unix_nano=t_ns,
+        frame=pb.ScreenFrame(
+            image=image, mime_type="image/png", width=width, height=height, dhash=seq, window_id=window_id
+        ),
+    )
+
+
+def ingest(server: ServerProcess, user: str, session: str, events: list[pb.Event]) -> None:
+    """Send ``events`` as one agent batch; runs in its own thread, away from Playwright's event loop."""
+
+    async def send() -> None:
+        token = issue_token(TOKEN_SECRET, user, "ingest", session_id=session, ttl_s=600)
+        agent = AgentStream(server.grpc_address, token)
+        try:
+            await agent.open(user, session)
+            assert await agent.ack(events) == events[-1].seq
+        finally:
+            await agent.close()
+
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            asyncio.run(send())
+        except BaseException as exc:
+            failure.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join(30)
+    assert not thread.is_alive(), "ingest did not finish within 30 s"
+    if failure:
+        raise failure[0]
+
+
+def read_token(user: str) -> str:
+    return issue_token(TOKEN_SECRET, user, "read", ttl_s=600)
+
+
+def api_get(server: ServerProcess, user: str, path: str, **params: str) -> Any:
+    reply = httpx.get(
+        server.http_url + path,
+        params=params,
+        headers={"Authorization": f"Bearer {read_token(user)}"},
+        # The first search loads the embedding model.
+        timeout=60,
+    )
+    assert reply.status_code == 200, reply.text
+    return reply.json()
+
+
+def search_hits(server: ServerProcess, user: str, q: str) -> list[dict[str, Any]]:
+    hits: list[dict[str, Any]] = api_get(server, user, "/v1/recall/search", q=q)["hits"]
+    return hits
+
+
+def local_input(moment: datetime) -> str:
+    """The value a datetime-local input shows for ``moment`` in the browser's zone."""
+    return moment.astimezone(ZoneInfo(BROWSER_ZONE)).strftime("%Y-%m-%dT%H:%M:%S")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    root = tmp_path_factory.mktemp("sidebar")
+    store = {"SHADOWDESK_STORE_BACKEND": "local", "SHADOWDESK_STORE_LOCAL_ROOT": str(root / "store")}
+    process = ServerProcess(store, root / "server.log", llm_threads="4", llm_max_output_tokens="48")
+    process.start()
+    yield process
+    process.terminate()
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browser]:
+    # The test Chromium's own flags, less the profile: Playwright gives each launch a fresh one.
+    argv = chromium_argv("about:blank", tmp_path_factory.mktemp("profile"))
+    flags = [arg for arg in argv[1:-1] if not arg.startswith("--user-data-dir=")]
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=argv[0], args=flags, headless=True)
+        yield launched
+        launched.close()
+
+
+class Sidebar:
+    """One sidebar tab, recording every console error and uncaught exception of the page."""
+
+    def __init__(self, page: Page, server: ServerProcess) -> None:
+        self.page = page
+        self.server = server
+        self.errors: list[str] = []
+        page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: self.errors.append(str(e)))
+
+    def open(self, user: str) -> None:
+        # From about:blank, so that going to the same page with a new fragment loads it afresh.
+        self.page.goto("about:blank")
+        self.page.goto(f"{self.server.http_url}/sidebar#token={read_token(user)}")
+        expect(self.page.get_by_test_id("live-status")).to_have_text("Live", timeout=UI_TIMEOUT_MS)
+
+    def search(self, query: str) -> None:
+        self.page.get_by_role("tab", name="Search").click()
+        self.page.get_by_test_id("search-input").fill(query)
+        self.page.get_by_test_id("search-input").press("Enter")
+
+    def items(self) -> Any:
+        return self.page.get_by_test_id("result-item")
+
+    def tab(self, name: str) -> None:
+        self.page.get_by_role("tab", name=name).click()
+
+
+@pytest.fixture
+def sidebar(browser: Browser, server: ServerProcess) -> Iterator[Sidebar]:
+    context = browser.new_context(
+        viewport={"width": 380, "height": 900}, timezone_id=BROWSER_ZONE, locale="en-US"
+    )
+    try:
+        yield Sidebar(context.new_page(), server)
+    finally:
+        context.close()
+
+
+def test_search_open_ask_and_erase_through_the_page(
+    sidebar: Sidebar, server: ServerProcess, tmp_path: Path
+) -> None:
+    user, session = "sidebar-alice", "alice-desk"
+    page = sidebar.page
+    sidebar.open(user)
+    # The token left the address bar as soon as the page read it.
+    assert "token" not in page.url
+    expect(page.get_by_test_id("results-intro")).to_be_visible()
+
+    t0 = time.time_ns() - 120 * NS
+    invoice = text_frame(["Invoice INV-2041 total 1,280.00 USD", "ACME Trading Ltd"])
+    claim = text_frame(["报销单 金额 356 元", "差旅 上海"])
+    ingest(
+        server,
+        user,
+        session,
+        [
+            focus(1, t0, "mousepad", INVOICE_TITLE, window_id=11),
+            frame_event(2, t0 + NS, invoice, window_id=11),
+            focus(3, t0 + 3 * NS, "chromium", CLAIM_TITLE, window_id=12),
+            frame_event(4, t0 + 4 * NS, claim, window_id=12),
+        ],
+    )
+    wait_until(lambda: search_hits(server, user, "INV-2041"), 60, "the invoice frame indexed")
+    wait_until(lambda: search_hits(server, user, "报销单"), 60, "the expense claim frame indexed")
+
+    # Live: with nothing searched, the recent list picks the new moments up by itself.
+    expect(sidebar.items()).to_have_count(2, timeout=UI_TIMEOUT_MS)
+    expect(page.get_by_test_id("results-intro")).to_be_hidden()
+
+    sidebar.search("INV-2041")
+    invoice_item = sidebar.items().first
+    expect(invoice_item.get_by_test_id("result-title")).to_have_text(INVOICE_TITLE, timeout=UI_TIMEOUT_MS)
+    expect(invoice_item.get_by_test_id("result-app")).to_have_text("mousepad")
+    expect(invoice_item.get_by_test_id("result-time")).not_to_be_empty()
+    marks = invoice_item.get_by_test_id("snippet-hit")
+    expect(marks.first).to_be_visible()
+    assert any("2041" in m or "inv" in m.lower() for m in marks.all_text_contents()), (
+        marks.all_text_contents()
+    )
+    thumb = invoice_item.get_by_test_id("result-thumb")
+    expect(thumb).to_have_attribute("src", _BLOB, timeout=UI_TIMEOUT_MS)
+    page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=thumb.element_handle())
+    invoice_moment = invoice_item.get_attribute("data-moment-id")
+
+    invoice_item.get_by_role("button").click()
+    moment = page.get_by_test_id("moment-view")
+    expect(moment).to_be_visible()
+    expect(page.get_by_test_id("moment-title")).to_have_text(INVOICE_TITLE)
+    expect(page.get_by_test_id("results")).to_be_hidden()
+    frame = page.get_by_test_id("moment-frame")
+    expect(frame).to_have_attribute("src", _BLOB, timeout=UI_TIMEOUT_MS)
+    assert frame.evaluate("img => img.naturalWidth") == 1000
+    boxes = page.get_by_test_id("hit-box")
+    expect(boxes.first).to_be_visible(timeout=UI_TIMEOUT_MS)
+    # The boxes lie on the frame as shown: inside the image, in its top half (where the invoice line is).
+    image_box, hit_box = frame.bounding_box(), boxes.first.bounding_box()
+    assert image_box is not None and hit_box is not None
+    assert (
+        image_box["x"] <= hit_box["x"]
+        and hit_box["x"] + hit_box["width"] <= image_box["x"] + image_box["width"] + 1
+    )
+    assert image_box["y"] <= hit_box["y"] < image_box["y"] + image_box["height"] / 2
+    page.screenshot(path=str(tmp_path / "sidebar-moment.png"), full_page=True)
+    page.keyboard.press("Escape")
+    expect(moment).to_be_hidden()
+
+    sidebar.search("报销单")
+    claim_item = sidebar.items().first
+    expect(claim_item.get_by_test_id("result-title")).to_have_text(CLAIM_TITLE, timeout=UI_TIMEOUT_MS)
+    expect(claim_item.get_by_test_id("result-snippet")).to_contain_text("356")
+    assert any("报销" in m for m in claim_item.get_by_test_id("snippet-hit").all_text_contents())
+
+    # Ask: a streamed answer, with its sources linking back to the moments it was given.
+    sidebar.tab("Ask")
+    page.get_by_test_id("ask-input").fill("What was the total of invoice INV-2041?")
+    page.get_by_test_id("ask-submit").click()
+    citations = page.get_by_test_id("citation")
+    expect(citations.first).to_be_visible(timeout=60_000)
+    expect(page.get_by_test_id("answer")).not_to_be_empty()
+    expect(page.get_by_test_id("answer")).to_have_attribute("aria-busy", "false")
+    assert invoice_moment in [c.get_attribute("data-moment-id") for c in citations.all()]
+
+    # Export: the zip arrives as a download, with the frames in it.
+    sidebar.tab("Privacy")
+    with page.expect_download(timeout=60_000) as download_info:
+        page.get_by_test_id("export").click()
+    download = download_info.value
+    assert download.suggested_filename.endswith(".zip")
+    with zipfile.ZipFile(download.path()) as archive:
+        names = archive.namelist()
+    assert any(name.endswith(".png") for name in names), names
+    expect(page.get_by_test_id("status")).to_contain_text("Export saved")
+
+    # Erase the time range holding everything, confirming in the dialog; search then finds nothing.
+    now = datetime.now(UTC)
+    page.get_by_test_id("erase-start").fill(
+        local_input(datetime.fromtimestamp(t0 / NS, UTC) - timedelta(minutes=1))
+    )
+    page.get_by_test_id("erase-end").fill(local_input(now + timedelta(minutes=1)))
+    page.get_by_test_id("erase-range").click()
+    dialog = page.get_by_test_id("confirm-dialog")
+    expect(dialog).to_be_visible()
+    expect(page.get_by_test_id("confirm-message")).to_contain_text("cannot be undone")
+    page.get_by_test_id("confirm-ok").click()
+    expect(dialog).to_be_hidden()
+    expect(page.get_by_test_id("status")).to_contain_text("Erased", timeout=UI_TIMEOUT_MS)
+    sidebar.search("INV-2041")
+    expect(page.get_by_test_id("results-empty")).to_be_visible(timeout=UI_TIMEOUT_MS)
+    expect(sidebar.items()).to_have_count(0)
+    assert search_hits(server, user, "INV-2041") == []
+    assert search_hits(server, user, "报销单") == []
+
+    assert sidebar.errors == []
+
+
+def test_pause_toggle_round_trips_through_privacy_settings(sidebar: Sidebar, server: ServerProcess) -> None:
+    user = "sidebar-bob"
+    page = sidebar.page
+    sidebar.open(user)
+    sidebar.tab("Privacy")
+    pause = page.get_by_test_id("privacy-pause")
+    expect(pause).not_to_be_checked()
+    expect(page.get_by_test_id("paused-badge")).to_be_hidden()
+
+    pause.click()
+    expect(page.get_by_test_id("paused-badge")).to_be_visible(timeout=UI_TIMEOUT_MS)
+    wait_until(lambda: api_get(server, user, "/v1/privacy")["paused"] is True, 10, "paused stored")
+
+    # A fresh page reads the stored setting back.
+    sidebar.open(user)
+    sidebar.tab("Privacy")
+    expect(pause).to_be_checked()
+    pause.click()
+    expect(page.get_by_test_id("paused-badge")).to_be_hidden(timeout=UI_TIMEOUT_MS)
+    wait_until(lambda: api_get(server, user, "/v1/privacy")["paused"] is False, 10, "paused cleared")
+    assert api_get(server, user, "/v1/privacy")["retention_days"] == 90  # the rest left as it was
+    assert sidebar.errors == []
+
+
+def test_screen_text_is_shown_as_text_never_as_markup(sidebar: Sidebar, server: ServerProcess) -> None:
+    user, session = "sidebar-mallory", "mallory-desk"
+    title = 'Quarterly <img src=x onerror="window.__pwned=1"> <b>plan</b>'
+    ingest(server, user, session, [focus(1, time.time_ns() - 30 * NS, "mousepad", title, window_id=5)])
+    wait_until(lambda: search_hits(server, user, "Quarterly"), 60, "the title indexed")
+
+    page = sidebar.page
+    sidebar.open(user)
+    item = sidebar.items().first
+    expect(item.get_by_test_id("result-title")).to_have_text(title, timeout=UI_TIMEOUT_MS)
+    assert item.locator("b").count() == 0
+    assert item.locator("img").count() == 1  # only the (empty) thumbnail slot
+    assert page.evaluate("() => window.__pwned") is None
+
+    # Forget it: a moment without frames shows its text only, and after confirming it is gone.
+    item.get_by_role("button").click()
+    expect(page.get_by_test_id("moment-title")).to_have_text(title)
+    expect(page.get_by_test_id("moment-frame-wrap")).to_be_hidden()
+    expect(page.get_by_test_id("moment-rows")).to_contain_text(title)
+    page.get_by_test_id("moment-forget").click()
+    page.get_by_test_id("confirm-ok").click()
+    expect(page.get_by_test_id("status")).to_contain_text("Moment forgotten", timeout=UI_TIMEOUT_MS)
+    expect(sidebar.items()).to_have_count(0)
+    assert search_hits(server, user, "Quarterly") == []
+    assert sidebar.errors == []
+
+
+def test_page_without_a_token_says_so(sidebar: Sidebar, server: ServerProcess) -> None:
+    page = sidebar.page
+    page.goto(f"{server.http_url}/sidebar")
+    expect(page.get_by_test_id("status")).to_contain_text("No access token")
+    expect(page.get_by_test_id("search-input")).to_be_disabled()
+    assert sidebar.errors == []

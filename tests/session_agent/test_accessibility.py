@@ -1,0 +1,178 @@
+"""Accessibility-text sensor on a real Xvfb desktop with a real session bus, AT-SPI, mousepad and Chromium."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from Xlib.display import Display
+
+from session_agent.privacy import PrivacyRules
+from session_agent.sensors.accessibility import (
+    AccessibilitySensor,
+    AtspiClient,
+    TreeReader,
+    WalkLimits,
+    is_protected,
+)
+from session_agent.sensors.window import describe_window
+from shadowdesk.desktop import VirtualDesktop
+from tests.session_agent.conftest import wait_until
+from tests.session_agent.test_sensors import Collected
+from tests.support.chromium import chromium_argv
+from tests.support.dbus import SessionBus
+
+ENGLISH = "Quarterly revenue grew by seven percent"
+CHINESE = "季度收入增长了百分之七"
+PARAGRAPH = "The quick brown fox reads the accessibility tree"
+PASSWORD = "hunter2"
+TYPED = "typed-into-a-search-box"
+NO_PRIVACY = PrivacyRules(exclude_apps=(), title_patterns=())
+
+
+@pytest.fixture(scope="module")
+def a11y_desktop() -> Iterator[tuple[VirtualDesktop, SessionBus]]:
+    with VirtualDesktop(width=1280, height=800) as desktop, SessionBus(desktop.env) as bus:
+        yield desktop, bus
+
+
+@pytest.fixture(scope="module")
+def mousepad(
+    a11y_desktop: tuple[VirtualDesktop, SessionBus], tmp_path_factory: pytest.TempPathFactory
+) -> int:
+    desktop, bus = a11y_desktop
+    home = tmp_path_factory.mktemp("mousepad")
+    document = home / "notes.txt"
+    document.write_text(f"{ENGLISH}\n{CHINESE}\n", encoding="utf-8")
+    desktop.launch(["mousepad", str(document)], env={**bus.app_env, "XDG_CONFIG_HOME": str(home)})
+    return desktop.wait_for_window(f"{document} - Mousepad")
+
+
+def start(sensor: AccessibilitySensor, stop: threading.Event) -> threading.Thread:
+    thread = threading.Thread(target=sensor.run, args=(stop,), daemon=True)
+    thread.start()
+    return thread
+
+
+def sensor_for(
+    bus: SessionBus, desktop: VirtualDesktop, events: Collected, privacy: PrivacyRules
+) -> AccessibilitySensor:
+    return AccessibilitySensor(
+        desktop.display, events, interval_s=0.5, poll_s=0.1, privacy=privacy, session_bus=bus.address
+    )
+
+
+def texts(events: Collected) -> list[str]:
+    return [event.text.text for event in events.of("text")]
+
+
+def test_only_password_and_single_line_fields_are_protected() -> None:
+    assert is_protected(40, False, {})  # PASSWORD_TEXT
+    assert is_protected(61, False, {"text-input-type": "password"})
+    assert is_protected(79, True, {})  # a single-line entry
+    assert not is_protected(61, False, {"text-input-type": "text"})  # a multi-line editor
+
+
+@pytest.mark.e2e
+def test_editor_text_in_english_and_chinese_and_private_windows_skipped(
+    a11y_desktop: tuple[VirtualDesktop, SessionBus], mousepad: int
+) -> None:
+    desktop, bus = a11y_desktop
+    desktop.activate(mousepad)
+    public, private = Collected(), Collected()
+    stop = threading.Event()
+    private_sensor = sensor_for(
+        bus, desktop, private, PrivacyRules(exclude_apps=("mousepad",), title_patterns=())
+    )
+    threads = [
+        start(sensor_for(bus, desktop, public, NO_PRIVACY), stop),
+        start(private_sensor, stop),
+    ]
+    try:
+        wait_until(lambda: any(ENGLISH in t and CHINESE in t for t in texts(public)), what="mousepad text")
+        snapshot = public.of("text")[-1].text
+        assert (snapshot.window_id, snapshot.app_id, snapshot.source) == (mousepad, "mousepad", "atspi")
+        assert snapshot.text.index(ENGLISH) < snapshot.text.index(CHINESE)  # reading order
+        # Unchanged text is not sent again while the window stays focused (walks every 0.5 s).
+        count = len(public.of("text"))
+        stop.wait(1.5)
+        assert len(public.of("text")) == count
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(10)
+    # The private-rule sensor ran alongside for as long, and never even walked the window.
+    assert private.of("text") == [] and private_sensor.walks == 0
+
+
+@pytest.mark.e2e
+def test_web_page_text_without_password_and_url_visit(
+    a11y_desktop: tuple[VirtualDesktop, SessionBus], tmp_path: Path
+) -> None:
+    desktop, bus = a11y_desktop
+    page = tmp_path / "report.html"
+    page.write_text(
+        "<!doctype html><title>Recall report</title><h1>Report</h1>"
+        f"<p>{PARAGRAPH} <a href='#more'>with a link</a> inside.</p>"
+        f"<label>Password <input type=password value={PASSWORD}></label>"
+        f"<label>Search <input type=text value={TYPED}></label>",
+        encoding="utf-8",
+    )
+    # Launched without ACCESSIBILITY_ENABLED or flags: the sensor itself turns accessibility on.
+    desktop.launch(chromium_argv(page.as_uri(), tmp_path / "profile"), env=bus.app_env)
+    window = desktop.wait_for_window("Recall report - Chromium")
+    desktop.activate(window)
+    events = Collected()
+    stop = threading.Event()
+    thread = start(sensor_for(bus, desktop, events, NO_PRIVACY), stop)
+    try:
+        wait_until(lambda: any(PARAGRAPH in t for t in texts(events)), timeout_s=30, what="page text")
+        wait_until(lambda: bool(events.of("url")), what="url visit")
+    finally:
+        stop.set()
+        thread.join(10)
+    snapshot = next(event.text for event in events.of("text") if PARAGRAPH in event.text.text)
+    assert snapshot.window_id == window and snapshot.app_id == "chromium"
+    assert f"{PARAGRAPH} with a link inside." in snapshot.text  # the link stays in its sentence
+    assert "Password" in snapshot.text  # the label is read, the field is not
+    for text in texts(events):
+        assert PASSWORD not in text and "•" not in text, text  # the field's value, or its mask
+        assert TYPED not in text and str(page) not in text, text  # single-line fields: search, address bar
+    visit = events.of("url")[0].url
+    assert (visit.app_id, visit.url, visit.title) == ("chromium", page.as_uri(), "Recall report")
+
+
+@pytest.mark.e2e
+def test_walk_is_bounded(a11y_desktop: tuple[VirtualDesktop, SessionBus], mousepad: int) -> None:
+    desktop, bus = a11y_desktop
+    client = AtspiClient.connect(bus.address)
+    display = Display(desktop.display)
+    try:
+        window = describe_window(display, display.create_resource_object("window", mousepad))
+        assert window is not None
+        frame = TreeReader(client, WalkLimits()).find_window(window)
+        assert frame is not None
+        full, cut = TreeReader(client, WalkLimits()).read(frame)
+        assert not cut and CHINESE in full.text
+        short, cut = TreeReader(client, WalkLimits(max_chars=20)).read(frame)
+        assert cut and len(short.text) <= 20
+        few, cut = TreeReader(client, WalkLimits(max_nodes=3)).read(frame)
+        assert cut and ENGLISH not in few.text
+        late, cut = TreeReader(client, WalkLimits(deadline_s=0)).read(frame)
+        assert cut and late.text == ""
+    finally:
+        display.close()
+        client.close()
+
+
+def test_no_session_bus_or_no_atspi_is_a_warning_and_no_op(caplog: pytest.LogCaptureFixture) -> None:
+    events = Collected()
+    caplog.set_level(logging.WARNING)
+    for address in ("", "unix:path=/nonexistent/shadowdesk-test-bus"):
+        sensor = AccessibilitySensor(":99", events, interval_s=1, poll_s=0.1, session_bus=address)
+        sensor.run(threading.Event())  # returns at once instead of failing or spinning
+    assert len([r for r in caplog.records if "accessibility sensor off" in r.getMessage()]) == 2
+    assert events.of("text") == []
