@@ -4,20 +4,21 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Header
+from starlette.requests import HTTPConnection
 
 from cloud_infer.auth import TokenClaims, bearer_token, verify_token
 from cloud_infer.config import ServerSettings
 from cloud_infer.timeline.service import TimelineService
 
 
-def _settings(request: Request) -> ServerSettings:
+def _settings(request: HTTPConnection) -> ServerSettings:
     settings = request.app.state.settings
     assert isinstance(settings, ServerSettings)
     return settings
 
 
-def _timeline(request: Request) -> TimelineService:
+def _timeline(request: HTTPConnection) -> TimelineService:
     service = request.app.state.timeline
     assert isinstance(service, TimelineService)
     return service

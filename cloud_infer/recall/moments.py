@@ -4,8 +4,8 @@ A moment is one focused window over a span of time: it starts when focus moves t
 title changes) and rolls over after ``max_span_ms`` so a window left open all day still yields
 moments of a searchable size. Each event of a moment that brings *new* text becomes one index row:
 a frame's OCR lines not seen before in the moment, accessibility text, a URL, clipboard text, and the
-window title when the moment starts. Lines already indexed in the moment are dropped (dedup), so a
-frame that only moved the cursor adds nothing. Private windows (redacted at ingest) start no moment.
+window title when the moment starts. Lines already indexed in the moment are dropped (dedup, screen
+text apart from the rest), so a frame that only moved the cursor adds nothing. Private windows (redacted at ingest) start no moment.
 
 ``MomentTracker`` is pure and serialisable (``to_json``/``from_json``) so the pipeline can persist it
 next to its progress and resume after a restart with the same moment boundaries.
@@ -88,7 +88,10 @@ class MomentTracker:
         if not self.moment_id or (window_id is not None and window_id != self.window_id):
             return None
         self._roll_over_if_long(seq, time_ms)
-        fresh = [line for line in (s.strip() for s in lines) if line and self._remember(line)]
+        # Screen text is deduplicated apart from the other sources, so a frame (and its boxes) is still
+        # indexed when accessibility text already carried the same lines.
+        kind = "screen" if source == "screen" else "text"
+        fresh = [line for line in (s.strip() for s in lines) if line and self._remember(f"{kind}:{line}")]
         if not fresh:
             return None
         row = self._row(seq, time_ms, source, "\n".join(fresh))

@@ -119,11 +119,16 @@ class RecallService:
         rows = await self.index.search(user_id, " ".join(terms), vector, filters, self._candidates)
         hits: list[SearchHit] = []
         seen: set[str] = set()
+        # The frame shown for a hit: its own, else the best-ranked frame of the same moment.
+        frames: dict[str, dict[str, Any]] = {}
+        for row in rows:
+            if row["frame_key"]:
+                frames.setdefault(row["moment_id"], row)
         for rank, row in enumerate(rows):
             if row["moment_id"] in seen:
                 continue
             seen.add(row["moment_id"])
-            hits.append(self._hit(row, terms, rank))
+            hits.append(self._hit(row, frames.get(row["moment_id"], row), terms, rank))
             if len(hits) >= limit:
                 break
         return SearchResponse(
@@ -138,11 +143,11 @@ class RecallService:
             took_ms=(time.perf_counter() - started) * 1000,
         )
 
-    def _hit(self, row: dict[str, Any], terms: list[str], rank: int) -> SearchHit:
+    def _hit(self, row: dict[str, Any], frame: dict[str, Any], terms: list[str], rank: int) -> SearchHit:
         text = (
             row["text"] if matches_any(row["text"], terms) or not terms else f"{row['title']}\n{row['text']}"
         )
-        frame_url, thumb_url = _frame_urls(row)
+        frame_url, thumb_url = _frame_urls(frame)
         return SearchHit(
             moment_id=row["moment_id"],
             session_id=row["session_id"],
@@ -155,9 +160,9 @@ class RecallService:
             snippet=[Fragment(text=f.text, hit=f.hit) for f in highlight(text, terms)],
             frame_url=frame_url,
             thumb_url=thumb_url,
-            frame_width=row["frame_w"],
-            frame_height=row["frame_h"],
-            boxes=_boxes(row, terms, only_hits=True),
+            frame_width=frame["frame_w"],
+            frame_height=frame["frame_h"],
+            boxes=_boxes(frame, terms, only_hits=True),
             score=float(row.get("_relevance_score", row.get("_score", 0.0)) or 1.0 / (60 + rank)),
         )
 
