@@ -55,3 +55,30 @@ def test_agent_overhead_bench_measures_the_real_agent() -> None:
     busy = rows["busy"]
     assert _number(busy[2]) > 0, busy  # switching windows and typing costs the agent something
     assert int(busy[9]) >= 1, busy  # and it saw the focus change
+
+
+def test_recall_latency_bench_searches_a_small_indexed_corpus() -> None:
+    output = _run(
+        "bench.recall_latency_bench",
+        *("--sizes", "2000", "--queries", "10", "--warmup", "2", "--vector-index-min-rows", "1000"),
+    )
+    build, *searches = _table_rows(output)
+    assert build[0] == "2,000", build
+    # Both product indexes exist and cover every row: optimize folded the later rows in.
+    assert build[6] == "FTS 2,000 indexed + 0 flat; IVF_PQ 2,000 indexed + 0 flat", build
+    kinds = [(row[1], row[2]) for row in searches[1:]]  # [0] is the second table's header
+    assert kinds == [
+        ("lexical", "7 days + app"),
+        ("vector", "7 days + app"),
+        ("hybrid", "7 days + app"),
+        ("hybrid", "none"),
+    ]
+    for row in searches[1:]:
+        assert row[3] == "10", row
+        assert 0 < _number(row[4]) <= _number(row[5]) <= _number(row[6]), row  # p50 <= p95 <= p99
+    lexical, _, hybrid, unfiltered = searches[1:]
+    assert _number(lexical[7]) > 0, lexical  # the filtered queries do find rows
+    assert _number(hybrid[7]) >= _number(lexical[7]), hybrid
+    assert _number(unfiltered[7]) == 50, unfiltered  # the product's candidates limit
+    assert "at 1,000,000 rows — not run" in output
+    assert re.search(r"^\.venv/bin/python -m bench\.recall_latency_bench --sizes 2000 ", output, re.MULTILINE)

@@ -5,7 +5,8 @@ title changes) and rolls over after ``max_span_ms`` so a window left open all da
 moments of a searchable size. Each event of a moment that brings *new* text becomes one index row:
 a frame's OCR lines not seen before in the moment, accessibility text, a URL, clipboard text, and the
 window title when the moment starts. Lines already indexed in the moment are dropped (dedup, screen
-text apart from the rest), so a frame that only moved the cursor adds nothing. Private windows (redacted at ingest) start no moment.
+text apart from the rest), so a frame that only moved the cursor adds nothing. Private windows
+(redacted at ingest) start no moment.
 
 ``MomentTracker`` is pure and serialisable (``to_json``/``from_json``) so the pipeline can persist it
 next to its progress and resume after a restart with the same moment boundaries.

@@ -30,6 +30,7 @@ from cloud_infer.recall.protocol import (
     SearchHit,
     SearchResponse,
 )
+from cloud_infer.recall.query_dates import ParsedQuery as DatedQuery
 from cloud_infer.recall.query_dates import parse_query
 from cloud_infer.recall.text import highlight, matches_any, query_terms
 from recall_store.event_log import EventLog
@@ -103,6 +104,9 @@ class RecallService:
             raise InvalidMessageError(f"the query is longer than {_MAX_QUERY_CHARS} characters")
         local_now = (now or datetime.now(UTC)).astimezone(zone(tz, self._default_tz))
         parsed = parse_query(q, local_now)
+        if parsed.start is not None and parsed.start > local_now:
+            # History has no future: "明天天气" is about a forecast seen on screen, not a time filter.
+            parsed = DatedQuery(text=" ".join(q.split()), start=None, end=None, phrases=())
         terms = query_terms(parsed.text)
         window_start = max(filter(None, (start, parsed.start)), default=None)
         window_end = min(filter(None, (end, parsed.end)), default=None)

@@ -2,7 +2,8 @@
 
 Change detection is a 64-bit difference hash (dHash): the frame is reduced to 9x8 grayscale and each
 bit says whether a pixel is brighter than its right neighbour. A frame whose hash differs from the
-last *sent* frame's in fewer than ``min_distance`` bits is skipped, so slow drifts still add up.
+last *sent* frame's in fewer than ``min_distance`` bits is skipped, so slow drifts still add up; the
+first frame after a focus change is always sent.
 The screen is grabbed only after the X DAMAGE extension reported a change, so an idle desktop costs
 no grabs at all (without DAMAGE every interval grabs).
 
@@ -79,6 +80,7 @@ class FrameSensor:
         self._focused_window = focused_window
         self._privacy = privacy or PrivacyRules()
         self._last_hash: int | None = None
+        self._last_window = 0
         self.ticks = 0
         self.grabs = 0
         self.sent = 0
@@ -135,7 +137,14 @@ class FrameSensor:
     def consider(self, image: Image.Image) -> None:
         """Emit ``image`` as a frame unless it is near-identical to the last one sent."""
         frame_hash = dhash(image)
-        if self._last_hash is not None and hamming(frame_hash, self._last_hash) < self._min_distance:
+        window_id = self._focused_window()
+        # A newly focused window is always sent: two mostly-white pages can hash alike, and the cloud
+        # needs one frame of every window the user looked at.
+        if (
+            self._last_hash is not None
+            and window_id == self._last_window
+            and hamming(frame_hash, self._last_hash) < self._min_distance
+        ):
             return
         if image.width > self._max_width:
             height = max(1, round(image.height * self._max_width / image.width))
@@ -152,8 +161,8 @@ class FrameSensor:
         frame.mime_type = MIME_TYPE
         frame.width, frame.height = image.size
         frame.dhash = frame_hash
-        frame.window_id = self._focused_window()
-        self._last_hash = frame_hash
+        frame.window_id = window_id
+        self._last_hash, self._last_window = frame_hash, window_id
         self.sent += 1
         self._emit(event)
 

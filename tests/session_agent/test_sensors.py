@@ -196,6 +196,24 @@ def test_near_identical_frames_are_skipped() -> None:
     assert decoded.getpixel((475, 250))[0] > 200 and decoded.getpixel((100, 100))[2] < 120
 
 
+def test_the_first_frame_of_a_newly_focused_window_is_always_sent() -> None:
+    events, focus = Collected(), FocusState()
+    sensor = frame_sensor(":0", events, focus)
+    page = Image.new("RGB", (1280, 800), "white")
+    ImageDraw.Draw(page).text((40, 40), "one page", fill="black")
+    focus.window_id = 1
+    sensor.consider(page)
+    other = Image.new("RGB", (1280, 800), "white")
+    ImageDraw.Draw(other).text((40, 40), "another page", fill="black")
+    assert hamming(dhash(page), dhash(other)) < 4, "two mostly white pages hash alike"
+    sensor.consider(other)
+    assert sensor.sent == 1, "same window, near-identical frame: skipped"
+    focus.window_id = 2
+    sensor.consider(other)
+    assert sensor.sent == 2, "a newly focused window is sent even though it hashes alike"
+    assert [e.frame.window_id for e in events.of("frame")] == [1, 2]
+
+
 def test_metrics_sample_the_system_and_the_spool_depth(
     run_sensor: Callable[[Sensor], threading.Thread],
 ) -> None:

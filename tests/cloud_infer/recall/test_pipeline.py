@@ -105,6 +105,9 @@ async def test_relative_dates_filter_by_time(recall: RecallRuntime, alice: str) 
     await ingest(recall, alice, day(two_days_ago))
     assert (await recall.service.search(alice, "invoice today", tz="UTC")).hits == []
     assert (await recall.service.search(alice, "invoice in the last 3 days", tz="UTC")).hits
+    # A phrase naming the future is content, not a filter: history holds no future.
+    tomorrow = await recall.service.search(alice, "invoice tomorrow", tz="UTC")
+    assert tomorrow.query.start is None and tomorrow.hits
 
 
 async def test_erasure_removes_events_frames_and_index_rows(recall: RecallRuntime, alice: str) -> None:
