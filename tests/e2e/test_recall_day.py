@@ -48,51 +48,53 @@ def day(minio_server: MinioServer, tmp_path_factory: pytest.TempPathFactory) -> 
     env = minio_store_env(minio_server.endpoint, minio_server.access_key, minio_server.secret_key)
     server = ServerProcess(env, tmp / "server.log", llm_backend="embedded")
     server.start()
-    with VirtualDesktop(width=1280, height=800) as desktop, SessionBus(desktop.env) as bus:
-        app_env = {**bus.app_env, "XDG_CONFIG_HOME": str(tmp / "config")}
-        windows = open_items(
-            desktop, tmp / "docs", chromium_argv("about:blank", tmp / "chromium")[:-1], app_env
-        )
-        _, secret = desktop.launch_xterm(SECRET_TITLE)
-        desktop.xdotool("windowactivate", "--sync", str(secret))
-        desktop.xdotool("type", "--window", str(secret), f"echo {SECRET_WORD} plan\n")
-        token = issue_token(TOKEN_SECRET, user_id=USER, scope="ingest", session_id=SESSION, ttl_s=3600)
-        agent = ShadowdeskProcess(
-            "agent",
-            {
-                "DISPLAY": desktop.display,
-                **bus.app_env,
-                **agent_env(
-                    server,
-                    token,
-                    USER,
-                    SESSION,
-                    tmp / "spool.sqlite3",
-                    frame_interval_s="0.5",
-                    flush_interval_s="0.2",
-                    accessibility_interval_s="1",
-                    exclude_title_patterns=SECRET_TITLE,
-                ),
-            },
-            tmp / "agent.log",
-        )
-        agent.start()
-        read = issue_token(TOKEN_SECRET, user_id=USER, scope="read", ttl_s=3600)
-        try:
-            focus_each(desktop, {**windows, "secret": secret}, dwell_s=2.5)
-            last = ITEMS[-1]
-            wait_until(
-                lambda: (
-                    _titles(server, read, last.lines[0])[:1] == [last.title]
-                    or any(last.title in t for t in _titles(server, read, last.lines[0]))
-                ),
-                90,
-                f"the last item to be searchable (server log: {server.log()[-2000:]})",
+    try:
+        with VirtualDesktop(width=1280, height=800) as desktop, SessionBus(desktop.env) as bus:
+            app_env = {**bus.app_env, "XDG_CONFIG_HOME": str(tmp / "config")}
+            windows = open_items(
+                desktop, tmp / "docs", chromium_argv("about:blank", tmp / "chromium")[:-1], app_env
             )
-        finally:
-            agent.terminate()
-        yield {"server": server, "read": read}
-    server.terminate()
+            _, secret = desktop.launch_xterm(SECRET_TITLE)
+            desktop.xdotool("windowactivate", "--sync", str(secret))
+            desktop.xdotool("type", "--window", str(secret), f"echo {SECRET_WORD} plan\n")
+            token = issue_token(TOKEN_SECRET, user_id=USER, scope="ingest", session_id=SESSION, ttl_s=3600)
+            agent = ShadowdeskProcess(
+                "agent",
+                {
+                    "DISPLAY": desktop.display,
+                    **bus.app_env,
+                    **agent_env(
+                        server,
+                        token,
+                        USER,
+                        SESSION,
+                        tmp / "spool.sqlite3",
+                        frame_interval_s="0.5",
+                        flush_interval_s="0.2",
+                        accessibility_interval_s="1",
+                        exclude_title_patterns=SECRET_TITLE,
+                    ),
+                },
+                tmp / "agent.log",
+            )
+            agent.start()
+            read = issue_token(TOKEN_SECRET, user_id=USER, scope="read", ttl_s=3600)
+            try:
+                focus_each(desktop, {**windows, "secret": secret}, dwell_s=2.5)
+                last = ITEMS[-1]
+                wait_until(
+                    lambda: (
+                        _titles(server, read, last.lines[0])[:1] == [last.title]
+                        or any(last.title in t for t in _titles(server, read, last.lines[0]))
+                    ),
+                    90,
+                    f"the last item to be searchable (server log: {server.log()[-2000:]})",
+                )
+            finally:
+                agent.terminate()
+            yield {"server": server, "read": read}
+    finally:
+        server.terminate()
 
 
 def _search(server: ServerProcess, token: str, q: str, **params: str) -> dict[str, Any]:
