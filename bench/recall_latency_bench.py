@@ -11,8 +11,8 @@ product adds them in small batches, which only changes how long building takes);
 runs once the table holds ``vector_index_min_rows`` rows (training the IVF_PQ index on them, as the
 product's pipeline does when a user crosses that size) and once at the end (compaction, folding the
 rest into both indexes). Below ``vector_index_min_rows`` vector search is flat, as in the product.
-``--scalar-indexes`` measures a change the product does not have: BTREE on ``time_ms`` and BITMAP on
-``app_id``, created with the table, so filters stop scanning every row.
+The table is created by the product's ``RecallIndex``, so it has the product's scalar indexes
+(``time_ms``, ``app_id``, ``moment_id``) that keep filters from scanning every row.
 
 Corpus: jieba is too slow to segment a million rows, so a pool of distinct lines, titles and URLs is
 segmented once and rows are composed of 2-4 pooled lines. A row's ``tokens`` is the concatenation of
@@ -47,7 +47,6 @@ from pathlib import Path
 import lancedb
 import numpy as np
 import pyarrow as pa
-from lancedb.index import Bitmap, BTree
 from numpy.typing import NDArray
 
 from bench.report import command_line, fmt, markdown_table, percentile
@@ -56,6 +55,7 @@ from cloud_infer.recall.embedder import DIMENSIONS
 from cloud_infer.recall.index import SCHEMA, TABLE, Filters, RecallIndex, index_location
 from cloud_infer.recall.text import query_terms, tokenize
 from recall_store.config import StoreSettings
+from recall_store.factory import open_store
 from recall_store.naming import user_bucket
 from tests.support.minio import MinioServer
 
@@ -312,7 +312,7 @@ class Corpus:
 
 
 async def _build(
-    settings: StoreSettings, user_id: str, corpus: Corpus, min_rows: int, scalar_indexes: bool
+    settings: StoreSettings, user_id: str, corpus: Corpus, min_rows: int
 ) -> tuple[float, float, float]:
     """Write the corpus and build its indexes; (generate s, write s, optimize s)."""
     generate_s = write_s = optimize_s = 0.0
@@ -323,6 +323,12 @@ async def _build(
         done = sum(sizes)
         # Stop one batch exactly at the first optimize, where the product would train the vector index.
         sizes.append(min(_BATCH, (first_optimize if done < first_optimize else corpus.rows) - done))
+    # Ingest creates the user's space (a bucket on MinIO) before anything is indexed.
+    store = open_store(settings)
+    try:
+        await store.put(user_id, "bench/created", b"")
+    finally:
+        await store.close()
     written = 0
     started = time.perf_counter()
     for batch in corpus.batches(sizes):
@@ -332,9 +338,6 @@ async def _build(
             await RecallIndex(settings, timeout_s=_TIMEOUT_S).add(user_id, batch.to_pylist())
             uri, options = index_location(settings, user_id)
             table = await (await lancedb.connect_async(uri, storage_options=options)).open_table(TABLE)
-            if scalar_indexes:
-                await table.create_index("time_ms", config=BTree())
-                await table.create_index("app_id", config=Bitmap())
         else:
             await table.add(batch)
         written += batch.num_rows
@@ -427,7 +430,7 @@ def _run_size(
     user_id = f"bench-recall-{rows}"
     corpus = Corpus(rows, args.seed, args.line_pool)
     generate_s, write_s, optimize_s = asyncio.run(
-        _build(settings, user_id, corpus, args.vector_index_min_rows, args.scalar_indexes)
+        _build(settings, user_id, corpus, args.vector_index_min_rows)
     )
     spec = QuerySpec(
         settings=settings,
@@ -521,12 +524,6 @@ def build_parser() -> argparse.ArgumentParser:
         default=RecallSettings().vector_index_min_rows,
         help="rows at which the IVF_PQ index is trained (default: the product's setting)",
     )
-    parser.add_argument(
-        "--scalar-indexes",
-        action="store_true",
-        help="what-if: also index time_ms (BTREE) and app_id (BITMAP) when the table is created, "
-        "which the product does not (yet) do; optimize keeps them up to date",
-    )
     parser.add_argument("--line-pool", type=int, default=20_000, help="distinct text lines segmented once")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--work-dir", type=Path, default=None, help="index data (default: temp)")
@@ -563,12 +560,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.query_cpu is not None
         else "no pinning"
     )
-    scalar = "with" if args.scalar_indexes else "no"
     sys.stdout.write(
         f"\n{command_line('bench.recall_latency_bench', argv)}\n\n"
         f"machine: {os.cpu_count()} cpus; {pinning}; "
         "LANCE_CPU_THREADS=1, LANCE_IO_THREADS=1, Arrow 1 thread; "
-        f"store {args.store}; {scalar} scalar indexes on time_ms and app_id; "
+        f"store {args.store}; "
         f"limit {recall.candidates} rows per search, vector cut-off "
         f"{recall.max_vector_distance} (cosine); vectors random unit vectors with "
         f"{_CLUSTERED_FRACTION:.0%} clustered (latency only, not recall quality)\n\n"

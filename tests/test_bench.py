@@ -65,7 +65,10 @@ def test_recall_latency_bench_searches_a_small_indexed_corpus() -> None:
     build, *searches = _table_rows(output)
     assert build[0] == "2,000", build
     # Both product indexes exist and cover every row: optimize folded the later rows in.
-    assert build[6] == "FTS 2,000 indexed + 0 flat; IVF_PQ 2,000 indexed + 0 flat", build
+    assert build[6] == (
+        "BITMAP 2,000 indexed + 0 flat; BTREE 2,000 indexed + 0 flat; BTREE 2,000 indexed + 0 flat; "
+        "FTS 2,000 indexed + 0 flat; IVF_PQ 2,000 indexed + 0 flat"
+    ), build
     kinds = [(row[1], row[2]) for row in searches[1:]]  # [0] is the second table's header
     assert kinds == [
         ("lexical", "7 days + app"),
