@@ -25,6 +25,7 @@ _ASK_EXCERPTS = 4
 @dataclass
 class RecallRuntime:
     settings: RecallSettings
+    privacy: PrivacyService
     index: RecallIndex
     pipeline: RecallPipeline
     service: RecallService
@@ -65,6 +66,7 @@ def open_recall(
     service = RecallService(store, index, embedder, pipeline, settings.candidates, settings.timezone)
     return RecallRuntime(
         settings=settings,
+        privacy=privacy,
         index=index,
         pipeline=pipeline,
         service=service,

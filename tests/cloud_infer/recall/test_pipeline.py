@@ -161,3 +161,25 @@ async def test_erased_text_survives_nowhere_in_the_users_space(
     assert any(name.startswith("index/") for name in objects)
     for name, data in objects.items():
         assert b"Kafka" not in data and b"kafka" not in data and b"broker" not in data, name
+
+
+async def test_retention_erases_by_age_and_by_size(recall: RecallRuntime, alice: str) -> None:
+    now = time.time_ns()
+    old, recent = now - 40 * 86400 * NS_PER_S, now - 3600 * NS_PER_S
+    await ingest(recall, alice, day(old))
+    later = [pb.Event() for _ in day(old)]
+    for fresh, original in zip(later, day(old), strict=True):
+        fresh.CopyFrom(original)  # the same day again, an hour ago
+        fresh.seq, fresh.time_unix_nano = original.seq + 100, original.time_unix_nano - old + recent
+    await ingest(recall, alice, later)
+    privacy = recall.privacy
+    settings = await privacy.get(alice)
+
+    await privacy.put(alice, settings.model_copy(update={"retention_days": 30}))
+    assert await recall.retention.enforce(alice) > 0
+    hits = (await recall.service.search(alice, "invoice INV-2041")).hits
+    assert hits and all(hit.time.timestamp() * NS_PER_S > now - 30 * 86400 * NS_PER_S for hit in hits)
+
+    await privacy.put(alice, settings.model_copy(update={"retention_days": None, "retention_max_bytes": 1}))
+    await recall.retention.enforce(alice)
+    assert (await recall.service.search(alice, "invoice INV-2041")).hits == []
