@@ -14,7 +14,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from cloud_infer.auth import issue_token
 from shadowdesk.desktop import VirtualDesktop
+from tests.support.dbus import SessionBus
+from tests.support.processes import TOKEN_SECRET, ServerProcess, ShadowdeskProcess, agent_env
 
 
 @dataclass(frozen=True)
@@ -337,3 +340,36 @@ def focus_each(desktop: VirtualDesktop, windows: dict[str, int], dwell_s: float)
         focused_at[key] = time.time()
         time.sleep(dwell_s)
     return focused_at
+
+
+def start_agent(
+    desktop: VirtualDesktop,
+    bus: SessionBus,
+    server: ServerProcess,
+    ids: tuple[str, str],
+    workdir: Path,
+    **settings: str,
+) -> ShadowdeskProcess:
+    """The real agent on the day's desktop (AT-SPI on), streaming as user ``ids[0]``, session ``ids[1]``."""
+    user, session = ids
+    token = issue_token(TOKEN_SECRET, user_id=user, scope="ingest", session_id=session, ttl_s=7200)
+    agent = ShadowdeskProcess(
+        "agent",
+        {
+            "DISPLAY": desktop.display,
+            **bus.app_env,
+            **agent_env(
+                server,
+                token,
+                user,
+                session,
+                workdir / "spool.sqlite3",
+                flush_interval_s="0.2",
+                accessibility_interval_s="1",
+                **settings,
+            ),
+        },
+        workdir / "agent.log",
+    )
+    agent.start()
+    return agent

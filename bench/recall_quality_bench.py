@@ -33,7 +33,7 @@ from typing import Any
 import httpx
 from minio import Minio
 
-from bench.desk_day import ITEMS, QUERIES, dated, focus_each, open_items
+from bench.desk_day import ITEMS, QUERIES, dated, focus_each, open_items, start_agent
 from bench.report import command_line, fmt, markdown_table, percentile
 from cloud_infer.auth import issue_token
 from cloud_infer.privacy.service import PrivacyService
@@ -47,7 +47,7 @@ from shadowdesk.desktop import VirtualDesktop
 from tests.support.chromium import chromium_argv
 from tests.support.dbus import SessionBus
 from tests.support.minio import MinioServer
-from tests.support.processes import TOKEN_SECRET, ServerProcess, ShadowdeskProcess, agent_env, minio_store_env
+from tests.support.processes import TOKEN_SECRET, ServerProcess, minio_store_env
 
 USER, SESSION = "bench-day-user", "bench-day-desk"
 _SEARCHABLE_DEADLINE_S = 30.0
@@ -78,26 +78,9 @@ def run_day(tmp: Path, minio: MinioServer, dwell_s: float, frame_interval_s: flo
             windows = open_items(
                 desktop, tmp / "docs", chromium_argv("about:blank", tmp / "chromium")[:-1], app_env
             )
-            token = issue_token(TOKEN_SECRET, user_id=USER, scope="ingest", session_id=SESSION, ttl_s=7200)
-            agent = ShadowdeskProcess(
-                "agent",
-                {
-                    "DISPLAY": desktop.display,
-                    **bus.app_env,
-                    **agent_env(
-                        server,
-                        token,
-                        USER,
-                        SESSION,
-                        tmp / "spool.sqlite3",
-                        frame_interval_s=str(frame_interval_s),
-                        flush_interval_s="0.2",
-                        accessibility_interval_s="1",
-                    ),
-                },
-                tmp / "agent.log",
+            agent = start_agent(
+                desktop, bus, server, (USER, SESSION), tmp, frame_interval_s=str(frame_interval_s)
             )
-            agent.start()
             started = time.time()
             latencies: dict[str, float] = {}
             try:

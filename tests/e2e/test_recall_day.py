@@ -17,7 +17,7 @@ import pytest
 from minio import Minio
 from websockets.sync.client import connect
 
-from bench.desk_day import ITEMS, QUERIES, focus_each, open_items
+from bench.desk_day import ITEMS, QUERIES, focus_each, open_items, start_agent
 from cloud_infer.auth import issue_token
 from recall_store.naming import user_bucket
 from shadowdesk.desktop import VirtualDesktop
@@ -27,8 +27,6 @@ from tests.support.minio import MinioServer
 from tests.support.processes import (
     TOKEN_SECRET,
     ServerProcess,
-    ShadowdeskProcess,
-    agent_env,
     minio_store_env,
     wait_until,
 )
@@ -57,27 +55,15 @@ def day(minio_server: MinioServer, tmp_path_factory: pytest.TempPathFactory) -> 
             _, secret = desktop.launch_xterm(SECRET_TITLE)
             desktop.xdotool("windowactivate", "--sync", str(secret))
             desktop.xdotool("type", "--window", str(secret), f"echo {SECRET_WORD} plan\n")
-            token = issue_token(TOKEN_SECRET, user_id=USER, scope="ingest", session_id=SESSION, ttl_s=3600)
-            agent = ShadowdeskProcess(
-                "agent",
-                {
-                    "DISPLAY": desktop.display,
-                    **bus.app_env,
-                    **agent_env(
-                        server,
-                        token,
-                        USER,
-                        SESSION,
-                        tmp / "spool.sqlite3",
-                        frame_interval_s="0.5",
-                        flush_interval_s="0.2",
-                        accessibility_interval_s="1",
-                        exclude_title_patterns=SECRET_TITLE,
-                    ),
-                },
-                tmp / "agent.log",
+            agent = start_agent(
+                desktop,
+                bus,
+                server,
+                (USER, SESSION),
+                tmp,
+                frame_interval_s="0.5",
+                exclude_title_patterns=SECRET_TITLE,
             )
-            agent.start()
             read = issue_token(TOKEN_SECRET, user_id=USER, scope="read", ttl_s=3600)
             try:
                 focus_each(desktop, {**windows, "secret": secret}, dwell_s=2.5)
