@@ -51,6 +51,10 @@ class RecallSettings(BaseSettings):
     max_vector_distance: float = Field(
         default=0.7, gt=0, le=2, description="Cosine distance beyond which a row is no semantic match."
     )
+    rewrite_queries: bool = Field(
+        default=True,
+        description="When a search finds nothing and an LLM is configured, retry with its keywords.",
+    )
     retention_interval_s: float = Field(
         default=3600.0,
         gt=0,

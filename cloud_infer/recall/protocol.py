@@ -29,6 +29,9 @@ class ParsedQuery(BaseModel):
     start: datetime | None = None
     end: datetime | None = None
     phrases: list[str] = Field(default_factory=list, description="Date/time phrases understood.")
+    rewritten: str | None = Field(
+        default=None, description="Keywords the LLM suggested when the query itself found nothing."
+    )
 
 
 class SearchHit(BaseModel):

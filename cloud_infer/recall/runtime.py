@@ -15,6 +15,7 @@ from cloud_infer.recall.index import RecallIndex
 from cloud_infer.recall.ocr import OcrEngine
 from cloud_infer.recall.pipeline import RecallPipeline
 from cloud_infer.recall.retention import RetentionJob
+from cloud_infer.recall.rewrite import QueryRewriter
 from cloud_infer.recall.service import RecallService
 from recall_store.config import StoreSettings
 from recall_store.store import ObjectStore
@@ -63,7 +64,10 @@ def open_recall(
     embedder = embedder or Embedder(settings.embed_model_dir, settings.embed_threads)
     engines = ocr_engines or [OcrEngine(threads=1) for _ in range(settings.ocr_workers)]
     pipeline = RecallPipeline(settings, store, index, embedder, engines)
-    service = RecallService(store, index, embedder, pipeline, settings.candidates, settings.timezone)
+    rewriter = QueryRewriter(llm) if llm is not None and settings.rewrite_queries else None
+    service = RecallService(
+        store, index, embedder, pipeline, settings.candidates, settings.timezone, rewriter
+    )
     return RecallRuntime(
         settings=settings,
         privacy=privacy,

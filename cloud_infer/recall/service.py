@@ -3,6 +3,7 @@
 Search: dates and times in the query become a time filter (``query_dates``), the rest is segmented
 into words for BM25 and, when it has Latin letters (the embedding model's language), embedded for the
 vector side; LanceDB fuses both by reciprocal rank; rows are collapsed to their moment, best first.
+When nothing is found and an LLM is configured, the query is rewritten into keywords once (``rewrite``).
 Every call takes the user id from the caller's token, and the index and store are per user, so no
 query can name another user's data.
 """
@@ -32,6 +33,7 @@ from cloud_infer.recall.protocol import (
 )
 from cloud_infer.recall.query_dates import ParsedQuery as DatedQuery
 from cloud_infer.recall.query_dates import parse_query
+from cloud_infer.recall.rewrite import QueryRewriter
 from cloud_infer.recall.text import highlight, matches_any, query_terms
 from recall_store.event_log import EventLog
 from recall_store.store import ObjectStore
@@ -76,6 +78,7 @@ class RecallService:
         pipeline: RecallPipeline | None,
         candidates: int,
         default_timezone: str,
+        rewriter: QueryRewriter | None = None,
     ) -> None:
         self.store = store
         self._log = EventLog(store)
@@ -84,6 +87,7 @@ class RecallService:
         self._pipeline = pipeline
         self._candidates = candidates
         self._default_tz = default_timezone
+        self._rewriter = rewriter
 
     async def search(
         self,
@@ -107,12 +111,8 @@ class RecallService:
         if parsed.start is not None and parsed.start > local_now:
             # History has no future: "明天天气" is about a forecast seen on screen, not a time filter.
             parsed = DatedQuery(text=" ".join(q.split()), start=None, end=None, phrases=())
-        terms = query_terms(parsed.text)
         window_start = max(filter(None, (start, parsed.start)), default=None)
         window_end = min(filter(None, (end, parsed.end)), default=None)
-        vector = None
-        if _LATIN_RE.search(parsed.text):
-            vector = (await asyncio.to_thread(self._embedder.encode, [parsed.text]))[0]
         filters = Filters(
             start_ms=int(window_start.timestamp() * 1000) if window_start else None,
             end_ms=int(window_end.timestamp() * 1000) if window_end else None,
@@ -120,6 +120,33 @@ class RecallService:
             title_contains=title,
             url_contains=url,
         )
+        terms, hits = await self._find(user_id, parsed.text, filters, limit)
+        rewritten = None
+        if not hits and parsed.text and self._rewriter is not None:
+            rewritten = await self._rewriter.rewrite(parsed.text) or None
+            if rewritten:
+                terms, hits = await self._find(user_id, rewritten, filters, limit)
+        return SearchResponse(
+            query=ParsedQuery(
+                text=parsed.text,
+                terms=terms,
+                start=window_start,
+                end=window_end,
+                phrases=list(parsed.phrases),
+                rewritten=rewritten,
+            ),
+            hits=hits,
+            took_ms=(time.perf_counter() - started) * 1000,
+        )
+
+    async def _find(
+        self, user_id: str, text: str, filters: Filters, limit: int
+    ) -> tuple[list[str], list[SearchHit]]:
+        """Hybrid search for ``text`` under ``filters``: the words searched and the best moments."""
+        terms = query_terms(text)
+        vector = None
+        if _LATIN_RE.search(text):
+            vector = (await asyncio.to_thread(self._embedder.encode, [text]))[0]
         rows = await self.index.search(user_id, " ".join(terms), vector, filters, self._candidates)
         hits: list[SearchHit] = []
         seen: set[str] = set()
@@ -135,17 +162,7 @@ class RecallService:
             hits.append(self._hit(row, frames.get(row["moment_id"], row), terms, rank))
             if len(hits) >= limit:
                 break
-        return SearchResponse(
-            query=ParsedQuery(
-                text=parsed.text,
-                terms=terms,
-                start=window_start,
-                end=window_end,
-                phrases=list(parsed.phrases),
-            ),
-            hits=hits,
-            took_ms=(time.perf_counter() - started) * 1000,
-        )
+        return terms, hits
 
     def _hit(self, row: dict[str, Any], frame: dict[str, Any], terms: list[str], rank: int) -> SearchHit:
         text = (

@@ -5,14 +5,22 @@ from __future__ import annotations
 import time
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from minio import Minio
 
-from cloud_infer.recall.runtime import RecallRuntime
+from cloud_infer.llm.client import open_llm
+from cloud_infer.llm.config import LLMSettings
+from cloud_infer.privacy.service import PrivacyService
+from cloud_infer.recall.config import RecallSettings
+from cloud_infer.recall.embedder import Embedder
+from cloud_infer.recall.ocr import OcrEngine
+from cloud_infer.recall.runtime import RecallRuntime, open_recall
 from protos.shadowdesk.v1 import ingest_pb2 as pb
 from recall_store.config import StoreSettings
 from recall_store.event_log import EventLog
+from recall_store.factory import open_store
 from recall_store.naming import user_bucket
 from tests.cloud_infer.recall.conftest import screen
 
@@ -183,3 +191,27 @@ async def test_retention_erases_by_age_and_by_size(recall: RecallRuntime, alice:
     await privacy.put(alice, settings.model_copy(update={"retention_days": None, "retention_max_bytes": 1}))
     await recall.retention.enforce(alice)
     assert (await recall.service.search(alice, "invoice INV-2041")).hits == []
+
+
+async def test_a_query_that_finds_nothing_is_rewritten_by_the_llm(
+    tmp_path: Path, embedder: Embedder, ocr_engine: OcrEngine, alice: str
+) -> None:
+    # The rewrite does not depend on the store backend: the local one is enough here.
+    store_settings = StoreSettings(backend="local", local_root=tmp_path / "store")
+    store = open_store(store_settings)
+    llm = open_llm(LLMSettings(backend="embedded"))
+    assert llm is not None
+    runtime = open_recall(
+        RecallSettings(), store_settings, store, PrivacyService(store), llm, 64, embedder, [ocr_engine]
+    )
+    try:
+        await ingest(runtime, alice, day(time.time_ns() - 3600 * NS_PER_S))
+        found = await runtime.service.search(alice, "invoice total")
+        assert found.hits and found.query.rewritten is None, "a query with hits is never rewritten"
+        vague = await runtime.service.search(alice, "qwxz plorf")
+        assert vague.query.rewritten, "no hit: the model was asked for keywords"
+        assert vague.query.terms != ["qwxz", "plorf"]
+    finally:
+        await runtime.close()
+        await llm.close()
+        await store.close()
