@@ -59,6 +59,17 @@ async def test_put_get_and_overwrite(store: ObjectStore) -> None:
     assert await store.list_keys(user) == ["events/s1/a.pb"]
 
 
+async def test_usage_counts_the_bytes_of_a_users_space(store: ObjectStore) -> None:
+    user, other = new_user(), new_user()
+    assert await store.usage(user) == 0, "an unknown user uses nothing"
+    await store.put(user, "frames/s1/a.webp", b"x" * 1000)
+    await store.put(user, "events/s1/b.pb", b"y" * 24)
+    await store.put(other, "events/s1/b.pb", b"z" * 500)
+    assert await store.usage(user) == 1024
+    await store.delete(user, ["frames/s1/a.webp"])
+    assert await store.usage(user) == 24
+
+
 async def test_empty_object(store: ObjectStore) -> None:
     user = new_user()
     await store.put(user, "empty", b"")
