@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -18,9 +19,11 @@ from cloud_infer.config import ServerSettings
 from cloud_infer.ingest.protocol import IngestLimits
 from cloud_infer.ingest.service import IngestService
 from cloud_infer.server import create_grpc_server
+from protos.shadowdesk.v1 import ingest_pb2 as pb
 from recall_store.event_log import EventLog
 from recall_store.local import LocalObjectStore
 from session_agent.config import AgentSettings
+from session_agent.sensors.base import Sensor
 from shadowdesk.desktop import VirtualDesktop
 
 SECRET = "session-agent-test-secret-0123456789abcdef"
@@ -105,3 +108,37 @@ async def cloud(tmp_path: Path) -> AsyncIterator[CloudServer]:
     yield CloudServer(server, port, event_log)
     await server.stop(None)
     await store.close()
+
+
+class Collected:
+    """A thread-safe emit target."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._events: list[pb.Event] = []
+
+    def __call__(self, event: pb.Event) -> None:
+        with self._lock:
+            self._events.append(event)
+
+    def of(self, kind: str) -> list[pb.Event]:
+        with self._lock:
+            return [e for e in self._events if e.WhichOneof("kind") == kind]
+
+
+@pytest.fixture
+def run_sensor() -> Iterator[Callable[[Sensor], threading.Thread]]:
+    stop = threading.Event()
+    threads: list[threading.Thread] = []
+
+    def start(sensor: Sensor) -> threading.Thread:
+        thread = threading.Thread(target=sensor.run, args=(stop,), daemon=True)
+        thread.start()
+        threads.append(thread)
+        return thread
+
+    yield start
+    stop.set()
+    for thread in threads:
+        thread.join(10)
+        assert not thread.is_alive(), "sensor did not stop"

@@ -20,8 +20,7 @@ from session_agent.sensors.accessibility import (
 )
 from session_agent.sensors.window import describe_window
 from shadowdesk.desktop import VirtualDesktop
-from tests.session_agent.conftest import wait_until
-from tests.session_agent.test_sensors import Collected
+from tests.session_agent.conftest import Collected, wait_until
 from tests.support.chromium import chromium_argv
 from tests.support.dbus import SessionBus
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 from PIL import Image
@@ -17,7 +17,7 @@ from session_agent.sensors.base import FocusState, Sensor
 from session_agent.sensors.frames import FrameSensor
 from session_agent.sensors.window import WindowSensor
 from shadowdesk.desktop import VirtualDesktop
-from tests.session_agent.conftest import wait_until
+from tests.session_agent.conftest import Collected, wait_until
 
 
 @pytest.mark.parametrize(
@@ -89,39 +89,8 @@ def test_settings_build_rules_from_lists_and_reject_bad_regexes(monkeypatch: pyt
         settings()
 
 
-class Collected:
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._events: list[pb.Event] = []
-
-    def __call__(self, event: pb.Event) -> None:
-        with self._lock:
-            self._events.append(event)
-
-    def of(self, kind: str) -> list[pb.Event]:
-        with self._lock:
-            return [e for e in self._events if e.WhichOneof("kind") == kind]
-
-
-@pytest.fixture
-def run_sensor() -> Iterator[Callable[[Sensor], None]]:
-    stop = threading.Event()
-    threads: list[threading.Thread] = []
-
-    def start(sensor: Sensor) -> None:
-        thread = threading.Thread(target=sensor.run, args=(stop,), daemon=True)
-        thread.start()
-        threads.append(thread)
-
-    yield start
-    stop.set()
-    for thread in threads:
-        thread.join(10)
-        assert not thread.is_alive(), "sensor did not stop"
-
-
 def test_private_window_is_withheld_by_window_and_frame_sensors(
-    desktop: VirtualDesktop, run_sensor: Callable[[Sensor], None]
+    desktop: VirtualDesktop, run_sensor: Callable[[Sensor], threading.Thread]
 ) -> None:
     _, secret = desktop.launch_xterm("Secret - Private Browsing")
     _, notes = desktop.launch_xterm("notes")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import psutil
 import pytest
@@ -17,41 +17,7 @@ from session_agent.sensors.frames import FrameSensor, dhash, hamming
 from session_agent.sensors.metrics import MetricsSensor
 from session_agent.sensors.window import WindowSensor
 from shadowdesk.desktop import VirtualDesktop
-from tests.session_agent.conftest import wait_until
-
-
-class Collected:
-    """A thread-safe emit target."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._events: list[pb.Event] = []
-
-    def __call__(self, event: pb.Event) -> None:
-        with self._lock:
-            self._events.append(event)
-
-    def of(self, kind: str) -> list[pb.Event]:
-        with self._lock:
-            return [e for e in self._events if e.WhichOneof("kind") == kind]
-
-
-@pytest.fixture
-def run_sensor() -> Iterator[Callable[[Sensor], threading.Thread]]:
-    stop = threading.Event()
-    threads: list[threading.Thread] = []
-
-    def start(sensor: Sensor) -> threading.Thread:
-        thread = threading.Thread(target=sensor.run, args=(stop,), daemon=True)
-        thread.start()
-        threads.append(thread)
-        return thread
-
-    yield start
-    stop.set()
-    for thread in threads:
-        thread.join(10)
-        assert not thread.is_alive(), "sensor did not stop"
+from tests.session_agent.conftest import Collected, wait_until
 
 
 def focus_titles(events: Collected) -> list[str]:
