@@ -136,10 +136,11 @@ def test_private_window_is_withheld_by_window_and_frame_sensors(
     withheld = frames.withheld
     desktop.xdotool("type", "--window", str(secret), "hunter2")
     wait_until(lambda: frames.withheld > withheld, what="a screen change withheld")
-    sent = frames.sent
+    sent, withheld = frames.sent, frames.withheld
     desktop.set_title(notes, "notes (edited)")
     desktop.xdotool("type", "--window", str(secret), "more")
-    wait_until(lambda: frames.withheld > withheld + 2, what="more screen changes withheld")
+    # Later changes are withheld too (how many grabs they span depends on timing; at least one).
+    wait_until(lambda: frames.withheld > withheld, what="more screen changes withheld")
     assert frames.sent == sent, "no frame while the private window has focus"
     desktop.set_title(secret, "Another - Private Browsing")
     assert all(not f.title for f in focus_of(secret))
