@@ -19,6 +19,8 @@ from typing import Annotated, Any, Self
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from shadowdesk.patterns import check_patterns
+
 ENV_PREFIX = "SHADOWDESK_AGENT_"
 SENSOR_WINDOW_FOCUS = "window_focus"
 SENSOR_APPS = "apps"
@@ -145,12 +147,7 @@ class AgentSettings(BaseSettings):
     @field_validator("exclude_title_patterns", "private_window_patterns")
     @classmethod
     def _check_patterns(cls, value: list[str]) -> list[str]:
-        for pattern in value:
-            try:
-                re.compile(pattern)
-            except re.error as exc:
-                raise ValueError(f"invalid regular expression {pattern!r}: {exc}") from exc
-        return value
+        return check_patterns(value)
 
     @field_validator("sensors")
     @classmethod

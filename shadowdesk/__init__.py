@@ -1,1 +1,1 @@
-"""Shadowdesk: the `shadowdesk` CLI, telemetry set-up, and the all-in-one demo."""
+"""Shadowdesk: the `shadowdesk` CLI, telemetry set-up, helpers shared by agent and cloud, and the demo."""

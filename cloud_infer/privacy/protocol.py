@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import re
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+
+from shadowdesk.patterns import check_patterns
 
 MAX_EXCLUDED_APPS = 200
 MAX_TITLE_PATTERNS = 50
@@ -45,9 +46,4 @@ class PrivacySettings(BaseModel):
     @field_validator("excluded_title_patterns")
     @classmethod
     def _compile_patterns(cls, value: list[str]) -> list[str]:
-        for pattern in value:
-            try:
-                re.compile(pattern)
-            except re.error as exc:
-                raise ValueError(f"invalid regular expression {pattern!r}: {exc}") from exc
-        return value
+        return check_patterns(value)
