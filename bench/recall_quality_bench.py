@@ -36,6 +36,8 @@ from minio import Minio
 from bench.desk_day import ITEMS, QUERIES, dated, focus_each, open_items, start_agent
 from bench.report import command_line, fmt, markdown_table, percentile
 from cloud_infer.auth import issue_token
+from cloud_infer.llm.config import LLMSettings
+from cloud_infer.llm.gateway import LLMGateway
 from cloud_infer.privacy.service import PrivacyService
 from cloud_infer.recall.config import RecallSettings
 from cloud_infer.recall.ocr import FrameReader, OcrEngine
@@ -113,7 +115,8 @@ async def evaluate(store_env: dict[str, str], day: datetime) -> dict[str, Any]:
         minio_secret_key=store_env["SHADOWDESK_STORE_MINIO_SECRET_KEY"],
     )
     store = open_store(store_settings)
-    runtime = open_recall(RecallSettings(), store_settings, store, PrivacyService(store), None, 64)
+    no_llm = LLMGateway(LLMSettings(backend="none"), None)
+    runtime = open_recall(RecallSettings(), store_settings, store, PrivacyService(store), no_llm)
     ranks: list[int | None] = []
     misses: list[str] = []
     latencies_ms: list[float] = []

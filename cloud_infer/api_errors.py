@@ -19,6 +19,7 @@ from cloud_infer.errors import (
     NotFoundError,
     PermissionDeniedError,
 )
+from cloud_infer.llm.errors import LLMError, LLMRateLimitedError, LLMTimeoutError, LLMUnavailableError
 from recall_store.errors import InvalidNameError, ObjectNotFoundError, StoreError, StoreUnavailableError
 
 logger = logging.getLogger(__name__)
@@ -61,6 +62,18 @@ async def _domain_error(_: Request, exc: Exception) -> JSONResponse:
     return error_response(500, "internal", "internal error")
 
 
+async def _llm_error(_: Request, exc: Exception) -> JSONResponse:
+    if isinstance(exc, LLMRateLimitedError):
+        response = error_response(429, "rate_limited", str(exc))
+        response.headers["Retry-After"] = str(max(1, round(exc.retry_after_s)))
+        return response
+    if isinstance(exc, LLMTimeoutError):
+        return error_response(504, "timeout", str(exc))
+    if isinstance(exc, LLMUnavailableError):
+        return error_response(503, "unavailable", str(exc))
+    return error_response(502, "llm_failed", str(exc)[:300])
+
+
 async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     problems = "; ".join(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors())
@@ -76,5 +89,6 @@ async def _http_error(_: Request, exc: Exception) -> JSONResponse:
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(CloudInferError, _domain_error)
     app.add_exception_handler(StoreError, _domain_error)
+    app.add_exception_handler(LLMError, _llm_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)

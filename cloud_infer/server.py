@@ -21,11 +21,12 @@ from cloud_infer.config import ServerSettings
 from cloud_infer.ingest.protocol import IngestLimits
 from cloud_infer.ingest.service import IngestService
 from cloud_infer.ingest.servicer import SERVICE_NAME, IngestServicer
-from cloud_infer.llm.client import open_llm
 from cloud_infer.llm.config import LLMSettings
+from cloud_infer.llm.factory import open_gateway
 from cloud_infer.privacy.filter import PrivacyFilter
 from cloud_infer.privacy.service import PrivacyService
 from cloud_infer.recall.config import RecallSettings
+from cloud_infer.recall.embedder import Embedder
 from cloud_infer.recall.runtime import open_recall
 from recall_store.config import StoreSettings
 from recall_store.event_log import EventLog
@@ -100,15 +101,15 @@ async def serve(
     recall_settings = recall_settings or RecallSettings()
     llm_settings = llm_settings or LLMSettings()
     store = open_store(store_settings)
-    llm = open_llm(llm_settings)
+    # One copy of the sentence encoder serves Recall's index and the gateway's local embeddings.
+    embedder = Embedder(recall_settings.embed_model_dir, recall_settings.embed_threads)
+    llm = open_gateway(llm_settings, embedder)
     recall = None
     try:
         # One PrivacyService: a PUT through the API is seen by the very next ingested batch.
         privacy = PrivacyService(store)
         if recall_settings.enabled:
-            recall = open_recall(
-                recall_settings, store_settings, store, privacy, llm, llm_settings.max_output_tokens
-            )
+            recall = open_recall(recall_settings, store_settings, store, privacy, llm, embedder=embedder)
             recall.start()
         service = IngestService(
             EventLog(store),
@@ -119,7 +120,7 @@ async def serve(
         grpc_server, grpc_port = await create_grpc_server(settings, service)
         http = HttpServer(
             uvicorn.Config(
-                build_app(settings, store, privacy, recall),
+                build_app(settings, store, privacy, recall, llm),
                 host=settings.http_host,
                 port=settings.http_port,
                 log_config=None,
@@ -159,6 +160,5 @@ async def serve(
     finally:
         if recall is not None:
             await recall.close()
-        if llm is not None:
-            await llm.close()
+        await llm.close()
         await store.close()

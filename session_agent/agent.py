@@ -19,6 +19,7 @@ from session_agent.config import (
     SENSOR_ACCESSIBILITY,
     SENSOR_APPS,
     SENSOR_FRAMES,
+    SENSOR_SELECTION,
     SENSOR_SYSTEM_METRICS,
     SENSOR_WINDOW_FOCUS,
     AgentSettings,
@@ -30,6 +31,7 @@ from session_agent.sensors.accessibility import AccessibilitySensor
 from session_agent.sensors.base import FocusState, Sensor
 from session_agent.sensors.frames import FrameSensor
 from session_agent.sensors.metrics import MetricsSensor
+from session_agent.sensors.selection import SelectionSensor
 from session_agent.sensors.window import WindowSensor
 from session_agent.spool import AsyncSpool
 
@@ -173,6 +175,18 @@ class Agent:
                     settings.display,
                     emit,
                     interval_s=settings.accessibility_interval_s,
+                    poll_s=settings.window_poll_s,
+                    privacy=self.privacy,
+                )
+            )
+        if SENSOR_SELECTION in settings.sensors:
+            sensors.append(
+                SelectionSensor(
+                    settings.display,
+                    emit,
+                    max_chars=settings.selection_max_chars,
+                    debounce_s=settings.selection_debounce_s,
+                    timeout_s=settings.selection_timeout_s,
                     poll_s=settings.window_poll_s,
                     privacy=self.privacy,
                 )

@@ -27,10 +27,22 @@ SENSOR_APPS = "apps"
 SENSOR_FRAMES = "frames"
 SENSOR_SYSTEM_METRICS = "system_metrics"
 SENSOR_ACCESSIBILITY = "accessibility"
+SENSOR_SELECTION = "selection"
 KNOWN_SENSORS = frozenset(
-    {SENSOR_WINDOW_FOCUS, SENSOR_APPS, SENSOR_FRAMES, SENSOR_SYSTEM_METRICS, SENSOR_ACCESSIBILITY}
+    {
+        SENSOR_WINDOW_FOCUS,
+        SENSOR_APPS,
+        SENSOR_FRAMES,
+        SENSOR_SYSTEM_METRICS,
+        SENSOR_ACCESSIBILITY,
+        SENSOR_SELECTION,
+    }
 )
-X11_SENSORS = frozenset({SENSOR_WINDOW_FOCUS, SENSOR_APPS, SENSOR_FRAMES, SENSOR_ACCESSIBILITY})
+X11_SENSORS = frozenset(
+    {SENSOR_WINDOW_FOCUS, SENSOR_APPS, SENSOR_FRAMES, SENSOR_ACCESSIBILITY, SENSOR_SELECTION}
+)
+# The cloud refuses clipboard text longer than its max_text_chars (65536 by default).
+MAX_SELECTION_CHARS = 65536
 MAX_BATCH_BYTES = 2 * 1024 * 1024
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$")
 # Password managers: app ids (WM_CLASS class or instance, lower-cased) never captured by default.
@@ -89,6 +101,20 @@ class AgentSettings(BaseSettings):
     metrics_interval_s: float = Field(5.0, ge=0.1, description="seconds between system metric samples")
     accessibility_interval_s: float = Field(
         5.0, ge=0.5, description="seconds between accessibility-text walks of a window that stays focused"
+    )
+    selection_max_chars: int = Field(
+        8000,
+        ge=1,
+        le=MAX_SELECTION_CHARS,
+        description="selected or copied text is cut to this many characters",
+    )
+    selection_debounce_s: float = Field(
+        0.4,
+        ge=0,
+        description="PRIMARY is read once it kept its owner this long and no button or Shift is held",
+    )
+    selection_timeout_s: float = Field(
+        1.0, gt=0, description="deadline for the app owning a selection to hand over its text"
     )
     batch_max_events: int = Field(256, ge=1, description="most events in one EventBatch")
     batch_max_bytes: int = Field(

@@ -85,3 +85,24 @@ def test_recall_latency_bench_searches_a_small_indexed_corpus() -> None:
     assert _number(unfiltered[7]) == 50, unfiltered  # the product's candidates limit
     assert "at 1,000,000 rows — not run" in output
     assert re.search(r"^\.venv/bin/python -m bench\.recall_latency_bench --sizes 2000 ", output, re.MULTILINE)
+
+
+def test_llm_gateway_bench_streams_through_the_gateway_and_the_backend() -> None:
+    output = _run(
+        "bench.llm_gateway_bench",
+        *("--backend", "embedded", "--concurrency", "1", "2", "--rounds", "1"),
+        *("--output-tokens", "4", "--prompt-words", "10"),
+    )
+    rows = _table_rows(output)
+    streams, cache = rows[:4], rows[5:]  # rows[4] is the second table's header
+    assert [(row[0], row[1]) for row in streams] == [
+        ("1", "direct"),
+        ("1", "gateway"),
+        ("2", "direct"),
+        ("2", "gateway"),
+    ]
+    for row in streams:
+        assert 0 < _number(row[2]) <= _number(row[3]), row  # TTFT p50 <= p95
+        assert _number(row[5]) > 0, row
+    assert [row[0] for row in cache] == ["new context (cache miss)", "same context, other task (prefix hit)"]
+    assert "--backend embedded --concurrency 1 2" in output

@@ -1,10 +1,14 @@
-"""llama.cpp in-process: a GGUF chat model on CPU, for one-machine runs and tests.
+"""llama.cpp in-process: a GGUF chat model on CPU, for one-machine runs, demos and CI.
 
 The model loads on first use and every call into it runs on one dedicated worker thread, so generations
-of one instance run one at a time, in order of arrival, and the native model is never touched by two
-threads. Tokens cross to the event loop through an asyncio queue; the worker checks a stop event between
-tokens, so a consumer that stops iterating, is cancelled or misses its deadline frees the model within
-one token (plus the prompt evaluation in progress, which llama.cpp cannot interrupt).
+run one at a time (``max_concurrency`` 1: the gateway's queue decides the order) and the native model is
+never touched by two threads. A JSON schema becomes a llama.cpp grammar, so structured output is valid by
+construction. llama.cpp keeps the previous prompt's evaluated tokens and reuses the longest common
+prefix, which is why the gateway's prompts put their stable parts first.
+
+Tokens cross to the event loop through an asyncio queue; the worker checks a stop event between tokens,
+so a consumer that stops iterating, is cancelled or misses its deadline frees the model within one token
+(plus the prompt evaluation in progress, which llama.cpp cannot interrupt).
 """
 
 from __future__ import annotations
@@ -12,58 +16,54 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import AsyncIterator, Callable, Generator, Sequence
+from collections.abc import Callable, Generator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
-from cloud_infer.llm.client import ChatMessage
+from cloud_infer.llm.backend import Generation, GenerationRequest, Usage
 from cloud_infer.llm.errors import LLMError, LLMTimeoutError, LLMUnavailableError
 
 if TYPE_CHECKING:
     from llama_cpp import Llama
-    from llama_cpp.llama_types import ChatCompletionRequestMessage, CreateChatCompletionStreamResponse
+    from llama_cpp.llama_types import (
+        ChatCompletionRequestMessage,
+        ChatCompletionRequestResponseFormat,
+        CreateChatCompletionStreamResponse,
+    )
 
 logger = logging.getLogger(__name__)
 
 
 class EmbeddedLlama:
-    """An ``LLMClient`` over ``llama_cpp.Llama``."""
+    """A ``ChatBackend`` over ``llama_cpp.Llama``."""
 
-    def __init__(self, model_path: Path, *, context_tokens: int, threads: int, timeout_s: float) -> None:
+    max_concurrency = 1
+
+    def __init__(self, model_path: Path, *, context_tokens: int, threads: int) -> None:
         self.name = f"embedded:{model_path.stem}"
         self._model_path = model_path
         self._context_tokens = context_tokens
         self._threads = threads
-        self._timeout_s = timeout_s
         self._llama: Llama | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llama")
         self._running: set[threading.Event] = set()
         self._closed = False
 
-    async def stream_chat(
-        self,
-        messages: Sequence[ChatMessage],
-        *,
-        max_tokens: int,
-        temperature: float = 0.0,
-        deadline_s: float | None = None,
-    ) -> AsyncIterator[str]:
+    async def generate(self, request: GenerationRequest, deadline: float) -> Generation:
         if self._closed:
             raise LLMUnavailableError(f"{self.name} is closed")
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + (self._timeout_s if deadline_s is None else deadline_s)
-        deltas: asyncio.Queue[str | None] = asyncio.Queue()
+        deltas: asyncio.Queue[str | Usage | None] = asyncio.Queue()
         stop = threading.Event()
 
-        def emit(text: str) -> None:
+        def emit(text: str | Usage) -> None:
             try:
                 loop.call_soon_threadsafe(deltas.put_nowait, text)
             except RuntimeError:  # the loop closed under a late token: nobody is listening any more
                 stop.set()
 
-        prompt = [{"role": m.role, "content": m.content} for m in messages]
-        job: Future[None] = self._executor.submit(self._generate, prompt, max_tokens, temperature, stop, emit)
+        job: Future[None] = self._executor.submit(self._generate, request, stop, emit)
         finished = asyncio.wrap_future(job, loop=loop)
 
         def on_finished(future: asyncio.Future[None]) -> None:
@@ -91,36 +91,46 @@ class EmbeddedLlama:
             self._running.discard(stop)
 
     def _generate(
-        self,
-        prompt: list[dict[str, str]],
-        max_tokens: int,
-        temperature: float,
-        stop: threading.Event,
-        emit: Callable[[str], None],
+        self, request: GenerationRequest, stop: threading.Event, emit: Callable[[str | Usage], None]
     ) -> None:
         if stop.is_set():
             return
         llama = self._load()
+        prompt = [{"role": m.role, "content": m.content} for m in request.messages]
+        response_format: ChatCompletionRequestResponseFormat | None = None
+        if request.json_schema is not None:
+            response_format = {"type": "json_object", "schema": dict(request.json_schema)}
         try:
             # With stream=True llama.cpp returns a generator of chunks; its declared type is a union.
             chunks = cast(
                 "Generator[CreateChatCompletionStreamResponse, None, None]",
                 llama.create_chat_completion(
                     messages=cast("list[ChatCompletionRequestMessage]", prompt),
-                    max_tokens=max_tokens,
-                    temperature=temperature,
+                    max_tokens=request.max_tokens,
+                    temperature=request.temperature,
+                    response_format=response_format,
                     stream=True,
                 ),
             )
+            tokens = 0
+            finish_reason: str | None = None
             try:
                 for chunk in chunks:
                     if stop.is_set():
                         break
-                    text = chunk["choices"][0]["delta"].get("content")
-                    if isinstance(text, str) and text:  # the role-only first chunk has none
-                        emit(text)
+                    choice = chunk["choices"][0]
+                    finish_reason = choice["finish_reason"] or finish_reason
+                    text: str | None = choice["delta"].get("content")  # type: ignore[assignment]
+                    if text is not None:  # one chunk per token; the role-only first chunk has none
+                        tokens += 1
+                        if text:
+                            emit(text)
             finally:
                 chunks.close()  # ends llama.cpp's decode loop now rather than at garbage collection
+            # Streaming reports no usage: the context holds the prompt and every generated token but
+            # the last one sampled when the length limit cut the answer.
+            context = llama.n_tokens + (1 if finish_reason == "length" else 0)
+            emit(Usage(prompt_tokens=max(0, context - tokens), completion_tokens=tokens))
         except ValueError as error:  # llama.cpp's way of saying the prompt does not fit the context
             raise LLMError(f"{self.name} rejected the request: {error}") from error
         except RuntimeError as error:  # a failed decode

@@ -11,7 +11,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from cloud_infer.llm.client import ChatMessage, LLMClient
+from cloud_infer.llm.errors import LLMUnavailableError
+from cloud_infer.llm.gateway import LLMGateway
+from cloud_infer.llm.prompts import layout
+from cloud_infer.llm.scheduler import Priority
 from cloud_infer.recall.protocol import Citation, SearchHit
 from cloud_infer.recall.service import RecallService
 
@@ -22,6 +25,7 @@ SYSTEM_PROMPT = (
     "contain the answer, say that you could not find it. Answer briefly, in the language of the question."
 )
 _EXCERPT_CHARS = 600
+_ANSWER_TOKENS = 384
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,29 +35,25 @@ class Answer:
 
 
 class AskService:
-    def __init__(
-        self, recall: RecallService, llm: LLMClient | None, max_excerpts: int, max_tokens: int
-    ) -> None:
+    def __init__(self, recall: RecallService, llm: LLMGateway, max_excerpts: int) -> None:
         self._recall = recall
         self._llm = llm
         self._max_excerpts = max_excerpts
-        self._max_tokens = max_tokens
-
-    @property
-    def available(self) -> bool:
-        return self._llm is not None
 
     async def ask(self, user_id: str, question: str, tz: str | None = None) -> Answer:
-        """Search the question, then stream the model's answer over the hits; raise if no model is set."""
-        if self._llm is None:
-            raise RuntimeError("no language model is configured; search still works")
+        """Search the question, then stream the model's answer over the hits.
+
+        Raises LLMUnavailableError at once when no model is configured (search still works).
+        """
+        if not self._llm.chat_available:
+            raise LLMUnavailableError("no language model is configured; search still works")
         found = await self._recall.search(user_id, question, tz=tz, limit=self._max_excerpts)
         citations = [_citation(n, hit) for n, hit in enumerate(found.hits, start=1)]
-        messages = [
-            ChatMessage("system", SYSTEM_PROMPT),
-            ChatMessage("user", _user_prompt(question, found.hits)),
-        ]
-        return Answer(citations, self._llm.stream_chat(messages, max_tokens=self._max_tokens))
+        messages = layout(SYSTEM_PROMPT, context=_excerpts(found.hits), request=f"Question: {question}")
+        deltas = self._llm.stream_chat(
+            user_id, messages, feature="recall.ask", priority=Priority.INTERACTIVE, max_tokens=_ANSWER_TOKENS
+        )
+        return Answer(citations, deltas)
 
 
 def _citation(n: int, hit: SearchHit) -> Citation:
@@ -67,7 +67,7 @@ def _citation(n: int, hit: SearchHit) -> Citation:
     )
 
 
-def _user_prompt(question: str, hits: list[SearchHit]) -> str:
+def _excerpts(hits: list[SearchHit]) -> str:
     if not hits:
         excerpts = "(no excerpts found)"
     else:
@@ -79,4 +79,4 @@ def _user_prompt(question: str, hits: list[SearchHit]) -> str:
                 f'[{n}] {when}, app "{hit.app_id}", window "{hit.title}"\n<excerpt>\n{text}\n</excerpt>'
             )
         excerpts = "\n\n".join(parts)
-    return f"Excerpts:\n\n{excerpts}\n\nQuestion: {question}"
+    return f"Excerpts:\n\n{excerpts}"

@@ -89,6 +89,10 @@ class MomentTracker:
         if not self.moment_id or (window_id is not None and window_id != self.window_id):
             return None
         self._roll_over_if_long(seq, time_ms)
+        if source == "clipboard":
+            # A selection is the user's act: kept whole even when its lines were seen, once per text.
+            text = "\n".join(line for line in (s.strip() for s in lines) if line)
+            return self._row(seq, time_ms, source, text) if text and self._remember(f"clip:{text}") else None
         # Screen text is deduplicated apart from the other sources, so a frame (and its boxes) is still
         # indexed when accessibility text already carried the same lines.
         kind = "screen" if source == "screen" else "text"

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import logging
 
-from cloud_infer.llm.client import ChatMessage, LLMClient
+from cloud_infer.llm.backend import ChatMessage
 from cloud_infer.llm.errors import LLMError
+from cloud_infer.llm.gateway import LLMGateway
 
 logger = logging.getLogger(__name__)
 
@@ -24,22 +25,24 @@ _MAX_CHARS = 200
 
 
 class QueryRewriter:
-    def __init__(self, llm: LLMClient, max_tokens: int = 32, deadline_s: float = 5.0) -> None:
+    def __init__(self, llm: LLMGateway, max_tokens: int = 32, deadline_s: float = 5.0) -> None:
         self._llm = llm
         self._max_tokens = max_tokens
         self._deadline_s = deadline_s
 
-    async def rewrite(self, query: str) -> str:
+    async def rewrite(self, user_id: str, query: str) -> str:
         """Keywords for ``query``, or "" when the model fails or says nothing usable."""
         messages = [ChatMessage("system", SYSTEM_PROMPT), ChatMessage("user", query)]
-        parts: list[str] = []
         try:
-            async for delta in self._llm.stream_chat(
-                messages, max_tokens=self._max_tokens, deadline_s=self._deadline_s
-            ):
-                parts.append(delta)
+            answer = await self._llm.complete(
+                user_id,
+                messages,
+                feature="recall.rewrite",
+                max_tokens=self._max_tokens,
+                deadline_s=self._deadline_s,
+            )
         except LLMError as exc:
             logger.info("query rewrite skipped: %s", exc)
             return ""
-        keywords = " ".join("".join(parts).replace(",", " ").split())[:_MAX_CHARS]
+        keywords = " ".join(answer.replace(",", " ").split())[:_MAX_CHARS]
         return "" if keywords.lower() == query.strip().lower() else keywords

@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from cloud_infer.llm.client import LLMClient
+from cloud_infer.llm.gateway import LLMGateway
 from cloud_infer.privacy.service import PrivacyService
 from cloud_infer.recall.ask import AskService
 from cloud_infer.recall.config import RecallSettings
@@ -51,8 +51,7 @@ def open_recall(
     store_settings: StoreSettings,
     store: ObjectStore,
     privacy: PrivacyService,
-    llm: LLMClient | None,
-    max_answer_tokens: int,
+    llm: LLMGateway,
     embedder: Embedder | None = None,
     ocr_engines: Sequence[OcrEngine] | None = None,
 ) -> RecallRuntime:
@@ -64,7 +63,7 @@ def open_recall(
     embedder = embedder or Embedder(settings.embed_model_dir, settings.embed_threads)
     engines = ocr_engines or [OcrEngine(threads=1) for _ in range(settings.ocr_workers)]
     pipeline = RecallPipeline(settings, store, index, embedder, engines)
-    rewriter = QueryRewriter(llm) if llm is not None and settings.rewrite_queries else None
+    rewriter = QueryRewriter(llm) if llm.chat_available and settings.rewrite_queries else None
     service = RecallService(
         store, index, embedder, pipeline, settings.candidates, settings.timezone, rewriter
     )
@@ -74,6 +73,6 @@ def open_recall(
         index=index,
         pipeline=pipeline,
         service=service,
-        ask=AskService(service, llm, _ASK_EXCERPTS, max_answer_tokens),
+        ask=AskService(service, llm, _ASK_EXCERPTS),
         retention=RetentionJob(service, privacy, pipeline, settings.retention_interval_s),
     )

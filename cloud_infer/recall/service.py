@@ -123,7 +123,7 @@ class RecallService:
         terms, hits = await self._find(user_id, parsed.text, filters, limit)
         rewritten = None
         if not hits and parsed.text and self._rewriter is not None:
-            rewritten = await self._rewriter.rewrite(parsed.text) or None
+            rewritten = await self._rewriter.rewrite(user_id, parsed.text) or None
             if rewritten:
                 terms, hits = await self._find(user_id, rewritten, filters, limit)
         return SearchResponse(
@@ -215,6 +215,14 @@ class RecallService:
                 for r in rows
             ],
         )
+
+    async def latest_moment(self, user_id: str, within: timedelta) -> MomentResponse | None:
+        """The user's most recent moment if it has rows newer than ``within`` ago: what is on screen."""
+        since = datetime.now(UTC) - within
+        rows = await self.index.rows(user_id, Filters(start_ms=int(since.timestamp() * 1000)))
+        if not rows:
+            return None
+        return await self.moment(user_id, rows[-1]["moment_id"])
 
     async def forget_moment(self, user_id: str, moment_id: str) -> EraseResponse:
         """Delete a moment: its events and frames from the log, its rows from the index."""

@@ -20,6 +20,7 @@ STATIC_DIR = Path(__file__).parent / "static"
 STATIC_FILES: dict[str, str] = {
     "app.js": "text/javascript; charset=utf-8",
     "api.js": "text/javascript; charset=utf-8",
+    "assist.js": "text/javascript; charset=utf-8",
     "app.css": "text/css; charset=utf-8",
 }
 

@@ -9,10 +9,6 @@ import grpc
 import jwt
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from opentelemetry import trace
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from cloud_infer.auth import issue_token
 from cloud_infer.config import ServerSettings
@@ -33,6 +29,7 @@ from tests.cloud_infer.helpers import (
     now_ns,
     png,
 )
+from tests.support.otel import span_exporter
 
 
 async def open_agent(ingest: IngestServer, user: str, session: str) -> tuple[AgentStream, pb.Welcome]:
@@ -342,21 +339,8 @@ async def test_grpc_health_reports_ingest_serving(ingest: IngestServer) -> None:
     assert reply.status == health_pb2.HealthCheckResponse.SERVING
 
 
-def _span_exporter() -> InMemorySpanExporter:
-    """Collect spans from the process-wide provider, installing an SDK one if none is set yet."""
-    provider = trace.get_tracer_provider()
-    if not isinstance(provider, TracerProvider):
-        provider = TracerProvider()
-        trace.set_tracer_provider(provider)
-        provider = trace.get_tracer_provider()
-    assert isinstance(provider, TracerProvider)
-    exporter = InMemorySpanExporter()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    return exporter
-
-
 async def test_batch_span_continues_the_agent_trace(ingest: IngestServer, user: str, session: str) -> None:
-    exporter = _span_exporter()
+    exporter = span_exporter()
     trace_id, parent_id = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
     agent, _ = await open_agent(ingest, user, session)
     reply = await agent.send(batch([metrics(1, now_ns())], {"traceparent": f"00-{trace_id}-{parent_id}-01"}))

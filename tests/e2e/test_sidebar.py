@@ -7,10 +7,8 @@ through the page, as a user would.
 
 from __future__ import annotations
 
-import asyncio
 import io
 import re
-import threading
 import time
 import zipfile
 from collections.abc import Iterator
@@ -19,16 +17,15 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import httpx
 import pytest
 from PIL import Image, ImageDraw, ImageFont
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, expect, sync_playwright
 
-from cloud_infer.auth import issue_token
 from protos.shadowdesk.v1 import ingest_pb2 as pb
-from tests.cloud_infer.helpers import AgentStream, focus
+from tests.cloud_infer.helpers import focus
 from tests.support.chromium import chromium_argv
-from tests.support.processes import TOKEN_SECRET, ServerProcess, wait_until
+from tests.support.processes import ServerProcess, wait_until
+from tests.support.sidebar_page import UI_TIMEOUT_MS, Sidebar, api_get, ingest
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -37,7 +34,6 @@ FONT = "/usr/share/fonts/truetype/wqy/wqy-microhei.ttc"
 BROWSER_ZONE = "Asia/Shanghai"
 INVOICE_TITLE = "invoice-2041.txt - Mousepad"
 CLAIM_TITLE = "差旅报销 - Chromium"
-UI_TIMEOUT_MS = 20_000
 _BLOB = re.compile(r"^blob:")
 
 
@@ -62,50 +58,6 @@ def frame_event(seq: int, t_ns: int, image: bytes, window_id: int) -> pb.Event:
             image=image, mime_type="image/png", width=width, height=height, dhash=seq, window_id=window_id
         ),
     )
-
-
-def ingest(server: ServerProcess, user: str, session: str, events: list[pb.Event]) -> None:
-    """Send ``events`` as one agent batch; runs in its own thread, away from Playwright's event loop."""
-
-    async def send() -> None:
-        token = issue_token(TOKEN_SECRET, user, "ingest", session_id=session, ttl_s=600)
-        agent = AgentStream(server.grpc_address, token)
-        try:
-            await agent.open(user, session)
-            assert await agent.ack(events) == events[-1].seq
-        finally:
-            await agent.close()
-
-    failure: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            asyncio.run(send())
-        except BaseException as exc:
-            failure.append(exc)
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    thread.join(30)
-    assert not thread.is_alive(), "ingest did not finish within 30 s"
-    if failure:
-        raise failure[0]
-
-
-def read_token(user: str) -> str:
-    return issue_token(TOKEN_SECRET, user, "read", ttl_s=600)
-
-
-def api_get(server: ServerProcess, user: str, path: str, **params: str) -> Any:
-    reply = httpx.get(
-        server.http_url + path,
-        params=params,
-        headers={"Authorization": f"Bearer {read_token(user)}"},
-        # The first search loads the embedding model.
-        timeout=60,
-    )
-    assert reply.status_code == 200, reply.text
-    return reply.json()
 
 
 def search_hits(server: ServerProcess, user: str, q: str) -> list[dict[str, Any]]:
@@ -137,34 +89,6 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browser]:
         launched = playwright.chromium.launch(executable_path=argv[0], args=flags, headless=True)
         yield launched
         launched.close()
-
-
-class Sidebar:
-    """One sidebar tab, recording every console error and uncaught exception of the page."""
-
-    def __init__(self, page: Page, server: ServerProcess) -> None:
-        self.page = page
-        self.server = server
-        self.errors: list[str] = []
-        page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
-        page.on("pageerror", lambda e: self.errors.append(str(e)))
-
-    def open(self, user: str) -> None:
-        # From about:blank, so that going to the same page with a new fragment loads it afresh.
-        self.page.goto("about:blank")
-        self.page.goto(f"{self.server.http_url}/sidebar#token={read_token(user)}")
-        expect(self.page.get_by_test_id("live-status")).to_have_text("Live", timeout=UI_TIMEOUT_MS)
-
-    def search(self, query: str) -> None:
-        self.page.get_by_role("tab", name="Search").click()
-        self.page.get_by_test_id("search-input").fill(query)
-        self.page.get_by_test_id("search-input").press("Enter")
-
-    def items(self) -> Any:
-        return self.page.get_by_test_id("result-item")
-
-    def tab(self, name: str) -> None:
-        self.page.get_by_role("tab", name=name).click()
 
 
 @pytest.fixture

@@ -1,5 +1,5 @@
 // The sidebar's client of the Shadowdesk API: authenticated fetches with deadlines, frame images as
-// blob URLs (an <img> cannot send the Authorization header), and the live websocket.
+// blob URLs (an <img> cannot send the Authorization header), and the live websockets.
 
 const REQUEST_TIMEOUT_MS = 15_000;
 const EXPORT_TIMEOUT_MS = 300_000;
@@ -128,13 +128,18 @@ export class Api {
   }
 
   live(handlers) {
-    return new LiveSocket(this.#token, handlers);
+    return new LiveSocket("/v1/recall/live", this.#token, handlers);
+  }
+
+  assist(handlers) {
+    return new LiveSocket("/v1/assist/live", this.#token, handlers);
   }
 }
 
-// The live websocket, reconnecting with backoff. Browsers cannot set headers on a websocket, so the
-// token goes in the query of this one URL only.
+// A live websocket, reconnecting with backoff. Browsers cannot set headers on a websocket, so the
+// token goes in the query of these URLs only.
 export class LiveSocket {
+  #path;
   #token;
   #handlers;
   #socket = null;
@@ -142,7 +147,8 @@ export class LiveSocket {
   #timer = 0;
   #closed = false;
 
-  constructor(token, { onMessage, onState }) {
+  constructor(path, token, { onMessage, onState }) {
+    this.#path = path;
     this.#token = token;
     this.#handlers = { onMessage, onState };
     this.#connect();
@@ -166,7 +172,7 @@ export class LiveSocket {
 
   #connect() {
     const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-    const url = `${scheme}//${location.host}/v1/recall/live?token=${encodeURIComponent(this.#token)}`;
+    const url = `${scheme}//${location.host}${this.#path}?token=${encodeURIComponent(this.#token)}`;
     const socket = new WebSocket(url);
     this.#socket = socket;
     this.#handlers.onState("connecting");

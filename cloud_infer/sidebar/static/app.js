@@ -2,6 +2,7 @@
 // reaches the page as textContent or attribute values of nodes built here, never as markup.
 
 import { Api, ApiError } from "/sidebar/static/api.js";
+import { AssistPanel } from "/sidebar/static/assist.js";
 
 const SEARCH_DEBOUNCE_MS = 350;
 const LIVE_REFRESH_MS = 1_000;
@@ -90,7 +91,8 @@ function confirmAction(message, okLabel) {
 
 // --- tabs --------------------------------------------------------------------------------------
 
-const TABS = ["search", "ask", "privacy"];
+const TABS = ["search", "ask", "assist", "privacy"];
+const tabShown = new Map(); // tab -> what to do each time it is shown
 
 function selectTab(name, focus = false) {
   for (const tab of TABS) {
@@ -101,6 +103,7 @@ function selectTab(name, focus = false) {
     $(`panel-${tab}`).hidden = !selected;
     if (selected && focus) button.focus();
   }
+  tabShown.get(name)?.();
 }
 
 function setUpTabs() {
@@ -195,6 +198,10 @@ class Sidebar {
     });
     this.loadPrivacy();
     this.search();
+    // Assist connects when first shown: a sidebar used only for search keeps one socket.
+    const assist = new AssistPanel(this.api);
+    assist.start();
+    tabShown.set("assist", () => assist.show());
   }
 
   // --- search ----------------------------------------------------------------------------------

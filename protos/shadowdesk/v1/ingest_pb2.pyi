@@ -314,19 +314,25 @@ Global___TextSnapshot: typing_extensions.TypeAlias = TextSnapshot
 
 @typing.final
 class ClipboardText(google.protobuf.message.Message):
+    """Text the user selected or copied, while a window of `app_id` had focus (never of a private window)."""
+
     DESCRIPTOR: google.protobuf.descriptor.Descriptor
 
     APP_ID_FIELD_NUMBER: builtins.int
     TEXT_FIELD_NUMBER: builtins.int
+    PRIMARY_FIELD_NUMBER: builtins.int
     app_id: builtins.str
     text: builtins.str
+    primary: builtins.bool
+    """true: the X PRIMARY selection (highlighted text); false: the clipboard."""
     def __init__(
         self,
         *,
         app_id: builtins.str = ...,
         text: builtins.str = ...,
+        primary: builtins.bool = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["app_id", b"app_id", "text", b"text"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["app_id", b"app_id", "primary", b"primary", "text", b"text"]) -> None: ...
 
 Global___ClipboardText: typing_extensions.TypeAlias = ClipboardText
 

@@ -1,25 +1,22 @@
-"""Fixtures of the LLM client tests: the packaged GGUF model, in-process or behind llama.cpp's server."""
+"""Fixtures of the LLM tests: the packaged GGUF model, in-process or behind llama.cpp's server."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import subprocess
-import sys
 import time
-import urllib.request
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
-from cloud_infer.llm.client import ChatMessage, LLMClient
+from cloud_infer.llm.backend import ChatBackend, ChatMessage, GenerationRequest, Usage
 from cloud_infer.llm.config import packaged_model_path
 from cloud_infer.llm.embedded import EmbeddedLlama
-from tests.support.minio import free_port
+from tests.support.llama_server import LlamaServer
 
 SERVER_START_DEADLINE_S = 60.0
-SERVED_MODEL = "smollm2-135m-instruct"
 
 
 @pytest.fixture(scope="session")
@@ -30,63 +27,9 @@ def model_path() -> Path:
 @pytest.fixture(scope="module")
 def embedded(model_path: Path) -> Iterator[EmbeddedLlama]:
     """One loaded model per module: loading is the slow part, and every request leaves it reusable."""
-    llm = EmbeddedLlama(model_path, context_tokens=1024, threads=1, timeout_s=30.0)
+    llm = EmbeddedLlama(model_path, context_tokens=1024, threads=1)
     yield llm
     asyncio.run(llm.close())
-
-
-class LlamaServer:
-    """``python -m llama_cpp.server`` on a free port, serving the packaged model."""
-
-    def __init__(self, model_path: Path, log_path: Path) -> None:
-        self.port = free_port()
-        self.log_path = log_path
-        self._log = log_path.open("wb")
-        self.process = subprocess.Popen(
-            [
-                sys.executable, "-m", "llama_cpp.server",
-                "--model", str(model_path),
-                "--model_alias", SERVED_MODEL,
-                "--host", "127.0.0.1",
-                "--port", str(self.port),
-                "--n_ctx", "1024",
-                "--n_threads", "1",
-                "--n_threads_batch", "1",
-                "--interrupt_requests", "False",
-            ],
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )  # fmt: skip
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
-
-    def wait_ready(self, timeout_s: float) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise AssertionError(f"llama_cpp.server exited during start-up; log:\n{self.log()}")
-            with (
-                contextlib.suppress(OSError),
-                urllib.request.urlopen(f"{self.base_url}/models", timeout=1) as response,
-            ):
-                if response.status == 200:
-                    return
-            time.sleep(0.1)
-        raise AssertionError(f"llama_cpp.server not ready within {timeout_s} s; log:\n{self.log()}")
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=10)
-        self._log.close()
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")[-6000:]
 
 
 @pytest.fixture(scope="module")
@@ -103,19 +46,59 @@ def ask(text: str) -> list[ChatMessage]:
     return [ChatMessage("user", text)]
 
 
-async def collect(llm: LLMClient, messages: list[ChatMessage], **options: float) -> list[str]:
-    max_tokens = int(options.pop("max_tokens", 32))
-    return [delta async for delta in llm.stream_chat(messages, max_tokens=max_tokens, **options)]
+def request(
+    messages: list[ChatMessage],
+    max_tokens: int = 32,
+    json_schema: dict[str, object] | None = None,
+    affinity_key: str = "",
+) -> GenerationRequest:
+    return GenerationRequest(
+        uuid.uuid4().hex, tuple(messages), max_tokens, json_schema=json_schema, affinity_key=affinity_key
+    )
 
 
-async def first_delta_after(llm: LLMClient, messages: list[ChatMessage]) -> tuple[str, float]:
+def deadline_in(seconds: float) -> float:
+    return asyncio.get_running_loop().time() + seconds
+
+
+async def collect(
+    backend: ChatBackend,
+    messages: list[ChatMessage],
+    max_tokens: int = 32,
+    deadline_s: float = 30.0,
+    json_schema: dict[str, object] | None = None,
+    affinity_key: str = "",
+) -> tuple[list[str], Usage]:
+    """Every delta of one request, and its usage (which must come exactly once, last)."""
+    deltas: list[str] = []
+    usages: list[Usage] = []
+    generation = backend.generate(
+        request(messages, max_tokens, json_schema, affinity_key), deadline_in(deadline_s)
+    )
+    async for item in generation:
+        assert not usages, "nothing may follow the usage"
+        if isinstance(item, Usage):
+            usages.append(item)
+        else:
+            deltas.append(item)
+    assert len(usages) == 1
+    return deltas, usages[0]
+
+
+async def texts(stream: AsyncIterator[str | Usage]) -> AsyncIterator[str]:
+    async with contextlib.aclosing(stream):  # type: ignore[type-var]  # backends return generators
+        async for item in stream:
+            if isinstance(item, str):
+                yield item
+
+
+async def first_delta_after(backend: ChatBackend, messages: list[ChatMessage]) -> tuple[str, float]:
     """The first delta of a fresh request and the seconds it took to arrive."""
     started = time.monotonic()
-    stream = llm.stream_chat(messages, max_tokens=4, deadline_s=20.0)
-    try:
-        delta = await anext(aiter(stream))
-    finally:
-        await stream.aclose()  # type: ignore[attr-defined]  # our clients return async generators
+    async with contextlib.aclosing(
+        texts(backend.generate(request(messages, 4), deadline_in(20.0)))
+    ) as stream:
+        delta = await anext(stream)
     return delta, time.monotonic() - started
 
 
@@ -124,6 +107,6 @@ async def take(stream: AsyncIterator[str], count: int) -> list[str]:
     return [await anext(stream) for _ in range(count)]
 
 
-async def consume_forever(stream: AsyncIterator[str], started: asyncio.Event) -> None:
+async def consume_forever(stream: AsyncIterator[str | Usage], started: asyncio.Event) -> None:
     async for _ in stream:
         started.set()

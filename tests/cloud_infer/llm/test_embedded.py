@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import time
 from pathlib import Path
 
@@ -10,30 +12,51 @@ import pytest
 
 from cloud_infer.llm.embedded import EmbeddedLlama
 from cloud_infer.llm.errors import LLMError, LLMTimeoutError, LLMUnavailableError
-from tests.cloud_infer.llm.conftest import ask, collect, consume_forever, first_delta_after, take
+from tests.cloud_infer.llm.conftest import (
+    ask,
+    collect,
+    consume_forever,
+    deadline_in,
+    first_delta_after,
+    request,
+    take,
+    texts,
+)
 
 LONG_TASK = "Write a very long story about a lighthouse keeper, with many chapters."
+INVOICE_SCHEMA: dict[str, object] = {
+    "type": "object",
+    "properties": {"vendor": {"type": "string"}, "amount": {"type": "number"}},
+    "required": ["vendor", "amount"],
+}
 
 
-async def test_streams_an_answer_in_several_deltas(embedded: EmbeddedLlama) -> None:
-    deltas = await collect(embedded, ask("Count from 1 to 20, separated by commas."), max_tokens=24)
+async def test_streams_an_answer_in_several_deltas_then_its_usage(embedded: EmbeddedLlama) -> None:
+    deltas, usage = await collect(embedded, ask("Count from 1 to 20, separated by commas."), max_tokens=24)
     assert len(deltas) >= 2
     assert all(deltas)
     assert "1" in "".join(deltas)
+    assert usage.completion_tokens == 24  # the limit cut it: every token was counted
+    assert 10 < usage.prompt_tokens < 60
 
 
-async def test_follows_a_short_instruction(embedded: EmbeddedLlama) -> None:
-    text = "".join(await collect(embedded, ask("Reply with the word OK and nothing else."), max_tokens=8))
-    assert text.strip()
+async def test_a_json_schema_constrains_the_output(embedded: EmbeddedLlama) -> None:
+    line = "Invoice from Contoso Consulting, total due 1234.50 USD."
+    prompt = ask(f"Extract the vendor and the amount from: {line}")
+    deltas, _ = await collect(embedded, prompt, max_tokens=60, json_schema=INVOICE_SCHEMA)
+    value = json.loads("".join(deltas))
+    assert set(value) >= {"vendor", "amount"}
+    assert isinstance(value["vendor"], str)
+    assert isinstance(value["amount"], int | float)
 
 
-async def test_breaking_out_stops_generation_so_the_next_request_starts_promptly(
+async def test_closing_the_stream_stops_generation_so_the_next_request_starts_promptly(
     embedded: EmbeddedLlama,
 ) -> None:
-    stream = embedded.stream_chat(ask(LONG_TASK), max_tokens=900)
+    stream = texts(embedded.generate(request(ask(LONG_TASK), 900), deadline_in(30)))
     received = await take(stream, 3)
     assert len(received) == 3
-    await stream.aclose()  # type: ignore[attr-defined]
+    await stream.aclose()
     # Had the 900-token story gone on in the worker, this would wait for all of it.
     delta, waited_s = await first_delta_after(embedded, ask("Say hi."))
     assert delta
@@ -42,13 +65,13 @@ async def test_breaking_out_stops_generation_so_the_next_request_starts_promptly
 
 async def test_cancelling_the_consumer_stops_generation(embedded: EmbeddedLlama) -> None:
     started = asyncio.Event()
-    consumer = asyncio.create_task(
-        consume_forever(embedded.stream_chat(ask(LONG_TASK), max_tokens=900), started)
-    )
+    stream = embedded.generate(request(ask(LONG_TASK), 900), deadline_in(30))
+    consumer = asyncio.create_task(consume_forever(stream, started))
     await asyncio.wait_for(started.wait(), timeout=20)
     consumer.cancel()
     with pytest.raises(asyncio.CancelledError):
         await consumer
+    await stream.aclose()
     delta, waited_s = await first_delta_after(embedded, ask("Say hi."))
     assert delta
     assert waited_s < 1.5
@@ -70,7 +93,7 @@ async def test_a_prompt_longer_than_the_context_is_an_llm_error(embedded: Embedd
 
 
 async def test_a_missing_model_file_is_unavailable(tmp_path: Path) -> None:
-    llm = EmbeddedLlama(tmp_path / "absent.gguf", context_tokens=256, threads=1, timeout_s=5)
+    llm = EmbeddedLlama(tmp_path / "absent.gguf", context_tokens=256, threads=1)
     try:
         with pytest.raises(LLMUnavailableError):
             await collect(llm, ask("hi"))
@@ -78,9 +101,9 @@ async def test_a_missing_model_file_is_unavailable(tmp_path: Path) -> None:
         await llm.close()
 
 
-async def test_a_closed_client_refuses_requests(model_path: Path) -> None:
-    llm = EmbeddedLlama(model_path, context_tokens=256, threads=1, timeout_s=5)
+async def test_a_closed_backend_refuses_requests(model_path: Path) -> None:
+    llm = EmbeddedLlama(model_path, context_tokens=256, threads=1)
     await llm.close()
-    with pytest.raises(LLMUnavailableError):
-        await collect(llm, ask("hi"))
+    with pytest.raises(LLMUnavailableError), contextlib.suppress(StopAsyncIteration):
+        await anext(llm.generate(request(ask("hi")), deadline_in(5)))
     await llm.close()  # closing twice is harmless

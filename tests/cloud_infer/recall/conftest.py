@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import io
+import uuid
 from collections.abc import AsyncIterator
 
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
+from cloud_infer.llm.config import LLMSettings
+from cloud_infer.llm.gateway import LLMGateway
 from cloud_infer.privacy.service import PrivacyService
 from cloud_infer.recall.config import RecallSettings
 from cloud_infer.recall.embedder import Embedder
@@ -31,6 +34,12 @@ def screen(lines: list[str], size: tuple[int, int] = (1024, 640), top: int = 40)
     return out.getvalue()
 
 
+@pytest.fixture
+def alice() -> str:
+    """A fresh user id per test: the MinIO server is shared by the whole test session."""
+    return f"alice-{uuid.uuid4().hex[:8]}"
+
+
 @pytest.fixture(scope="session")
 def embedder() -> Embedder:
     return Embedder()
@@ -48,7 +57,13 @@ async def recall(
     """A RecallRuntime on each real store backend, sharing the session's models."""
     store = open_store(store_settings)
     runtime = open_recall(
-        RecallSettings(), store_settings, store, PrivacyService(store), None, 64, embedder, [ocr_engine]
+        RecallSettings(),
+        store_settings,
+        store,
+        PrivacyService(store),
+        LLMGateway(LLMSettings(backend="none"), None),
+        embedder,
+        [ocr_engine],
     )
     try:
         yield runtime

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import time
-import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
-import pytest
 from minio import Minio
 
-from cloud_infer.llm.client import open_llm
 from cloud_infer.llm.config import LLMSettings
+from cloud_infer.llm.factory import open_gateway
 from cloud_infer.privacy.service import PrivacyService
 from cloud_infer.recall.config import RecallSettings
 from cloud_infer.recall.embedder import Embedder
@@ -29,12 +27,6 @@ NS_PER_S = 1_000_000_000
 INVOICE = ["Invoice INV-2041 from Acme Corp", "Total due 1,280.00 USD", "Due date 2026-12-01"]
 KAFKA = ["Kafka broker settings", "log retention hours 168", "segment bytes 1073741824"]
 CHINESE = ["差旅报销单", "报销金额 356 元", "审批人 王经理"]
-
-
-@pytest.fixture
-def alice() -> str:
-    """A fresh user id per test: the MinIO server is shared by the whole test session."""
-    return f"alice-{uuid.uuid4().hex[:8]}"
 
 
 def focus(seq: int, t: int, window_id: int, app_id: str, title: str) -> pb.Event:
@@ -199,10 +191,9 @@ async def test_a_query_that_finds_nothing_is_rewritten_by_the_llm(
     # The rewrite does not depend on the store backend: the local one is enough here.
     store_settings = StoreSettings(backend="local", local_root=tmp_path / "store")
     store = open_store(store_settings)
-    llm = open_llm(LLMSettings(backend="embedded"))
-    assert llm is not None
+    llm = open_gateway(LLMSettings(backend="embedded"))
     runtime = open_recall(
-        RecallSettings(), store_settings, store, PrivacyService(store), llm, 64, embedder, [ocr_engine]
+        RecallSettings(), store_settings, store, PrivacyService(store), llm, embedder, [ocr_engine]
     )
     try:
         await ingest(runtime, alice, day(time.time_ns() - 3600 * NS_PER_S))

@@ -1,0 +1,148 @@
+"""Routes of assist: the caller's current context, and actions streamed over a websocket."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from typing import Any
+
+from fastapi import APIRouter, Request, WebSocket, WebSocketDisconnect
+from pydantic import ValidationError
+
+from cloud_infer.api_deps import ReadClaims, SettingsDep
+from cloud_infer.api_errors import ErrorResponse
+from cloud_infer.assist.protocol import AssistContext, RunMessage
+from cloud_infer.assist.service import AssistService
+from cloud_infer.auth import verify_token
+from cloud_infer.errors import AuthError, InvalidMessageError
+from cloud_infer.llm.errors import LLMError, LLMRateLimitedError, LLMTimeoutError, LLMUnavailableError
+from cloud_infer.recall.runtime import RecallRuntime
+
+logger = logging.getLogger(__name__)
+
+router = APIRouter(
+    prefix="/v1/assist", tags=["assist"], responses={status: {"model": ErrorResponse} for status in (401,)}
+)
+_MAX_WS_MESSAGE = 16384  # a selection of MAX_TEXT_CHARS characters, JSON-escaped
+_WS_POLICY_VIOLATION = 1008
+
+
+def _service(app_state: Any) -> AssistService:
+    service = app_state.assist
+    assert isinstance(service, AssistService)
+    return service
+
+
+@router.get("/context", response_model=AssistContext)
+async def context(request: Request, claims: ReadClaims) -> AssistContext:
+    return await _service(request.app.state).context(claims.user_id)
+
+
+@router.websocket("/live")
+async def live(websocket: WebSocket, settings: SettingsDep, token: str = "") -> None:
+    """Context updates as the user works, and actions streamed as ``delta`` … ``done`` (or ``error``)."""
+    try:
+        claims = verify_token(settings.token_secret.get_secret_value(), token, "read")
+    except AuthError as exc:
+        await websocket.close(code=_WS_POLICY_VIOLATION, reason=str(exc)[:120])
+        return
+    await websocket.accept()
+    user_id = claims.user_id
+    service = _service(websocket.app.state)
+    recall = getattr(websocket.app.state, "recall", None)
+    updates = recall.pipeline.subscribe(user_id) if isinstance(recall, RecallRuntime) else None
+    runs: dict[str, asyncio.Task[None]] = {}
+    send_lock = asyncio.Lock()
+
+    async def send(message: dict[str, Any]) -> None:
+        async with send_lock:
+            await websocket.send_text(json.dumps(message, ensure_ascii=False, default=str))
+
+    async def send_context() -> None:
+        current = await service.context(user_id)
+        await send({"type": "context", "context": current.model_dump(mode="json")})
+
+    async def push_context() -> None:
+        while updates is not None:
+            await updates.get()
+            while not updates.empty():  # a burst of batches is one update
+                updates.get_nowait()
+            await send_context()
+
+    async def run(message: RunMessage) -> None:
+        try:
+            async with contextlib.aclosing(
+                service.run(user_id, message.action, message.text, message.question)
+            ) as deltas:
+                async for delta in deltas:
+                    await send({"type": "delta", "id": message.id, "text": delta})
+            await send({"type": "done", "id": message.id})
+        except asyncio.CancelledError:
+            raise
+        except (InvalidMessageError, LLMError) as exc:
+            await send({"type": "error", "id": message.id, **_error(exc)})
+        except Exception:
+            logger.exception("assist %s failed", message.action)
+            await send({"type": "error", "id": message.id, "code": "internal", "message": "internal error"})
+
+    pusher = asyncio.create_task(push_context(), name="assist-context-push")
+    try:
+        await send_context()
+        while True:
+            message = _parse(await websocket.receive_text())
+            kind = message.get("type") if message else None
+            ident = str(message.get("id", ""))[:64] if message else ""
+            if kind == "run":
+                try:
+                    request = RunMessage.model_validate(message)
+                except ValidationError as exc:
+                    problem = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+                    await send({"type": "error", "id": ident, "code": "invalid_argument", "message": problem})
+                    continue
+                if request.id in runs and not runs[request.id].done():
+                    runs[request.id].cancel()
+                runs[request.id] = asyncio.create_task(run(request), name=f"assist-{request.action}")
+            elif kind == "cancel" and ident in runs:
+                runs.pop(ident).cancel()
+            elif kind == "context":
+                await send_context()
+            else:
+                await send({"type": "error", "id": ident, "code": "invalid_argument", "message": _UNKNOWN})
+    except WebSocketDisconnect:
+        pass
+    finally:
+        # A closed sidebar cancels its runs: the generations stop with them.
+        pusher.cancel()
+        for task in runs.values():
+            task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.gather(pusher, *runs.values(), return_exceptions=True)
+        if updates is not None and isinstance(recall, RecallRuntime):
+            recall.pipeline.unsubscribe(user_id, updates)
+
+
+_UNKNOWN = "messages are JSON objects of type run, cancel or context, under 16 KiB"
+
+
+def _error(exc: Exception) -> dict[str, Any]:
+    if isinstance(exc, InvalidMessageError):
+        return {"code": "invalid_argument", "message": str(exc)}
+    if isinstance(exc, LLMRateLimitedError):
+        return {"code": "rate_limited", "message": str(exc), "retry_after_s": round(exc.retry_after_s, 1)}
+    if isinstance(exc, LLMTimeoutError):
+        return {"code": "timeout", "message": str(exc)}
+    if isinstance(exc, LLMUnavailableError):
+        return {"code": "unavailable", "message": str(exc)}
+    return {"code": "failed", "message": str(exc)[:300]}
+
+
+def _parse(raw: str) -> dict[str, Any] | None:
+    if len(raw) > _MAX_WS_MESSAGE:
+        return None
+    try:
+        message = json.loads(raw)
+    except json.JSONDecodeError:
+        return None
+    return message if isinstance(message, dict) else None

@@ -1,0 +1,68 @@
+"""llama.cpp's OpenAI-compatible server (``python -m llama_cpp.server``) as a child process."""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from tests.support.minio import free_port
+
+SERVED_MODEL = "smollm2-135m-instruct"
+
+
+class LlamaServer:
+    """``python -m llama_cpp.server`` on a free port, serving the packaged model."""
+
+    def __init__(self, model_path: Path, log_path: Path) -> None:
+        self.port = free_port()
+        self.log_path = log_path
+        self._log = log_path.open("wb")
+        self.process = subprocess.Popen(
+            [
+                sys.executable, "-m", "llama_cpp.server",
+                "--model", str(model_path),
+                "--model_alias", SERVED_MODEL,
+                "--host", "127.0.0.1",
+                "--port", str(self.port),
+                "--n_ctx", "1024",
+                "--n_threads", "1",
+                "--n_threads_batch", "1",
+                "--interrupt_requests", "False",
+            ],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def wait_ready(self, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"llama_cpp.server exited during start-up; log:\n{self.log()}")
+            with (
+                contextlib.suppress(OSError),
+                urllib.request.urlopen(f"{self.base_url}/models", timeout=1) as response,
+            ):
+                if response.status == 200:
+                    return
+            time.sleep(0.1)
+        raise AssertionError(f"llama_cpp.server not ready within {timeout_s} s; log:\n{self.log()}")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=10)
+        self._log.close()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-6000:]
