@@ -39,7 +39,7 @@ from cloud_infer.llm.fleet import OpenAIFleet
 from cloud_infer.llm.gateway import LLMGateway
 from cloud_infer.llm.openai_compat import OpenAIEndpoint
 from cloud_infer.llm.prompts import layout
-from tests.support.llama_server import SERVED_MODEL, LlamaServer
+from tests.support.llama_server import SERVED_MODEL, START_DEADLINE_S, LlamaServer
 
 WORDS = (
     "invoice",
@@ -227,7 +227,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         servers = [LlamaServer(model, Path(tmp) / f"server-{i}.log") for i in range(args.replicas)]
         try:
             for server in servers:
-                server.wait_ready(60)
+                server.wait_ready(START_DEADLINE_S)
             endpoints = [
                 OpenAIEndpoint(base_url=s.base_url, api_key="bench", model=SERVED_MODEL, max_concurrency=1)
                 for s in servers

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from typing import Any
 
@@ -15,8 +14,8 @@ from cloud_infer.api_deps import ReadClaims, SettingsDep
 from cloud_infer.api_errors import ErrorResponse
 from cloud_infer.assist.protocol import AssistContext, RunMessage
 from cloud_infer.assist.service import AssistService
-from cloud_infer.auth import verify_token
-from cloud_infer.errors import AuthError, InvalidMessageError
+from cloud_infer.errors import InvalidMessageError
+from cloud_infer.live_socket import JsonSender, authenticate, cancel_all, parse_message
 from cloud_infer.llm.errors import LLMError, LLMRateLimitedError, LLMTimeoutError, LLMUnavailableError
 from cloud_infer.recall.runtime import RecallRuntime
 
@@ -26,7 +25,6 @@ router = APIRouter(
     prefix="/v1/assist", tags=["assist"], responses={status: {"model": ErrorResponse} for status in (401,)}
 )
 _MAX_WS_MESSAGE = 16384  # a selection of MAX_TEXT_CHARS characters, JSON-escaped
-_WS_POLICY_VIOLATION = 1008
 
 
 def _service(app_state: Any) -> AssistService:
@@ -41,12 +39,10 @@ async def context(request: Request, claims: ReadClaims) -> AssistContext:
 
 
 @router.websocket("/live")
-async def live(websocket: WebSocket, settings: SettingsDep, token: str = "") -> None:
-    """Context updates as the user works, and actions streamed as ``delta`` … ``done`` (or ``error``)."""
-    try:
-        claims = verify_token(settings.token_secret.get_secret_value(), token, "read")
-    except AuthError as exc:
-        await websocket.close(code=_WS_POLICY_VIOLATION, reason=str(exc)[:120])
+async def live(websocket: WebSocket, settings: SettingsDep) -> None:
+    """``?token=<read token>``: context updates as the user works, and actions streamed as deltas."""
+    claims = await authenticate(websocket, settings)
+    if claims is None:
         return
     await websocket.accept()
     user_id = claims.user_id
@@ -54,11 +50,7 @@ async def live(websocket: WebSocket, settings: SettingsDep, token: str = "") -> 
     recall = getattr(websocket.app.state, "recall", None)
     updates = recall.pipeline.subscribe(user_id) if isinstance(recall, RecallRuntime) else None
     runs: dict[str, asyncio.Task[None]] = {}
-    send_lock = asyncio.Lock()
-
-    async def send(message: dict[str, Any]) -> None:
-        async with send_lock:
-            await websocket.send_text(json.dumps(message, ensure_ascii=False, default=str))
+    send = JsonSender(websocket)
 
     async def send_context() -> None:
         current = await service.context(user_id)
@@ -91,7 +83,7 @@ async def live(websocket: WebSocket, settings: SettingsDep, token: str = "") -> 
     try:
         await send_context()
         while True:
-            message = _parse(await websocket.receive_text())
+            message = parse_message(await websocket.receive_text(), _MAX_WS_MESSAGE)
             kind = message.get("type") if message else None
             ident = str(message.get("id", ""))[:64] if message else ""
             if kind == "run":
@@ -114,11 +106,7 @@ async def live(websocket: WebSocket, settings: SettingsDep, token: str = "") -> 
         pass
     finally:
         # A closed sidebar cancels its runs: the generations stop with them.
-        pusher.cancel()
-        for task in runs.values():
-            task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.gather(pusher, *runs.values(), return_exceptions=True)
+        await cancel_all([pusher, *runs.values()])
         if updates is not None and isinstance(recall, RecallRuntime):
             recall.pipeline.unsubscribe(user_id, updates)
 
@@ -136,13 +124,3 @@ def _error(exc: Exception) -> dict[str, Any]:
     if isinstance(exc, LLMUnavailableError):
         return {"code": "unavailable", "message": str(exc)}
     return {"code": "failed", "message": str(exc)[:300]}
-
-
-def _parse(raw: str) -> dict[str, Any] | None:
-    if len(raw) > _MAX_WS_MESSAGE:
-        return None
-    try:
-        message = json.loads(raw)
-    except json.JSONDecodeError:
-        return None
-    return message if isinstance(message, dict) else None

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
 import logging
 from datetime import datetime
 from typing import Annotated, Any
@@ -14,8 +12,8 @@ from fastapi.responses import StreamingResponse
 
 from cloud_infer.api_deps import ReadClaims, SettingsDep
 from cloud_infer.api_errors import ErrorResponse
-from cloud_infer.auth import verify_token
-from cloud_infer.errors import AuthError, BackendUnavailableError
+from cloud_infer.errors import BackendUnavailableError
+from cloud_infer.live_socket import WS_POLICY_VIOLATION, JsonSender, authenticate, cancel_all, parse_message
 from cloud_infer.recall.export import export_zip
 from cloud_infer.recall.protocol import EraseRequest, EraseResponse, MomentResponse, SearchResponse
 from cloud_infer.recall.runtime import RecallRuntime
@@ -28,7 +26,6 @@ router = APIRouter(
     responses={status: {"model": ErrorResponse} for status in (400, 401, 404, 503)},
 )
 _MAX_WS_MESSAGE = 8192
-_WS_POLICY_VIOLATION = 1008
 
 
 def _runtime(app_state: Any) -> RecallRuntime:
@@ -92,26 +89,20 @@ async def export(request: Request, claims: ReadClaims) -> StreamingResponse:
 
 
 @router.websocket("/live")
-async def live(websocket: WebSocket, settings: SettingsDep, token: str = "") -> None:
-    """New moments as they are indexed, and asked questions answered as a stream."""
-    try:
-        claims = verify_token(settings.token_secret.get_secret_value(), token, "read")
-    except AuthError as exc:
-        await websocket.close(code=_WS_POLICY_VIOLATION, reason=str(exc)[:120])
+async def live(websocket: WebSocket, settings: SettingsDep) -> None:
+    """``?token=<read token>``: new moments as they are indexed, and questions answered as a stream."""
+    claims = await authenticate(websocket, settings)
+    if claims is None:
         return
     runtime = getattr(websocket.app.state, "recall", None)
     if not isinstance(runtime, RecallRuntime):
-        await websocket.close(code=_WS_POLICY_VIOLATION, reason="recall is disabled")
+        await websocket.close(code=WS_POLICY_VIOLATION, reason="recall is disabled")
         return
     await websocket.accept()
     user_id = claims.user_id
     updates = runtime.pipeline.subscribe(user_id)
     answers: dict[str, asyncio.Task[None]] = {}
-    send_lock = asyncio.Lock()
-
-    async def send(message: dict[str, Any]) -> None:
-        async with send_lock:
-            await websocket.send_text(json.dumps(message, ensure_ascii=False, default=str))
+    send = JsonSender(websocket)
 
     async def push_updates() -> None:
         while True:
@@ -146,7 +137,7 @@ async def live(websocket: WebSocket, settings: SettingsDep, token: str = "") -> 
     try:
         while True:
             raw = await websocket.receive_text()
-            message = _parse(raw)
+            message = parse_message(raw, _MAX_WS_MESSAGE)
             if message is None:
                 await send({"type": "error", "message": "messages are JSON objects with a type, under 8 KiB"})
                 continue
@@ -164,19 +155,5 @@ async def live(websocket: WebSocket, settings: SettingsDep, token: str = "") -> 
         pass
     finally:
         # A closed sidebar cancels its answers: the generation stops with them.
-        pusher.cancel()
-        for task in answers.values():
-            task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.gather(pusher, *answers.values(), return_exceptions=True)
+        await cancel_all([pusher, *answers.values()])
         runtime.pipeline.unsubscribe(user_id, updates)
-
-
-def _parse(raw: str) -> dict[str, Any] | None:
-    if len(raw) > _MAX_WS_MESSAGE:
-        return None
-    try:
-        message = json.loads(raw)
-    except json.JSONDecodeError:
-        return None
-    return message if isinstance(message, dict) else None

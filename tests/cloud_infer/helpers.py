@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import time
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 import grpc
+import httpx
+import uvicorn
+from fastapi import FastAPI
 from PIL import Image
 
 from cloud_infer.auth import issue_token
+from cloud_infer.server import HttpServer
 from protos.shadowdesk.v1 import ingest_pb2 as pb
 from recall_store.errors import StoreUnavailableError
 from recall_store.store import ObjectStore
@@ -177,3 +182,21 @@ async def wait_for(predicate: Any, timeout_s: float = 10.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout_s}s")
         await asyncio.sleep(0.05)
+
+
+@contextlib.asynccontextmanager
+async def serve_api(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """``app`` on a real uvicorn on a free port, and a client for it (10 s deadline per request)."""
+    server = HttpServer(uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None))
+    task = asyncio.create_task(server.serve())
+    await wait_for(lambda: server.started or task.done())
+    assert server.started, "uvicorn did not start"
+    port = server.servers[0].sockets[0].getsockname()[1]
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=httpx.Timeout(10.0)) as client:
+        yield client
+    server.should_exit = True
+    await asyncio.wait_for(task, 10)
+
+
+def read_auth(user: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {issue_token(SECRET, user, 'read')}"}

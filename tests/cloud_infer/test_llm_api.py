@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import math
 from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-import uvicorn
 
 from cloud_infer.app import build_app
 from cloud_infer.config import ServerSettings
@@ -16,9 +14,7 @@ from cloud_infer.llm.config import LLMSettings
 from cloud_infer.llm.factory import open_gateway
 from cloud_infer.llm.gateway import LLMGateway
 from cloud_infer.recall.embedder import Embedder
-from cloud_infer.server import HttpServer
-from tests.cloud_infer.helpers import FaultyStore, wait_for
-from tests.cloud_infer.test_timeline_api import HTTP_TIMEOUT, read_auth
+from tests.cloud_infer.helpers import FaultyStore, read_auth, serve_api
 
 
 @pytest.fixture(params=["local", "none"])
@@ -34,16 +30,8 @@ async def gateway(request: pytest.FixtureRequest) -> AsyncIterator[LLMGateway]:
 async def api(
     settings: ServerSettings, store: FaultyStore, gateway: LLMGateway
 ) -> AsyncIterator[httpx.AsyncClient]:
-    app = build_app(settings, store, llm=gateway)
-    server = HttpServer(uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None))
-    task = asyncio.create_task(server.serve())
-    await wait_for(lambda: server.started or task.done())
-    assert server.started, "uvicorn did not start"
-    port = server.servers[0].sockets[0].getsockname()[1]
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=HTTP_TIMEOUT) as client:
+    async with serve_api(build_app(settings, store, llm=gateway)) as client:
         yield client
-    server.should_exit = True
-    await asyncio.wait_for(task, 10)
 
 
 def cosine(a: list[float], b: list[float]) -> float:

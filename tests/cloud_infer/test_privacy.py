@@ -2,28 +2,24 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-import uvicorn
 
 from cloud_infer.app import build_app
-from cloud_infer.auth import issue_token
 from cloud_infer.config import ServerSettings
 from cloud_infer.ingest.protocol import IngestLimits
 from cloud_infer.ingest.service import IngestService
 from cloud_infer.privacy.filter import PrivacyFilter
 from cloud_infer.privacy.protocol import PrivacySettings
 from cloud_infer.privacy.service import SETTINGS_KEY, PrivacyService
-from cloud_infer.server import HttpServer, create_grpc_server
+from cloud_infer.server import create_grpc_server
 from protos.shadowdesk.v1 import ingest_pb2 as pb
 from recall_store.event_log import EventLog
 from tests.cloud_infer.conftest import IngestServer
 from tests.cloud_infer.helpers import (
     NS,
-    SECRET,
     AgentStream,
     FaultyStore,
     focus,
@@ -31,7 +27,8 @@ from tests.cloud_infer.helpers import (
     ingest_token,
     metrics,
     now_ns,
-    wait_for,
+    read_auth,
+    serve_api,
 )
 
 
@@ -253,21 +250,8 @@ def test_settings_validation_bounds_patterns_and_rejects_bad_regexes() -> None:
 async def api(
     settings: ServerSettings, store: FaultyStore, privacy: PrivacyService
 ) -> AsyncIterator[httpx.AsyncClient]:
-    server = HttpServer(
-        uvicorn.Config(build_app(settings, store, privacy), host="127.0.0.1", port=0, log_config=None)
-    )
-    task = asyncio.create_task(server.serve())
-    await wait_for(lambda: server.started or task.done())
-    assert server.started, "uvicorn did not start"
-    port = server.servers[0].sockets[0].getsockname()[1]
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=httpx.Timeout(10.0)) as client:
+    async with serve_api(build_app(settings, store, privacy)) as client:
         yield client
-    server.should_exit = True
-    await asyncio.wait_for(task, 10)
-
-
-def read_auth(user: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {issue_token(SECRET, user, 'read')}"}
 
 
 async def test_privacy_api_get_put_validation_and_isolation(

@@ -2,24 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
 import io
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import httpx
 import pytest
-import uvicorn
 from PIL import Image
 
 from cloud_infer.app import build_app
-from cloud_infer.auth import issue_token
 from cloud_infer.config import ServerSettings
-from cloud_infer.server import HttpServer
 from tests.cloud_infer.conftest import IngestServer
 from tests.cloud_infer.helpers import (
     NS,
-    SECRET,
     AgentStream,
     FaultyStore,
     focus,
@@ -28,7 +23,8 @@ from tests.cloud_infer.helpers import (
     metrics,
     now_ns,
     png,
-    wait_for,
+    read_auth,
+    serve_api,
 )
 
 HTTP_TIMEOUT = httpx.Timeout(10.0)
@@ -36,19 +32,8 @@ HTTP_TIMEOUT = httpx.Timeout(10.0)
 
 @pytest.fixture
 async def api(settings: ServerSettings, store: FaultyStore) -> AsyncIterator[httpx.AsyncClient]:
-    server = HttpServer(uvicorn.Config(build_app(settings, store), host="127.0.0.1", port=0, log_config=None))
-    task = asyncio.create_task(server.serve())
-    await wait_for(lambda: server.started or task.done())
-    assert server.started, "uvicorn did not start"
-    port = server.servers[0].sockets[0].getsockname()[1]
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=HTTP_TIMEOUT) as client:
+    async with serve_api(build_app(settings, store)) as client:
         yield client
-    server.should_exit = True
-    await asyncio.wait_for(task, 10)
-
-
-def read_auth(user: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {issue_token(SECRET, user, 'read')}"}
 
 
 def iso(ns: int) -> str:

@@ -19,11 +19,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from PIL import Image, ImageDraw, ImageFont
-from playwright.sync_api import Browser, expect, sync_playwright
+from playwright.sync_api import Browser, expect
 
 from protos.shadowdesk.v1 import ingest_pb2 as pb
 from tests.cloud_infer.helpers import focus
-from tests.support.chromium import chromium_argv
 from tests.support.processes import ServerProcess, wait_until
 from tests.support.sidebar_page import UI_TIMEOUT_MS, Sidebar, api_get, ingest
 
@@ -78,17 +77,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     process.start()
     yield process
     process.terminate()
-
-
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browser]:
-    # The test Chromium's own flags, less the profile: Playwright gives each launch a fresh one.
-    argv = chromium_argv("about:blank", tmp_path_factory.mktemp("profile"))
-    flags = [arg for arg in argv[1:-1] if not arg.startswith("--user-data-dir=")]
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=argv[0], args=flags, headless=True)
-        yield launched
-        launched.close()
 
 
 @pytest.fixture

@@ -7,11 +7,13 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 from tests.support.minio import free_port
 
 SERVED_MODEL = "smollm2-135m-instruct"
+START_DEADLINE_S = 60.0
 
 
 class LlamaServer:
@@ -66,3 +68,14 @@ class LlamaServer:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")[-6000:]
+
+
+@contextlib.contextmanager
+def running_llama_server(model_path: Path, log_path: Path) -> Iterator[LlamaServer]:
+    """A started server, stopped on exit."""
+    server = LlamaServer(model_path, log_path)
+    try:
+        server.wait_ready(START_DEADLINE_S)
+        yield server
+    finally:
+        server.stop()

@@ -14,9 +14,7 @@ import pytest
 from cloud_infer.llm.backend import ChatBackend, ChatMessage, GenerationRequest, Usage
 from cloud_infer.llm.config import packaged_model_path
 from cloud_infer.llm.embedded import EmbeddedLlama
-from tests.support.llama_server import LlamaServer
-
-SERVER_START_DEADLINE_S = 60.0
+from tests.support.llama_server import LlamaServer, running_llama_server
 
 
 @pytest.fixture(scope="session")
@@ -34,12 +32,8 @@ def embedded(model_path: Path) -> Iterator[EmbeddedLlama]:
 
 @pytest.fixture(scope="module")
 def llama_server(model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaServer]:
-    server = LlamaServer(model_path, tmp_path_factory.mktemp("llama-server") / "server.log")
-    try:
-        server.wait_ready(SERVER_START_DEADLINE_S)
+    with running_llama_server(model_path, tmp_path_factory.mktemp("llama-server") / "server.log") as server:
         yield server
-    finally:
-        server.stop()
 
 
 def ask(text: str) -> list[ChatMessage]:

@@ -14,14 +14,13 @@ from cloud_infer.llm.errors import LLMUnavailableError
 from cloud_infer.llm.fleet import OpenAIFleet
 from cloud_infer.llm.openai_compat import OpenAIEndpoint
 from tests.cloud_infer.llm.conftest import (
-    SERVER_START_DEADLINE_S,
     ask,
     collect,
     deadline_in,
     request,
     texts,
 )
-from tests.support.llama_server import SERVED_MODEL, LlamaServer
+from tests.support.llama_server import SERVED_MODEL, LlamaServer, running_llama_server
 from tests.support.minio import free_port
 
 pytestmark = pytest.mark.slow
@@ -29,12 +28,8 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def second_server(model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaServer]:
-    server = LlamaServer(model_path, tmp_path_factory.mktemp("llama-2") / "server.log")
-    try:
-        server.wait_ready(SERVER_START_DEADLINE_S)
+    with running_llama_server(model_path, tmp_path_factory.mktemp("llama-2") / "server.log") as server:
         yield server
-    finally:
-        server.stop()
 
 
 def dead_url() -> str:
