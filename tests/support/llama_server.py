@@ -5,12 +5,11 @@ from __future__ import annotations
 import contextlib
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 from tests.support.minio import free_port
+from tests.support.processes import wait_until_serving
 
 SERVED_MODEL = "smollm2-135m-instruct"
 START_DEADLINE_S = 60.0
@@ -43,19 +42,11 @@ class LlamaServer:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1"
 
+    def running(self) -> bool:
+        return self.process.poll() is None
+
     def wait_ready(self, timeout_s: float) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise AssertionError(f"llama_cpp.server exited during start-up; log:\n{self.log()}")
-            with (
-                contextlib.suppress(OSError),
-                urllib.request.urlopen(f"{self.base_url}/models", timeout=1) as response,
-            ):
-                if response.status == 200:
-                    return
-            time.sleep(0.1)
-        raise AssertionError(f"llama_cpp.server not ready within {timeout_s} s; log:\n{self.log()}")
+        wait_until_serving(f"{self.base_url}/models", timeout_s, self.running, self.log)
 
     def stop(self) -> None:
         self.process.terminate()

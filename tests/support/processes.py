@@ -24,6 +24,19 @@ SHADOWDESK = [sys.executable, "-m", "shadowdesk.cli"]
 TOKEN_SECRET = "e2e-token-secret-that-is-at-least-32-bytes"
 
 
+def wait_until_serving(url: str, timeout_s: float, alive: Callable[[], bool], log: Callable[[], str]) -> None:
+    """Poll ``url`` until it answers 200; fail at once if the process dies, or at the deadline."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if not alive():
+            raise AssertionError(f"the server exited during start-up; log:\n{log()}")
+        with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=1) as response:
+            if response.status == 200:
+                return
+        time.sleep(0.1)
+    raise AssertionError(f"{url} did not answer within {timeout_s} s; log:\n{log()}")
+
+
 class ShadowdeskProcess:
     """One ``shadowdesk <command>`` process with a fixed environment and a log file."""
 
@@ -115,18 +128,7 @@ class ServerProcess(ShadowdeskProcess):
 
     def start(self, timeout_s: float = 30.0) -> None:
         super().start()
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if not self.running:
-                raise AssertionError(f"server exited during start-up; log:\n{self.log()}")
-            with (
-                contextlib.suppress(OSError),
-                urllib.request.urlopen(f"{self.http_url}/health", timeout=1) as r,
-            ):
-                if r.status == 200:
-                    return
-            time.sleep(0.1)
-        raise AssertionError(f"server not healthy within {timeout_s} s; log:\n{self.log()}")
+        wait_until_serving(f"{self.http_url}/health", timeout_s, lambda: self.running, self.log)
 
 
 def agent_env(

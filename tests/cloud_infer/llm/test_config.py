@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import sys
 
-import numpy as np
 import pytest
-from numpy.typing import NDArray
 from pydantic import SecretStr, ValidationError
 
 from cloud_infer.llm import LLMSettings, open_gateway, packaged_model_path
 from cloud_infer.llm.embedded import EmbeddedLlama
 from cloud_infer.llm.fleet import OpenAIFleet
+from cloud_infer.recall.embedder import Embedder
 
 
 def test_settings_read_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -65,11 +64,6 @@ async def test_embedded_backend_defaults_to_the_packaged_model() -> None:
     await gateway.close()
 
 
-class _Encoder:
-    def encode(self, texts: list[str]) -> NDArray[np.float32]:
-        return np.ones((len(texts), 3), dtype=np.float32)
-
-
 async def test_openai_backend_is_a_fleet_of_every_endpoint() -> None:
     settings = LLMSettings(
         backend="openai",
@@ -78,7 +72,7 @@ async def test_openai_backend_is_a_fleet_of_every_endpoint() -> None:
         openai_endpoints=["http://127.0.0.1:9/v1", "http://127.0.0.2:9/v1"],
         endpoint_concurrency=8,
     )
-    gateway = open_gateway(settings, _Encoder())
+    gateway = open_gateway(settings, Embedder())  # loads its model on first use only
     fleet = gateway.chat_backend
     assert isinstance(fleet, OpenAIFleet)
     assert set(fleet.load()) == {"http://127.0.0.1:9/v1", "http://127.0.0.2:9/v1"}
