@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -18,6 +19,8 @@ from cloud_infer.errors import (
     MessageTooLargeError,
     NotFoundError,
     PermissionDeniedError,
+    QuotaExceededError,
+    RateLimitedError,
 )
 from cloud_infer.llm.errors import LLMError, LLMRateLimitedError, LLMTimeoutError, LLMUnavailableError
 from recall_store.errors import InvalidNameError, ObjectNotFoundError, StoreError, StoreUnavailableError
@@ -32,6 +35,17 @@ class ErrorResponse(BaseModel):
     message: str
 
 
+# What cloud_infer.http_guard may answer on any /v1 route before the route runs: a malformed request
+# (400), a missing, invalid or revoked token (401), a body too slow (408) or over the route's limit
+# (413), the caller's limits (429), revocations that cannot be read (503), the route's deadline (504).
+GUARD_STATUSES = (400, 401, 408, 413, 429, 503, 504)
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """``responses`` of a /v1 router: the guard's statuses and the router's own, each an ErrorResponse."""
+    return {status: {"model": ErrorResponse} for status in sorted({*GUARD_STATUSES, *statuses})}
+
+
 # Most specific first: PermissionDeniedError is an AuthError.
 _STATUS: list[tuple[type[Exception], int, str]] = [
     (PermissionDeniedError, 403, "permission_denied"),
@@ -39,6 +53,8 @@ _STATUS: list[tuple[type[Exception], int, str]] = [
     (InvalidMessageError, 400, "invalid_argument"),
     (InvalidNameError, 400, "invalid_argument"),
     (MessageTooLargeError, 413, "too_large"),
+    (RateLimitedError, 429, "rate_limited"),
+    (QuotaExceededError, 507, "quota_exceeded"),
     (NotFoundError, 404, "not_found"),
     (ObjectNotFoundError, 404, "not_found"),
     (BackendUnavailableError, 503, "unavailable"),
@@ -46,27 +62,35 @@ _STATUS: list[tuple[type[Exception], int, str]] = [
 ]
 
 
-def error_response(status: int, code: str, message: str) -> JSONResponse:
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+def error_response(status: int, code: str, message: str, retry_after_s: float | None = None) -> JSONResponse:
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else {}
+    if retry_after_s is not None:
+        headers["Retry-After"] = str(max(1, round(retry_after_s)))
     body = ErrorResponse(code=code, message=message).model_dump()
     return JSONResponse(body, status_code=status, headers=headers)
 
 
-async def _domain_error(_: Request, exc: Exception) -> JSONResponse:
+def status_of(exc: Exception) -> tuple[int, str]:
+    """The HTTP status and error code of a domain or store error (500 for anything unexpected)."""
     for kind, status, code in _STATUS:
         if isinstance(exc, kind):
-            # A missing object is reported as not found, without the bucket name a store message has.
-            message = "no such frame" if isinstance(exc, ObjectNotFoundError) else str(exc)
-            return error_response(status, code, message)
-    logger.exception("unexpected error in the HTTP API", exc_info=exc)
-    return error_response(500, "internal", "internal error")
+            return status, code
+    return 500, "internal"
+
+
+async def _domain_error(_: Request, exc: Exception) -> JSONResponse:
+    status, code = status_of(exc)
+    if status == 500:
+        logger.exception("unexpected error in the HTTP API", exc_info=exc)
+        return error_response(500, "internal", "internal error")
+    # A missing object is reported as not found, without the bucket name a store message has.
+    message = "no such frame" if isinstance(exc, ObjectNotFoundError) else str(exc)
+    return error_response(status, code, message, retry_after_s=getattr(exc, "retry_after_s", None))
 
 
 async def _llm_error(_: Request, exc: Exception) -> JSONResponse:
     if isinstance(exc, LLMRateLimitedError):
-        response = error_response(429, "rate_limited", str(exc))
-        response.headers["Retry-After"] = str(max(1, round(exc.retry_after_s)))
-        return response
+        return error_response(429, "rate_limited", str(exc), retry_after_s=exc.retry_after_s)
     if isinstance(exc, LLMTimeoutError):
         return error_response(504, "timeout", str(exc))
     if isinstance(exc, LLMUnavailableError):

@@ -1,90 +1,233 @@
-"""Bearer tokens: HS256 JWTs signed with ``ServerSettings.token_secret``.
+"""Bearer tokens: HS256 JWTs with a key id, an audience, scopes and a bounded lifetime.
 
-An ``ingest`` token binds a user AND one desktop session (claim ``sid``), so a leaked agent token
-cannot write into another session; a ``read`` token lets its subject read their own timeline.
+Scopes: ``ingest`` (one desktop session's agent; claim ``sid`` binds it to that session), ``read``
+(the caller's own history and settings) and ``manage`` (destructive or privacy-reducing changes:
+erasure, unpausing, removing exclusions, retention). A ``login`` ticket is not an API token: it is
+redeemed once at ``POST /v1/auth/session`` for a read (and maybe manage) token, so no token ever rides
+in a URL. Every token names its key (``kid``): new tokens are signed with the current key, and earlier
+keys stay valid for verification while their tokens live out a rotation. A token whose lifetime
+exceeds its kind's maximum is refused even when correctly signed. Revocation (tokens of a user issued
+before a time) is checked by ``cloud_infer.revocation``, which needs the store.
 """
 
 from __future__ import annotations
 
+import secrets
 import time
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
 import jwt
 
-from cloud_infer.errors import TokenExpiredError, TokenInvalidError
+from cloud_infer.config import ServerSettings
+from cloud_infer.errors import PermissionDeniedError, TokenExpiredError, TokenInvalidError
 from recall_store.errors import InvalidNameError
 from recall_store.naming import validate_id
 
-Scope = Literal["ingest", "read"]
+Scope = Literal["ingest", "read", "manage", "login"]
+SCOPES: frozenset[str] = frozenset({"ingest", "read", "manage", "login"})
 ALGORITHM = "HS256"
 ISSUER = "shadowdesk"
+# One audience per kind of token: an agent's token opens no API route and a read token no stream.
+AUDIENCE_API = "shadowdesk-api"
+AUDIENCE_INGEST = "shadowdesk-ingest"
+AUDIENCE_LOGIN = "shadowdesk-login"
+_CLOCK_LEEWAY_S = 30
+DEFAULT_KEY_ID = "k1"  # ServerSettings.token_key_id's default
+
+
+def _audience(scopes: Iterable[str]) -> str:
+    scopes = set(scopes)
+    if scopes == {"ingest"}:
+        return AUDIENCE_INGEST
+    if "login" in scopes:
+        return AUDIENCE_LOGIN
+    return AUDIENCE_API
 
 
 @dataclass(frozen=True, slots=True)
 class TokenClaims:
     user_id: str
-    scope: Scope
+    scopes: frozenset[str]
     session_id: str | None
+    issued_at: float
     expires_at: int
+    token_id: str
+    # When the person signed in: refreshed tokens keep it, so a sidebar session has a hard end.
+    auth_time: int
+    # What a login ticket grants once redeemed.
+    grants: frozenset[str] = frozenset()
+
+    def require(self, scope: Scope) -> TokenClaims:
+        """Self if the token carries ``scope``, else PermissionDeniedError (a valid token, too weak)."""
+        if scope not in self.scopes:
+            raise PermissionDeniedError(f"this needs a token with the {scope!r} scope")
+        return self
+
+
+class TokenAuthority:
+    """Issues and verifies tokens with the server's keys and lifetime limits."""
+
+    def __init__(
+        self,
+        current_key_id: str,
+        keys: Mapping[str, str],
+        *,
+        ttl_s: int = 3600,
+        max_ttl_s: int = 86400,
+        ingest_ttl_s: int = 7 * 86400,
+        ingest_max_ttl_s: int = 30 * 86400,
+        login_ttl_s: int = 600,
+    ) -> None:
+        if current_key_id not in keys:
+            raise ValueError(f"no secret for the current key id {current_key_id!r}")
+        self._kid = current_key_id
+        self._keys = dict(keys)
+        self._ttl = {"api": ttl_s, "ingest": ingest_ttl_s, "login": login_ttl_s}
+        self._max_ttl = {"api": max_ttl_s, "ingest": ingest_max_ttl_s, "login": login_ttl_s}
+
+    @classmethod
+    def from_settings(cls, settings: ServerSettings) -> TokenAuthority:
+        keys = {kid: secret.get_secret_value() for kid, secret in settings.token_previous_keys.items()}
+        keys[settings.token_key_id] = settings.token_secret.get_secret_value()
+        return cls(
+            settings.token_key_id,
+            keys,
+            ttl_s=settings.token_ttl_s,
+            max_ttl_s=settings.token_max_ttl_s,
+            ingest_ttl_s=settings.ingest_token_ttl_s,
+            ingest_max_ttl_s=settings.ingest_token_max_ttl_s,
+            login_ttl_s=settings.login_ticket_ttl_s,
+        )
+
+    def issue(
+        self,
+        user_id: str,
+        scopes: Iterable[Scope],
+        *,
+        session_id: str | None = None,
+        ttl_s: int | None = None,
+        grants: Iterable[Scope] = (),
+        auth_time: int | None = None,
+    ) -> str:
+        """Sign a token for ``user_id``; ingest tokens need the ``session_id`` they are bound to."""
+        validate_id("user id", user_id)
+        wanted = frozenset(scopes)
+        if not wanted or not wanted <= SCOPES:
+            raise ValueError(f"scopes must be a non-empty subset of {sorted(SCOPES)}, got {sorted(wanted)}")
+        if "ingest" in wanted and wanted != {"ingest"}:
+            raise ValueError("an ingest token carries no other scope")
+        if "login" in wanted and wanted != {"login"}:
+            raise ValueError("a login ticket carries no other scope; put what it grants in grants")
+        kind = _kind(wanted)
+        if kind == "api" and "read" not in wanted:
+            raise ValueError("an API token always carries read; manage comes on top of it")
+        if kind == "ingest":
+            if session_id is None:
+                raise ValueError("an ingest token needs a session id")
+            validate_id("session id", session_id)
+        granted = frozenset(grants)
+        if kind == "login" and (not granted or not granted <= {"read", "manage"}):
+            raise ValueError("a login ticket grants read, and maybe manage")
+        ttl = self._ttl[kind] if ttl_s is None else ttl_s
+        if not 0 < ttl <= self._max_ttl[kind]:
+            raise ValueError(f"a {kind} token lives 1..{self._max_ttl[kind]} s, not {ttl}")
+        now = int(time.time())
+        claims: dict[str, object] = {
+            "iss": ISSUER,
+            "aud": _audience(wanted),
+            "sub": user_id,
+            "scope": " ".join(sorted(wanted)),
+            "iat": now,
+            "exp": now + ttl,
+            "jti": secrets.token_urlsafe(12),
+            "auth_time": now if auth_time is None else auth_time,
+        }
+        if session_id is not None:
+            claims["sid"] = session_id
+        if granted:
+            claims["grants"] = " ".join(sorted(granted))
+        return jwt.encode(claims, self._keys[self._kid], algorithm=ALGORITHM, headers={"kid": self._kid})
+
+    def verify(self, token: str, scope: Scope) -> TokenClaims:
+        """Claims of a valid, unexpired token carrying ``scope``; else an AuthError.
+
+        TokenInvalidError: malformed, unknown key, bad signature, wrong audience, lifetime over the
+        maximum, or without ``scope``; TokenExpiredError: past its expiry.
+        """
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.InvalidTokenError as exc:
+            raise TokenInvalidError(f"invalid token: {exc}") from exc
+        kid = header.get("kid")
+        secret = self._keys.get(kid) if isinstance(kid, str) else None
+        if secret is None:
+            raise TokenInvalidError("invalid token: unknown or missing key id")
+        audience = {"ingest": AUDIENCE_INGEST, "login": AUDIENCE_LOGIN}.get(scope, AUDIENCE_API)
+        try:
+            claims = jwt.decode(
+                token,
+                secret,
+                algorithms=[ALGORITHM],
+                issuer=ISSUER,
+                audience=audience,
+                leeway=_CLOCK_LEEWAY_S,
+                options={"require": ["exp", "iat", "sub", "scope", "iss", "aud", "jti"]},
+            )
+        except jwt.ExpiredSignatureError as exc:
+            raise TokenExpiredError("token has expired") from exc
+        except jwt.InvalidTokenError as exc:
+            raise TokenInvalidError(f"invalid token: {exc}") from exc
+        scopes = frozenset(str(claims["scope"]).split())
+        if scope not in scopes:
+            raise TokenInvalidError(f"token has scope {claims['scope']!r}, this needs {scope!r}")
+        kind = _kind(scopes)
+        if int(claims["exp"]) - int(claims["iat"]) > self._max_ttl[kind]:
+            raise TokenInvalidError(f"invalid token: lives longer than a {kind} token may")
+        session_id = claims.get("sid")
+        try:
+            validate_id("user id", str(claims["sub"]))
+            if kind == "ingest":
+                if not isinstance(session_id, str):
+                    raise TokenInvalidError("ingest token is not bound to a session")
+                validate_id("session id", session_id)
+        except InvalidNameError as exc:
+            raise TokenInvalidError(f"invalid token: {exc}") from exc
+        return TokenClaims(
+            user_id=str(claims["sub"]),
+            scopes=scopes,
+            session_id=session_id if isinstance(session_id, str) else None,
+            issued_at=float(claims["iat"]),
+            expires_at=int(claims["exp"]),
+            token_id=str(claims["jti"]),
+            auth_time=int(claims.get("auth_time", claims["iat"])),
+            grants=frozenset(str(claims.get("grants", "")).split()) & {"read", "manage"},
+        )
+
+
+def _kind(scopes: frozenset[str]) -> Literal["api", "ingest", "login"]:
+    if "ingest" in scopes:
+        return "ingest"
+    if "login" in scopes:
+        return "login"
+    return "api"
 
 
 def issue_token(
-    secret: str, user_id: str, scope: Scope, session_id: str | None = None, ttl_s: int = 3600
+    secret: str,
+    user_id: str,
+    scope: Scope | Iterable[Scope],
+    *,
+    session_id: str | None = None,
+    ttl_s: int | None = None,
+    grants: Iterable[Scope] = (),
+    key_id: str = DEFAULT_KEY_ID,
 ) -> str:
-    """Sign a token for ``user_id``; ingest tokens need the ``session_id`` they are bound to."""
-    validate_id("user id", user_id)
-    if scope == "ingest":
-        if session_id is None:
-            raise ValueError("an ingest token needs a session id")
-        validate_id("session id", session_id)
-    elif scope != "read":
-        raise ValueError(f"unknown scope {scope!r}")
-    if ttl_s <= 0:
-        raise ValueError("ttl_s must be positive")
-    now = int(time.time())
-    claims: dict[str, object] = {
-        "iss": ISSUER,
-        "sub": user_id,
-        "scope": scope,
-        "iat": now,
-        "exp": now + ttl_s,
-    }
-    if scope == "ingest":
-        claims["sid"] = session_id
-    return jwt.encode(claims, secret, algorithm=ALGORITHM)
-
-
-def verify_token(secret: str, token: str, scope: Scope) -> TokenClaims:
-    """Claims of a valid, unexpired token of ``scope``; else TokenInvalidError or TokenExpiredError."""
-    try:
-        claims = jwt.decode(
-            token,
-            secret,
-            algorithms=[ALGORITHM],
-            issuer=ISSUER,
-            options={"require": ["exp", "iat", "sub", "scope", "iss"]},
-        )
-    except jwt.ExpiredSignatureError as exc:
-        raise TokenExpiredError("token has expired") from exc
-    except jwt.InvalidTokenError as exc:
-        raise TokenInvalidError(f"invalid token: {exc}") from exc
-    if claims["scope"] != scope:
-        raise TokenInvalidError(f"token has scope {claims['scope']!r}, this endpoint needs {scope!r}")
-    session_id = claims.get("sid")
-    try:
-        validate_id("user id", str(claims["sub"]))
-        if scope == "ingest":
-            if not isinstance(session_id, str):
-                raise TokenInvalidError("ingest token is not bound to a session")
-            validate_id("session id", session_id)
-    except InvalidNameError as exc:
-        raise TokenInvalidError(f"invalid token: {exc}") from exc
-    return TokenClaims(
-        user_id=str(claims["sub"]),
-        scope=scope,
-        session_id=session_id if isinstance(session_id, str) else None,
-        expires_at=int(claims["exp"]),
+    """A token signed with ``secret`` under ``key_id`` and the default lifetime limits (CLI, tests)."""
+    scopes: list[Scope] = [scope] if isinstance(scope, str) else list(scope)
+    return TokenAuthority(key_id, {key_id: secret}).issue(
+        user_id, scopes, session_id=session_id, ttl_s=ttl_s, grants=grants
     )
 
 

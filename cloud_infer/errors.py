@@ -7,6 +7,8 @@ CloudInferError                 base of everything below
 │   └── PermissionDeniedError   valid token, but for another user or session than the request names
 ├── InvalidMessageError         an agent message or HTTP request breaks the protocol
 ├── MessageTooLargeError        a message or batch exceeds a configured limit
+├── RateLimitedError            a per-user limit refused it for now; retry after ``retry_after_s``
+├── QuotaExceededError          the user's space is over its storage quota
 ├── NotFoundError               the requested frame does not exist for this user
 └── BackendUnavailableError     the recall store failed or missed its deadline; retry later
 
@@ -43,6 +45,18 @@ class InvalidMessageError(CloudInferError, ValueError):
 
 class MessageTooLargeError(CloudInferError):
     """A message or batch is larger than the configured limit."""
+
+
+class RateLimitedError(CloudInferError):
+    """A per-user rate or concurrency limit refused the request."""
+
+    def __init__(self, message: str, retry_after_s: float) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class QuotaExceededError(CloudInferError):
+    """The user's space holds as much as their quota allows."""
 
 
 class NotFoundError(CloudInferError):

@@ -1,21 +1,62 @@
-"""What the sidebar's websockets share: authentication, sending and parsing JSON, cancelling on close."""
+"""What the sidebar's websockets share: opening as the caller, reading JSON, sending, cancelling on close.
+
+``cloud_infer.http_guard`` has already checked the token (offered as a subprotocol) and the Origin;
+``open_live`` accepts with the Shadowdesk subprotocol and closes the socket when the token expires
+(code 4001: the sidebar reconnects with its refreshed token).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import json
-from collections.abc import Iterable
+import time
+from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
-from fastapi import WebSocket
+from fastapi import WebSocket, WebSocketDisconnect
 
-from cloud_infer.auth import TokenClaims, verify_token
-from cloud_infer.config import ServerSettings
-from cloud_infer.errors import AuthError
+from cloud_infer.api_deps import caller
+from cloud_infer.auth import TokenClaims
+from cloud_infer.http_guard import SUBPROTOCOL
 
-# Close code for a refused connection (bad token, feature off): "policy violation".
-WS_POLICY_VIOLATION = 1008
+WS_UNSUPPORTED_DATA = 1003
+WS_TOKEN_EXPIRED = 4001
+MAX_MESSAGE_BYTES = 64 * 1024  # uvicorn refuses larger frames before they reach a handler
+
+
+@contextlib.asynccontextmanager
+async def open_live(websocket: WebSocket) -> AsyncIterator[TokenClaims]:
+    """Accept the socket for the caller; it is closed when their token expires."""
+    claims = caller(websocket).require("read")
+    await websocket.accept(subprotocol=SUBPROTOCOL)
+
+    async def close_at_expiry() -> None:
+        await asyncio.sleep(max(0.0, claims.expires_at - time.time()))
+        with contextlib.suppress(RuntimeError):  # already closing
+            await websocket.close(code=WS_TOKEN_EXPIRED, reason="token expired")
+
+    watchdog = asyncio.create_task(close_at_expiry(), name="live-socket-expiry")
+    try:
+        yield claims
+    finally:
+        await cancel_all([watchdog])
+
+
+async def receive_message(websocket: WebSocket, max_chars: int) -> dict[str, Any] | None:
+    """The next client message as a JSON object of at most ``max_chars``, else None.
+
+    A binary frame closes the socket (1003: this protocol is JSON text); a disconnect raises
+    WebSocketDisconnect.
+    """
+    message = await websocket.receive()
+    if message["type"] == "websocket.disconnect":
+        raise WebSocketDisconnect(message.get("code", 1000))
+    raw = message.get("text")
+    if raw is None:
+        await websocket.close(code=WS_UNSUPPORTED_DATA, reason="messages are JSON text")
+        raise WebSocketDisconnect(WS_UNSUPPORTED_DATA)
+    return parse_message(raw, max_chars)
 
 
 def parse_message(raw: str, max_chars: int) -> dict[str, Any] | None:
@@ -36,16 +77,6 @@ async def cancel_all(tasks: Iterable[asyncio.Task[None]]) -> None:
         task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await asyncio.gather(*pending, return_exceptions=True)
-
-
-async def authenticate(websocket: WebSocket, settings: ServerSettings) -> TokenClaims | None:
-    """The claims of the read token in the query, or None after closing the socket with the reason."""
-    token = websocket.query_params.get("token", "")
-    try:
-        return verify_token(settings.token_secret.get_secret_value(), token, "read")
-    except AuthError as exc:
-        await websocket.close(code=WS_POLICY_VIOLATION, reason=str(exc)[:120])
-        return None
 
 
 class JsonSender:

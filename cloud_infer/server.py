@@ -7,19 +7,19 @@ SIGINT, then stops gRPC with a grace period for in-flight batches and closes the
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
+import os
 import signal
-from collections.abc import Iterator
 
 import grpc
-import uvicorn
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from cloud_infer.app import build_app
+from cloud_infer.auth import TokenAuthority
 from cloud_infer.config import ServerSettings
+from cloud_infer.http_server import http_server
 from cloud_infer.ingest.protocol import IngestLimits
-from cloud_infer.ingest.service import IngestService
+from cloud_infer.ingest.service import CommitHook, IngestService
 from cloud_infer.ingest.servicer import SERVICE_NAME, IngestServicer
 from cloud_infer.llm.config import LLMSettings
 from cloud_infer.llm.factory import open_gateway
@@ -28,9 +28,16 @@ from cloud_infer.privacy.service import PrivacyService
 from cloud_infer.recall.config import RecallSettings
 from cloud_infer.recall.embedder import Embedder
 from cloud_infer.recall.runtime import open_recall
+from cloud_infer.revocation import Revocations
+from cloud_infer.services import Services
+from cloud_infer.tenancy.config import TenantLimitSettings
+from cloud_infer.tenancy.ingest_budget import IngestBudget
 from recall_store.config import StoreSettings
+from recall_store.directory import UserDirectory
 from recall_store.event_log import EventLog
 from recall_store.factory import open_store
+from recall_store.store import ObjectStore
+from recall_store.tombstones import Tombstones
 
 logger = logging.getLogger(__name__)
 
@@ -61,12 +68,41 @@ def _credentials(settings: ServerSettings) -> grpc.ServerCredentials | None:
     )
 
 
-async def create_grpc_server(settings: ServerSettings, service: IngestService) -> tuple[grpc.aio.Server, int]:
-    """A started gRPC server with Ingest and standard health checking; returns it and its bound port."""
-    server = grpc.aio.server(options=_server_options(settings))
-    server.add_generic_rpc_handlers(
-        (IngestServicer(service, settings.token_secret.get_secret_value()).rpc_handler(),)
+def ingest_service(
+    settings: ServerSettings,
+    store: ObjectStore,
+    *,
+    limits: TenantLimitSettings | None = None,
+    tombstones: Tombstones | None = None,
+    directory: UserDirectory | None = None,
+    privacy: PrivacyFilter | None = None,
+    on_commit: CommitHook | None = None,
+) -> IngestService:
+    """Ingest over ``store``; pass the parts Recall shares (tombstones, directory) when it runs too."""
+    return IngestService(
+        EventLog(store),
+        IngestLimits.from_settings(settings),
+        IngestBudget(limits or TenantLimitSettings(), store),
+        tombstones or Tombstones(store),
+        directory or UserDirectory(store),
+        privacy=privacy,
+        on_commit=on_commit,
     )
+
+
+async def create_grpc_server(
+    settings: ServerSettings, service: IngestService, revocations: Revocations | None = None
+) -> tuple[grpc.aio.Server, int]:
+    """A started gRPC server with Ingest and standard health checking; returns it and its bound port.
+
+    Pass the ``revocations`` the HTTP API uses, so a revocation there ends this side's tokens at once.
+    """
+    server = grpc.aio.server(options=_server_options(settings))
+    revocations = revocations or Revocations(service.event_log.store)
+    servicer = IngestServicer(
+        service, TokenAuthority.from_settings(settings), revocations, settings.hello_timeout_s
+    )
+    server.add_generic_rpc_handlers((servicer.rpc_handler(),))
     # grpc_health exposes its asyncio servicer as health.aio, behind an import guard mypy cannot see.
     health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -82,14 +118,6 @@ async def create_grpc_server(settings: ServerSettings, service: IngestService) -
     return server, port
 
 
-class HttpServer(uvicorn.Server):
-    """uvicorn without its own signal handling: ``serve`` owns SIGTERM/SIGINT for both servers."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
 async def serve(
     settings: ServerSettings,
     store_settings: StoreSettings,
@@ -98,35 +126,48 @@ async def serve(
     llm_settings: LLMSettings | None = None,
 ) -> None:
     """Run gRPC ingest and the HTTP API until ``stop`` is set (by default: SIGTERM/SIGINT) or either fails."""
+    os.umask(0o077)  # users' data (LanceDB writes index files with the umask) is for this user only
     recall_settings = recall_settings or RecallSettings()
     llm_settings = llm_settings or LLMSettings()
+    limits = TenantLimitSettings()
     store = open_store(store_settings)
     # One copy of the sentence encoder serves Recall's index and the gateway's local embeddings.
-    embedder = Embedder(recall_settings.embed_model_dir, recall_settings.embed_threads)
+    embedder = Embedder(
+        recall_settings.embed_model_dir, recall_settings.embed_threads, limits.embed_slice_chars
+    )
     llm = open_gateway(llm_settings, embedder)
     recall = None
     try:
-        # One PrivacyService: a PUT through the API is seen by the very next ingested batch.
+        # One PrivacyService: a PUT through the API is seen by the very next ingested batch. One
+        # Tombstones: an erasure through the API stops the very next batch that it covers.
         privacy = PrivacyService(store)
+        tombstones, directory, revocations = Tombstones(store), UserDirectory(store), Revocations(store)
         if recall_settings.enabled:
-            recall = open_recall(recall_settings, store_settings, store, privacy, llm, embedder=embedder)
+            recall = open_recall(
+                recall_settings,
+                store_settings,
+                store,
+                privacy,
+                llm,
+                embedder=embedder,
+                tombstones=tombstones,
+                directory=directory,
+            )
             recall.start()
-        service = IngestService(
-            EventLog(store),
-            IngestLimits.from_settings(settings),
-            privacy=PrivacyFilter(privacy),
+        service = ingest_service(
+            settings,
+            store,
+            limits=limits,
+            tombstones=tombstones,
+            directory=directory,
+            privacy=PrivacyFilter(privacy, store),
             on_commit=recall.pipeline.submit if recall else None,
         )
-        grpc_server, grpc_port = await create_grpc_server(settings, service)
-        http = HttpServer(
-            uvicorn.Config(
-                build_app(settings, store, privacy, recall, llm),
-                host=settings.http_host,
-                port=settings.http_port,
-                log_config=None,
-                lifespan="on",
-            )
+        grpc_server, grpc_port = await create_grpc_server(settings, service, revocations)
+        services = Services.create(
+            settings, store, privacy=privacy, recall=recall, llm=llm, revocations=revocations, limits=limits
         )
+        http = http_server(build_app(services), settings)
         loop = asyncio.get_running_loop()
         # A caller that passes its own stop event (the demo) owns the signals.
         own_signals = stop is None
@@ -161,4 +202,5 @@ async def serve(
         if recall is not None:
             await recall.close()
         await llm.close()
+        embedder.close()
         await store.close()

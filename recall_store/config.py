@@ -42,6 +42,11 @@ class StoreSettings(BaseSettings):
         description="MinIO secret key; never logged. The default is refused for a non-loopback endpoint.",
     )
     minio_secure: bool = Field(default=False, description="Use HTTPS to reach MinIO.")
+    minio_encryption: bool = Field(
+        default=True,
+        description="Require server-side encryption (SSE-S3 with MinIO's KMS) of every user bucket; "
+        "off only for a MinIO without a KMS.",
+    )
     minio_region: str = Field(
         default="us-east-1",
         description="Region of the buckets; set so the client never has to ask the server for it.",

@@ -15,8 +15,10 @@ listing order the seq order, and the time range in the name lets reads skip segm
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
-from collections.abc import Callable, Sequence
+from collections import deque
+from collections.abc import AsyncGenerator, Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from opentelemetry import trace
@@ -44,6 +46,14 @@ class LoggedEvent:
 
     session_id: str
     event: pb.Event
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedSegment:
+    """The events of one stored segment that a streaming read kept, in seq order."""
+
+    session_id: str
+    events: list[pb.Event]
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,9 +89,38 @@ def _parse_segment(key: str) -> _Segment | None:
     return _Segment(key, parts[1], first, last, tmin, tmax)
 
 
+async def read_ahead(
+    store: ObjectStore, user_id: str, keys: Iterable[str], depth: int = _READ_CONCURRENCY
+) -> AsyncGenerator[tuple[str, bytes], None]:
+    """``(key, bytes)`` of each key in the given order, at most ``depth`` objects fetched ahead.
+
+    Memory stays at ``depth`` objects however many keys there are, while the store still works on
+    the next ones as the caller processes one. Close it (``contextlib.aclosing``) when leaving early,
+    so the fetches in flight are cancelled.
+    """
+    remaining = iter(keys)
+    pending: deque[tuple[str, asyncio.Task[bytes]]] = deque()
+    try:
+        while True:
+            while len(pending) < depth and (key := next(remaining, None)) is not None:
+                pending.append((key, asyncio.create_task(store.get(user_id, key))))
+            if not pending:
+                return
+            key, fetch = pending.popleft()
+            yield key, await fetch
+    finally:
+        for _, fetch in pending:
+            fetch.cancel()
+        await asyncio.gather(*(fetch for _, fetch in pending), return_exceptions=True)
+
+
 class EventLog:
     def __init__(self, store: ObjectStore) -> None:
         self._store = store
+
+    @property
+    def store(self) -> ObjectStore:
+        return self._store
 
     async def append(self, user_id: str, session_id: str, events: Sequence[pb.Event]) -> None:
         """Durably store ``events`` (seq strictly increasing): frame images first, then the segment."""
@@ -137,6 +176,40 @@ class EventLog:
                     result.append(LoggedEvent(segment.session_id, event))
         result.sort(key=lambda e: (e.event.time_unix_nano, e.session_id, e.event.seq))
         return result
+
+    async def iter_segments(
+        self, user_id: str, start_ns: int, end_ns: int
+    ) -> AsyncGenerator[LoggedSegment, None]:
+        """The events with ``start_ns <= time < end_ns``, one segment at a time, unlike ``read``.
+
+        Sessions come in id order, each one's segments in seq order (segments with no event in the
+        window are skipped). Memory holds the segment names, ``_READ_CONCURRENCY`` segments read
+        ahead and one decoded segment, however many events the window has. Each event comes once:
+        a seq already seen in an earlier segment of the session (a rewritten batch) is skipped, and
+        only seqs that a later segment could repeat are remembered.
+        """
+        keys = await self._store.list_keys(user_id, prefix="events/")
+        wanted = {
+            s.key: s
+            for s in map(_parse_segment, keys)
+            if s is not None and s.tmin_ms * _NS_PER_MS < end_ns and (s.tmax_ms + 1) * _NS_PER_MS > start_ns
+        }
+        session_id = ""
+        seen: set[int] = set()
+        async with contextlib.aclosing(read_ahead(self._store, user_id, wanted)) as segments:
+            async for key, data in segments:
+                segment = wanted[key]
+                if segment.session_id != session_id:
+                    session_id, seen = segment.session_id, set()
+                # Later segments start at or after this one's first seq: smaller seqs cannot recur.
+                seen = {seq for seq in seen if seq >= segment.first_seq}
+                events = []
+                for event in pb.EventBatch.FromString(data).events:
+                    if start_ns <= event.time_unix_nano < end_ns and event.seq not in seen:
+                        seen.add(event.seq)
+                        events.append(event)
+                if events:
+                    yield LoggedSegment(session_id, events)
 
     async def read_session(
         self, user_id: str, session_id: str, after_seq: int, before_seq: int

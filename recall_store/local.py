@@ -5,6 +5,11 @@ fsynced, renamed over the target and followed by an fsync of the directory, so a
 the old or the new object, never a torn one. Temp files start with '.', which no valid key segment
 does, so listings never show them. Unlike S3, a key cannot be both an object and a prefix of another
 key ('a' and 'a/b'); such a put is refused with InvalidNameError.
+
+Only the user running the store can read what it keeps: objects are created 0600 (by mkstemp) and
+every directory the store creates is set to 0700, whatever the process umask. Directories that already
+existed keep their mode. LanceDB writes the index files under the same root with the process umask,
+which is why the server sets its umask to 077 (``cloud_infer.server.serve``).
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from recall_store.naming import user_bucket, validate_key, validate_prefix
 logger = logging.getLogger(__name__)
 _tracer = trace.get_tracer(__name__)
 _T = TypeVar("_T")
+_DIR_MODE = 0o700
 
 
 class _KeyClashError(Exception):
@@ -129,11 +135,12 @@ def _make_dirs_durably(path: Path) -> None:
         return
     _make_dirs_durably(path.parent)
     try:
-        path.mkdir()
+        path.mkdir(mode=_DIR_MODE)
     except FileExistsError:
         if path.is_dir():
             return  # a concurrent put created it
         raise NotADirectoryError(errno.ENOTDIR, "an object has the name of this prefix", str(path)) from None
+    os.chmod(path, _DIR_MODE)  # mkdir's mode is masked by the umask; this one is exact
     _fsync_dir(path.parent)
 
 

@@ -1,5 +1,10 @@
 """MinIO backend: one bucket per user (``recall_store.naming.user_bucket``), created on first write.
 
+With ``minio_encryption`` (the default) every user bucket gets SSE-S3 as its default encryption before
+the store writes to it, so everything in it (also LanceDB's index files, written past this store) is
+encrypted by MinIO's KMS; each put also asks for SSE-S3 itself. A server without a KMS refuses both, and
+the put fails with StoreUnavailableError: nothing is ever written unencrypted.
+
 The SDK is blocking, so calls run in a bounded thread pool, each wrapped in ``asyncio.wait_for``
 with ``timeout_s``. The urllib3 pool underneath has its own connect/read timeouts and few retries,
 so a stuck call also ends in the worker thread instead of holding it forever.
@@ -8,6 +13,7 @@ so a stuck call also ends in the worker thread instead of holding it forever.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import logging
 from collections.abc import Callable, Iterable
@@ -18,6 +24,8 @@ import urllib3
 from minio import Minio
 from minio.deleteobjects import DeleteObject
 from minio.error import MinioException, S3Error
+from minio.sse import SseS3
+from minio.sseconfig import Rule, SSEConfig
 from opentelemetry import trace
 
 from recall_store.config import StoreSettings
@@ -31,6 +39,8 @@ _T = TypeVar("_T")
 _NOT_FOUND_CODES = frozenset({"NoSuchKey", "NoSuchBucket"})
 # Never a user bucket (those are BUCKET_PREFIX + 32 hex digits); only HEADed by check().
 _PROBE_BUCKET = BUCKET_PREFIX + "health-probe"
+# MinIO's answer to an encryption request when it has no KMS ("... but KMS is not configured").
+_NO_KMS_CODE = "NotImplemented"
 
 
 class MinioObjectStore:
@@ -39,12 +49,19 @@ class MinioObjectStore:
     def __init__(self, settings: StoreSettings) -> None:
         self._timeout_s = settings.timeout_s
         self._region = settings.minio_region
+        self._sse = SseS3() if settings.minio_encryption else None
         self._http = urllib3.PoolManager(
             timeout=urllib3.Timeout(connect=settings.connect_timeout_s, read=settings.timeout_s),
             maxsize=settings.workers,
-            # Retry refused connections and 5xx briefly; never a read timeout, which would double the wait.
+            # Retry refused connections and 5xx briefly; never a read timeout, which would double the wait,
+            # nor after MinIO's Retry-After (120 s on a 503 while it starts), which would park the worker.
             retries=urllib3.Retry(
-                total=2, connect=2, read=0, backoff_factor=0.1, status_forcelist=(500, 502, 503, 504)
+                total=2,
+                connect=2,
+                read=0,
+                backoff_factor=0.1,
+                status_forcelist=(500, 502, 503, 504),
+                respect_retry_after_header=False,
             ),
         )
         self._client = Minio(
@@ -116,14 +133,39 @@ class MinioObjectStore:
         return StoreUnavailableError(f"MinIO {op} failed: {reason}")
 
     def _ensure_bucket(self, bucket: str) -> None:
+        """Create the bucket and, when required, make SSE-S3 its default; once per bucket per process."""
         if bucket in self._known_buckets:
             return
         try:
             self._client.make_bucket(bucket, location=self._region)
+            created = True
         except S3Error as exc:
             if exc.code != "BucketAlreadyOwnedByYou":  # another writer created it first
                 raise
+            created = False
+        if self._sse is not None:
+            self._ensure_encrypted(bucket, created)
         self._known_buckets.add(bucket)
+
+    def _ensure_encrypted(self, bucket: str, created: bool) -> None:
+        # An existing bucket keeps any default encryption it has (an operator may have chosen SSE-KMS).
+        if not created and self._client.get_bucket_encryption(bucket) is not None:
+            return
+        try:
+            self._client.set_bucket_encryption(bucket, SSEConfig(Rule.new_sse_s3_rule()))
+        except S3Error as exc:
+            if created:
+                # Leave no unencrypted bucket behind for LanceDB, which writes into it past this store.
+                with contextlib.suppress(MinioException, urllib3.exceptions.HTTPError, OSError):
+                    self._client.remove_bucket(bucket)
+            if exc.code == _NO_KMS_CODE:
+                raise self._unavailable(
+                    "put",
+                    f"bucket {bucket} cannot be encrypted, so nothing was written: the server has no KMS "
+                    f"({exc.code}: {exc.message}). Start MinIO with MINIO_KMS_SECRET_KEY (tests, one "
+                    "machine) or connect it to KES (production).",
+                ) from exc
+            raise
 
     def _put_sync(self, bucket: str, key: str, data: bytes, content_type: str) -> None:
         self._ensure_bucket(bucket)
@@ -139,7 +181,13 @@ class MinioObjectStore:
 
     def _put_object(self, bucket: str, key: str, data: bytes, content_type: str) -> None:
         self._client.put_object(
-            bucket, key, io.BytesIO(data), len(data), content_type=content_type, num_parallel_uploads=1
+            bucket,
+            key,
+            io.BytesIO(data),
+            len(data),
+            content_type=content_type,
+            num_parallel_uploads=1,
+            sse=self._sse,
         )
 
     def _get_sync(self, bucket: str, key: str) -> bytes:

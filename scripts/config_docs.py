@@ -15,6 +15,7 @@ from pydantic_settings import BaseSettings
 from cloud_infer.config import ServerSettings
 from cloud_infer.llm.config import LLMSettings
 from cloud_infer.recall.config import RecallSettings
+from cloud_infer.tenancy.config import TenantLimitSettings
 from recall_store.config import StoreSettings
 from session_agent.config import AgentSettings
 from shadowdesk.telemetry import TelemetrySettings
@@ -22,6 +23,7 @@ from shadowdesk.telemetry import TelemetrySettings
 DOC = Path(__file__).resolve().parents[1] / "docs" / "configuration.md"
 SECTIONS: list[tuple[str, type[BaseSettings]]] = [
     ("Cloud server (`shadowdesk server`)", ServerSettings),
+    ("Per-user limits (server side)", TenantLimitSettings),
     ("Object store (server side)", StoreSettings),
     ("Recall (server side)", RecallSettings),
     ("LLM (server side)", LLMSettings),

@@ -11,4 +11,5 @@ git diff --exit-code --stat -- protos/ || { echo "protos/: generated code is sta
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/mypy
+bash scripts/security_checks.sh
 exec .venv/bin/pytest "$@"

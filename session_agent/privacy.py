@@ -2,17 +2,18 @@
 
 A window is private when its app is excluded (``exclude_apps``, matched case-insensitively against
 the app id and each dot-separated part of WM_CLASS) or its title matches one of ``exclude_title_patterns`` or
-``private_window_patterns`` (case-insensitive regular expressions, searched anywhere in the title).
+``private_window_patterns`` (case-insensitive RE2 regular expressions, searched anywhere in the title,
+in linear time: ``shadowdesk.patterns``).
 Sensors ask ``PrivacyRules.is_private`` from their own threads; the rules are immutable, so that is
 thread-safe.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 
 from session_agent.config import DEFAULT_EXCLUDED_APPS, DEFAULT_PRIVATE_WINDOW_PATTERNS, AgentSettings
+from shadowdesk.patterns import TitleMatcher
 
 
 class PrivacyRules:
@@ -22,9 +23,7 @@ class PrivacyRules:
         title_patterns: Iterable[str] = DEFAULT_PRIVATE_WINDOW_PATTERNS,
     ) -> None:
         self._apps = frozenset(app.lower() for app in exclude_apps)
-        patterns = [f"(?:{pattern})" for pattern in title_patterns]
-        # One alternation: a title is searched once, not once per pattern.
-        self._titles = re.compile("|".join(patterns), re.IGNORECASE) if patterns else None
+        self._titles = TitleMatcher(list(title_patterns))
 
     @classmethod
     def from_settings(cls, settings: AgentSettings) -> PrivacyRules:
@@ -38,4 +37,4 @@ class PrivacyRules:
         names = {app_id.lower(), *wm_class.lower().split(".")}
         if names & self._apps:
             return True
-        return self._titles is not None and self._titles.search(title) is not None
+        return self._titles.search(title)

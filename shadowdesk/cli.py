@@ -1,4 +1,5 @@
-"""The ``shadowdesk`` command: ``up`` (all-in-one demo), ``server``, ``agent``, ``token``.
+"""The ``shadowdesk`` command: ``up`` (all-in-one demo), ``server``, ``agent``, ``token``, ``login``,
+``revoke``, ``fsck``.
 
 Every subcommand reads its configuration from the environment (see docs/configuration.md); flags only
 cover what a person types at a demo.
@@ -41,19 +42,42 @@ def _agent(_: argparse.Namespace) -> int:
 
 
 def _token(args: argparse.Namespace) -> int:
-    from cloud_infer.auth import issue_token
+    from cloud_infer.auth import Scope, TokenAuthority
     from cloud_infer.config import ServerSettings
 
-    settings = ServerSettings()
-    token = issue_token(
-        settings.token_secret.get_secret_value(),
-        user_id=args.user,
-        scope=args.scope,
-        session_id=args.session,
-        ttl_s=args.ttl,
+    by_choice: dict[str, list[Scope]] = {"ingest": ["ingest"], "read": ["read"], "manage": ["read", "manage"]}
+    scopes = by_choice[args.scope]
+    token = TokenAuthority.from_settings(ServerSettings()).issue(
+        args.user, scopes, session_id=args.session, ttl_s=args.ttl
     )
     sys.stdout.write(token + "\n")
     return 0
+
+
+def _login(args: argparse.Namespace) -> int:
+    from shadowdesk.accounts import login_url
+
+    sys.stdout.write(login_url(args.user, manage=not args.read_only, base_url=args.url) + "\n")
+    return 0
+
+
+def _revoke(args: argparse.Namespace) -> int:
+    from shadowdesk.accounts import revoke
+
+    sys.stdout.write(
+        f"tokens of {args.user} issued before {asyncio.run(revoke(args.user)):.0f} are revoked\n"
+    )
+    return 0
+
+
+def _fsck(args: argparse.Namespace) -> int:
+    from shadowdesk.fsck import run_fsck
+
+    telemetry = configure_telemetry("shadowdesk-fsck")
+    try:
+        return asyncio.run(run_fsck(args.user, repair=args.repair, orphans=args.orphans))
+    finally:
+        telemetry.shutdown()
 
 
 def _up(args: argparse.Namespace) -> int:
@@ -98,10 +122,30 @@ def build_parser() -> argparse.ArgumentParser:
 
     token = sub.add_parser("token", help="issue an access token signed with SHADOWDESK_TOKEN_SECRET")
     token.add_argument("--user", required=True)
-    token.add_argument("--scope", choices=["ingest", "read"], required=True)
+    token.add_argument(
+        "--scope", choices=["ingest", "read", "manage"], required=True, help="manage also reads"
+    )
     token.add_argument("--session", help="the desktop session an ingest token is bound to")
-    token.add_argument("--ttl", type=int, default=30 * 24 * 3600, help="lifetime in seconds")
+    token.add_argument(
+        "--ttl", type=int, default=None, help="lifetime in seconds (default and maximum: settings)"
+    )
     token.set_defaults(func=_token)
+
+    login = sub.add_parser("login", help="print a single-use sidebar sign-in link for a user")
+    login.add_argument("--user", required=True)
+    login.add_argument("--read-only", action="store_true", help="no erasing, unpausing or retention changes")
+    login.add_argument("--url", default=None, help="the server's base URL (default: from the settings)")
+    login.set_defaults(func=_login)
+
+    revoke = sub.add_parser("revoke", help="revoke every token of a user issued until now")
+    revoke.add_argument("--user", required=True)
+    revoke.set_defaults(func=_revoke)
+
+    fsck = sub.add_parser("fsck", help="check users' spaces: all indexed, nothing erased left anywhere")
+    fsck.add_argument("--user", action="append", help="a user to check (repeatable; default: every user)")
+    fsck.add_argument("--repair", action="store_true", help="redo erasures that left anything behind")
+    fsck.add_argument("--orphans", action="store_true", help="with --repair: delete unreferenced frames")
+    fsck.set_defaults(func=_fsck)
     return parser
 
 

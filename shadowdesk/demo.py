@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from cloud_infer.auth import issue_token
+from cloud_infer.auth import TokenAuthority
 from cloud_infer.config import ServerSettings
 from cloud_infer.server import serve
 from recall_store.config import StoreSettings
@@ -79,7 +79,9 @@ async def run_demo(options: DemoOptions) -> None:
         token_secret=secret,
         grpc_port=options.grpc_port,
         http_port=options.http_port,
+        login_ticket_ttl_s=3600,  # the link printed below stays good for an hour of demo
     )
+    tokens = TokenAuthority.from_settings(server_settings)
     store_settings = StoreSettings(backend="local", local_root=data_dir / "store")
     session_id = f"{socket.gethostname()}-demo"
 
@@ -102,14 +104,20 @@ async def run_demo(options: DemoOptions) -> None:
 
     agent_settings = AgentSettings(
         server=f"127.0.0.1:{options.grpc_port}",
-        token=issue_token(secret, user_id=DEMO_USER, scope="ingest", session_id=session_id, ttl_s=7 * 86400),
+        token=tokens.issue(DEMO_USER, ["ingest"], session_id=session_id),
         user_id=DEMO_USER,
         session_id=session_id,
         display=display,
         spool_path=data_dir / "agent-spool.sqlite3",
         sensors=sensors,
     )
-    read_token = issue_token(secret, user_id=DEMO_USER, scope="read", ttl_s=7 * 86400)
+    login = tokens.issue(DEMO_USER, ["login"], grants=["read", "manage"])
+    # The CLI, with this demo's secret: it mints new sign-in links and tokens (none is printed here).
+    cli = (
+        f"SHADOWDESK_ENVIRONMENT=local SHADOWDESK_TOKEN_SECRET=$(cat {data_dir}/token-secret) "
+        ".venv/bin/shadowdesk"
+    )
+    base = f"http://127.0.0.1:{options.http_port}"
 
     server_task = asyncio.create_task(serve(server_settings, store_settings, stop=stop), name="server")
     try:
@@ -119,11 +127,12 @@ async def run_demo(options: DemoOptions) -> None:
             "\nShadowdesk is up.\n"
             f"  desktop : {mode} {display}\n"
             f"  data    : {data_dir}\n"
-            f"  sidebar : http://127.0.0.1:{options.http_port}/sidebar#token={read_token}\n"
-            f"  search  : curl -H 'Authorization: Bearer {read_token}' "
-            f"'http://127.0.0.1:{options.http_port}/v1/recall/search?q=shadowdesk'\n"
-            f"  timeline: curl -H 'Authorization: Bearer {read_token}' "
-            f"http://127.0.0.1:{options.http_port}/v1/timeline\n"
+            f"  sidebar : {base}/sidebar#login={login}\n"
+            "            (a single-use sign-in link, good for an hour; a new one:\n"
+            f"             {cli} login --user {DEMO_USER} --url {base})\n"
+            f"  token   : TOKEN=$({cli} token --user {DEMO_USER} --scope read)\n"
+            f"  search  : curl -H \"Authorization: Bearer $TOKEN\" '{base}/v1/recall/search?q=shadowdesk'\n"
+            f'  timeline: curl -H "Authorization: Bearer $TOKEN" {base}/v1/timeline\n'
             "Stop with Ctrl-C.\n\n"
         )
         with contextlib.suppress(TimeoutError):

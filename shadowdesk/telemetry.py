@@ -3,7 +3,8 @@
 Exporters are chosen by ``SHADOWDESK_OTEL_EXPORTER``: ``none`` (default; tests), ``console`` (stderr) or
 ``otlp`` (gRPC to ``OTEL_EXPORTER_OTLP_ENDPOINT``, the standard OpenTelemetry variable). Logs from the
 standard ``logging`` module go to stderr always and, with an exporter, through OpenTelemetry too, with the
-active trace and span ids attached.
+active trace and span ids attached. Both log handlers and the span exporter scrub credentials
+(``shadowdesk.redaction``).
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shadowdesk.redaction import RedactingFilter, RedactingSpanExporter
 
 ExporterKind = Literal["none", "console", "otlp"]
 
@@ -82,12 +85,13 @@ def configure_telemetry(service_name: str, settings: TelemetrySettings | None = 
     )
     telemetry = Telemetry()
     if settings.exporter == "none":
+        _scrub_log_handlers()
         return telemetry
     resource = Resource.create({"service.name": service_name})
     span_exporter, metric_exporter, log_exporter = _exporters(settings.exporter)
 
     tracer_provider = TracerProvider(resource=resource)
-    tracer_provider.add_span_processor(BatchSpanProcessor(span_exporter))
+    tracer_provider.add_span_processor(BatchSpanProcessor(RedactingSpanExporter(span_exporter)))
     trace.set_tracer_provider(tracer_provider)
 
     reader = PeriodicExportingMetricReader(
@@ -100,6 +104,21 @@ def configure_telemetry(service_name: str, settings: TelemetrySettings | None = 
     logger_provider.add_log_record_processor(BatchLogRecordProcessor(log_exporter))
     set_logger_provider(logger_provider)
     logging.getLogger().addHandler(LoggingHandler(level=level, logger_provider=logger_provider))
+    _scrub_log_handlers()
 
     telemetry.providers = [tracer_provider, meter_provider, logger_provider]
     return telemetry
+
+
+# Loggers that print message payloads at DEBUG (uvicorn hands its logger to the websocket library,
+# which logs every frame: a user's question, screen text): never below INFO, whatever the level.
+_PAYLOAD_LOGGERS = ("uvicorn.error", "websockets", "hpack", "httpcore")
+
+
+def _scrub_log_handlers() -> None:
+    for name in _PAYLOAD_LOGGERS:
+        logger = logging.getLogger(name)
+        logger.setLevel(max(logger.getEffectiveLevel(), logging.INFO))
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, RedactingFilter) for f in handler.filters):
+            handler.addFilter(RedactingFilter())

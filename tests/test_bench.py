@@ -106,3 +106,21 @@ def test_llm_gateway_bench_streams_through_the_gateway_and_the_backend() -> None
         assert _number(row[5]) > 0, row
     assert [row[0] for row in cache] == ["new context (cache miss)", "same context, other task (prefix hit)"]
     assert "--backend embedded --concurrency 1 2" in output
+
+
+def test_noisy_neighbour_bench_floods_and_limits_engage() -> None:
+    output = _run(
+        "bench.noisy_neighbour_bench",
+        *("--moments", "6", "--searches", "12", "--flooders", "4", "--floods", "embeddings", "search"),
+        timeout_s=420,
+    )
+    rows = {row[0]: row for row in _table_rows(output)}
+    assert set(rows) >= {"none (baseline)", "embeddings", "search"}
+    for flood in ("embeddings", "search"):
+        row = rows[flood]
+        assert _number(row[2].split(" ")[0]) > 0, row  # her excess was refused (429)
+        assert "failed" not in row[2], row  # refused cleanly, never an error
+        assert row[6] == "0", row  # Bob's searches all answered, with hits
+        # The bench measures the 2x target; a CI machine is too noisy for that, but not for this.
+        assert _number(row[5]) < 5, row
+    assert re.search(r"^\.venv/bin/python -m bench\.noisy_neighbour_bench --moments 6 ", output, re.MULTILINE)

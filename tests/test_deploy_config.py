@@ -11,6 +11,7 @@ import pytest
 import yaml
 from pydantic_settings import BaseSettings
 
+from cloud_infer.config import ServerSettings
 from cloud_infer.llm.config import LLMSettings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -119,3 +120,16 @@ def test_server_service_reads_the_env_file() -> None:
     assert server["command"] == ["shadowdesk", "server"]
     assert server["env_file"] == [ENV_FILE.name]
     assert (FLEET / server["build"]["context"] / server["build"]["dockerfile"]).is_file()
+
+
+def test_the_example_serves_tls_on_both_ports_with_a_real_secret(
+    clean_env: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SHADOWDESK_TOKEN_SECRET", "x" * 64)  # compose passes it from the host
+    settings = ServerSettings(_env_file=ENV_FILE)  # type: ignore[call-arg]
+    assert settings.environment == "production" and settings.tls and not settings.insecure_no_tls
+    server = compose()["services"]["shadowdesk"]
+    mounted = {f"/run/secrets/{name}" for name in server["secrets"]}
+    assert {str(settings.tls_cert), str(settings.tls_key)} == mounted
+    assert set(server["secrets"]) <= set(compose()["secrets"])
+    assert "https://" in " ".join(server["healthcheck"]["test"])

@@ -7,48 +7,37 @@ import contextlib
 import logging
 from typing import Any
 
-from fastapi import APIRouter, Request, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from pydantic import ValidationError
 
-from cloud_infer.api_deps import ReadClaims, SettingsDep
-from cloud_infer.api_errors import ErrorResponse
+from cloud_infer.api_deps import AssistDep, ReadClaims, ServicesDep
+from cloud_infer.api_errors import error_responses
 from cloud_infer.assist.protocol import AssistContext, RunMessage
-from cloud_infer.assist.service import AssistService
 from cloud_infer.errors import InvalidMessageError
-from cloud_infer.live_socket import JsonSender, authenticate, cancel_all, parse_message
+from cloud_infer.live_socket import JsonSender, cancel_all, open_live, receive_message
 from cloud_infer.llm.errors import LLMError, LLMRateLimitedError, LLMTimeoutError, LLMUnavailableError
-from cloud_infer.recall.runtime import RecallRuntime
 
 logger = logging.getLogger(__name__)
 
-router = APIRouter(
-    prefix="/v1/assist", tags=["assist"], responses={status: {"model": ErrorResponse} for status in (401,)}
-)
+router = APIRouter(prefix="/v1/assist", tags=["assist"], responses=error_responses())
 _MAX_WS_MESSAGE = 16384  # a selection of MAX_TEXT_CHARS characters, JSON-escaped
 
 
-def _service(app_state: Any) -> AssistService:
-    service = app_state.assist
-    assert isinstance(service, AssistService)
-    return service
-
-
 @router.get("/context", response_model=AssistContext)
-async def context(request: Request, claims: ReadClaims) -> AssistContext:
-    return await _service(request.app.state).context(claims.user_id)
+async def context(service: AssistDep, claims: ReadClaims) -> AssistContext:
+    return await service.context(claims.user_id)
 
 
 @router.websocket("/live")
-async def live(websocket: WebSocket, settings: SettingsDep) -> None:
-    """``?token=<read token>``: context updates as the user works, and actions streamed as deltas."""
-    claims = await authenticate(websocket, settings)
-    if claims is None:
-        return
-    await websocket.accept()
-    user_id = claims.user_id
-    service = _service(websocket.app.state)
-    recall = getattr(websocket.app.state, "recall", None)
-    updates = recall.pipeline.subscribe(user_id) if isinstance(recall, RecallRuntime) else None
+async def live(websocket: WebSocket, services: ServicesDep) -> None:
+    """Context updates as the user works, and actions streamed as deltas (subprotocol auth)."""
+    async with open_live(websocket) as claims:
+        await _live(websocket, services, claims.user_id)
+
+
+async def _live(websocket: WebSocket, services: ServicesDep, user_id: str) -> None:
+    service, recall = services.assist, services.recall
+    updates = recall.pipeline.subscribe(user_id) if recall is not None else None
     runs: dict[str, asyncio.Task[None]] = {}
     send = JsonSender(websocket)
 
@@ -83,7 +72,7 @@ async def live(websocket: WebSocket, settings: SettingsDep) -> None:
     try:
         await send_context()
         while True:
-            message = parse_message(await websocket.receive_text(), _MAX_WS_MESSAGE)
+            message = await receive_message(websocket, _MAX_WS_MESSAGE)
             kind = message.get("type") if message else None
             ident = str(message.get("id", ""))[:64] if message else ""
             if kind == "run":
@@ -107,7 +96,7 @@ async def live(websocket: WebSocket, settings: SettingsDep) -> None:
     finally:
         # A closed sidebar cancels its runs: the generations stop with them.
         await cancel_all([pusher, *runs.values()])
-        if updates is not None and isinstance(recall, RecallRuntime):
+        if updates is not None and recall is not None:
             recall.pipeline.unsubscribe(user_id, updates)
 
 

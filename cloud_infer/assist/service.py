@@ -2,8 +2,10 @@
 
 Every prompt has the same layout (``cloud_infer.llm.prompts``): the one constant system prompt, then the
 window and its text, then the task. Several actions on the same window therefore share their prefix up
-to the task, which the engine's prefix cache reuses. Screen text is fenced as data and the system
-prompt says it is never instructions.
+to the task, which the engine's prefix cache reuses. The window's app, title and URL and its text are
+fenced together as data (``fence``, which also defuses fence tags and control tokens inside them), the
+user's question is neutralised the same way, and the system prompt says screen text is never
+instructions.
 """
 
 from __future__ import annotations
@@ -14,8 +16,9 @@ from datetime import timedelta
 
 from cloud_infer.assist.protocol import MAX_TEXT_CHARS, Action, AssistContext
 from cloud_infer.errors import InvalidMessageError
+from cloud_infer.llm.backend import ChatMessage
 from cloud_infer.llm.gateway import LLMGateway
-from cloud_infer.llm.prompts import layout
+from cloud_infer.llm.prompts import fence, layout, neutralize
 from cloud_infer.llm.scheduler import Priority
 from cloud_infer.recall.service import RecallService
 
@@ -85,18 +88,24 @@ class AssistService:
             raise InvalidMessageError("nothing to work on: select some text or type it in")
         if action == "ask" and not (question and question.strip()):
             raise InvalidMessageError("ask needs a question")
-        window = f'Window: app "{context.app_id}", title "{context.title}"' if context.available else ""
-        screen = f"{window}\n<screen>\n{text[:MAX_TEXT_CHARS]}\n</screen>".lstrip()
-        task = _TASKS[action].format(language=_target_language(text), question=question or "")
-        messages = layout(SYSTEM_PROMPT, context=screen, request=task)
         async for delta in self._llm.stream_chat(
             user_id,
-            messages,
+            build_messages(action, text, context, question),
             feature=f"assist.{action}",
             priority=Priority.INTERACTIVE,
             max_tokens=_MAX_TOKENS[action],
         ):
             yield delta
+
+
+def build_messages(
+    action: Action, text: str, context: AssistContext, question: str | None = None
+) -> tuple[ChatMessage, ...]:
+    """The prompt of ``action`` over ``text``, shown with the window of ``context`` when there is one."""
+    window = {"app": context.app_id, "window": context.title, "url": context.url} if context.available else {}
+    screen = fence("screen", text[:MAX_TEXT_CHARS], window)
+    task = _TASKS[action].format(language=_target_language(text), question=neutralize(question or ""))
+    return layout(SYSTEM_PROMPT, context=screen, request=task)
 
 
 def _target_language(text: str) -> str:

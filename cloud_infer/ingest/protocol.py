@@ -13,6 +13,7 @@ from google.protobuf.unknown_fields import UnknownFieldSet
 
 from cloud_infer.config import ServerSettings
 from cloud_infer.errors import InvalidMessageError, MessageTooLargeError
+from cloud_infer.frames import inspect_frame
 from cloud_infer.ingest.wire import describe_decode_error
 from protos.shadowdesk.v1 import ingest_pb2 as pb
 from recall_store.errors import InvalidNameError
@@ -40,6 +41,7 @@ class IngestLimits:
     max_url_chars: int
     max_frame_bytes: int
     max_frame_dimension: int
+    max_frame_pixels: int
 
     @classmethod
     def from_settings(cls, settings: ServerSettings) -> IngestLimits:
@@ -53,6 +55,7 @@ class IngestLimits:
             max_url_chars=settings.max_url_chars,
             max_frame_bytes=settings.max_frame_bytes,
             max_frame_dimension=settings.max_frame_dimension,
+            max_frame_pixels=settings.max_frame_pixels,
         )
 
 
@@ -196,6 +199,16 @@ def _validate_frame(where: str, frame: pb.ScreenFrame, limits: IngestLimits) -> 
             )
     if frame.stored_key:
         raise InvalidMessageError(f"{where}: frame.stored_key is set by the cloud, never by the agent")
+    # Read from the image header: the declared size proves nothing, and a bomb must not be stored.
+    try:
+        inspect_frame(
+            frame.image,
+            frame.mime_type,
+            max_pixels=limits.max_frame_pixels,
+            declared=(frame.width, frame.height),
+        )
+    except InvalidMessageError as exc:
+        raise InvalidMessageError(f"{where}: {exc}") from exc
 
 
 def welcome(acked_seq: int, limits: IngestLimits) -> pb.CloudMessage:

@@ -5,6 +5,11 @@ event log when a stream opens a session no other stream holds (so also after a r
 at or below it are dropped, which makes a resent batch idempotent. One asyncio.Lock per session
 serializes a reconnecting agent's old and new streams. A batch is acknowledged only after EventLog
 has committed it.
+
+Before a batch is stored it waits for the user's ingest rate and is checked against their storage
+quota (``cloud_infer.tenancy.ingest_budget``), privacy settings redact it, and whatever the user has
+erased is dropped while the user's tombstone gate is held (``recall_store.tombstones``), so a replayed
+spool cannot bring erased history back.
 """
 
 from __future__ import annotations
@@ -22,9 +27,12 @@ from cloud_infer.errors import BackendUnavailableError, InvalidMessageError, Per
 from cloud_infer.ingest.metrics import IngestMetrics
 from cloud_infer.ingest.protocol import IngestLimits, validate_batch, validate_hello
 from cloud_infer.privacy.filter import PrivacyFilter
+from cloud_infer.tenancy.ingest_budget import IngestBudget
 from protos.shadowdesk.v1 import ingest_pb2 as pb
+from recall_store.directory import UserDirectory
 from recall_store.errors import InvalidNameError, StoreError
 from recall_store.event_log import EventLog
+from recall_store.tombstones import Tombstones, redact_erased
 
 tracer = trace.get_tracer(__name__)
 # Called with (user_id, session_id, events) after a batch is durably stored (the recall pipeline).
@@ -71,18 +79,35 @@ class IngestSession:
                     service.metrics.duplicates.add(duplicates)
                     span.set_attribute("shadowdesk.duplicates", duplicates)
                 if fresh:
-                    # Redacted events keep their seqs: the stored range and the ack stay the same.
-                    privacy = service.privacy
-                    stored = await privacy.redact(self.user_id, self.session_id, fresh) if privacy else fresh
-                    await self._append(stored)
+                    size = batch.ByteSize()
+                    try:
+                        frames = sum(1 for e in fresh if e.HasField("frame"))
+                        await service.budget.admit(self.user_id, len(fresh), frames, size)
+                    except StoreError as exc:  # measuring the user's storage failed
+                        raise BackendUnavailableError(f"recall store unavailable: {exc}") from exc
+                    stored = await self._store(fresh, resumed=hwm > 0)
+                    service.budget.stored(self.user_id, size)
                     if service.on_commit is not None:
                         # Awaited inside the session lock: a busy indexer slows this agent's acks.
                         await service.on_commit(self.user_id, self.session_id, stored)
                     hwm = self._state.hwm = fresh[-1].seq
                     service.metrics.events.add(len(fresh))
-                    service.metrics.bytes.add(batch.ByteSize())
+                    service.metrics.bytes.add(size)
                 service.metrics.batches.add(1)
                 return hwm
+
+    async def _store(self, fresh: Sequence[pb.Event], resumed: bool) -> list[pb.Event]:
+        """Redact and durably append ``fresh``; returns what was stored (redacted events keep their seq)."""
+        service = self._service
+        privacy = service.privacy
+        redacted = await privacy.redact(self.user_id, self.session_id, fresh, resumed) if privacy else fresh
+        try:
+            async with service.tombstones.writing(self.user_id) as dead:
+                stored = redact_erased(self.session_id, redacted, dead)
+                await self._append(stored)
+        except StoreError as exc:  # reading the tombstones failed
+            raise BackendUnavailableError(f"recall store unavailable: {exc}") from exc
+        return stored
 
     async def _recover_hwm(self) -> int:
         if self._state.hwm is None:
@@ -109,12 +134,18 @@ class IngestService:
         self,
         event_log: EventLog,
         limits: IngestLimits,
+        budget: IngestBudget,
+        tombstones: Tombstones,
+        directory: UserDirectory,
         clock: Callable[[], int] = time.time_ns,
         privacy: PrivacyFilter | None = None,
         on_commit: CommitHook | None = None,
     ) -> None:
         self.event_log = event_log
         self.limits = limits
+        self.budget = budget
+        self.tombstones = tombstones
+        self.directory = directory
         self.clock = clock
         self.privacy = privacy
         self.on_commit = on_commit
@@ -123,16 +154,25 @@ class IngestService:
 
     @asynccontextmanager
     async def open_session(self, claims: TokenClaims, hello: pb.Hello) -> AsyncIterator[IngestSession]:
-        """Check the Hello against the token and hold the session's state while the stream lives."""
+        """Check the Hello against the token and hold the session's state while the stream lives.
+
+        Raises RateLimitedError when the user has too many streams open, BackendUnavailableError when
+        the user cannot be recorded in the directory.
+        """
         validate_hello(hello)
         if claims.user_id != hello.user_id or claims.session_id != hello.session_id:
             raise PermissionDeniedError("the token is for another user or session than Hello names")
-        key = (hello.user_id, hello.session_id)
-        state = self._sessions.setdefault(key, _SessionState())
-        state.streams += 1
-        try:
-            yield IngestSession(self, hello.user_id, hello.session_id, state)
-        finally:
-            state.streams -= 1
-            if state.streams == 0:
-                del self._sessions[key]
+        async with self.budget.stream(hello.user_id):
+            try:
+                await self.directory.register(hello.user_id)
+            except StoreError as exc:
+                raise BackendUnavailableError(f"recall store unavailable: {exc}") from exc
+            key = (hello.user_id, hello.session_id)
+            state = self._sessions.setdefault(key, _SessionState())
+            state.streams += 1
+            try:
+                yield IngestSession(self, hello.user_id, hello.session_id, state)
+            finally:
+                state.streams -= 1
+                if state.streams == 0:
+                    del self._sessions[key]

@@ -3,16 +3,21 @@
 The Stream method is registered without a request deserializer, so this module parses each
 AgentMessage itself and answers malformed bytes with INVALID_ARGUMENT and a message naming the
 problem, where grpc's own deserializer would end the call with a vague INTERNAL.
+
+A stream must send Hello within ``hello_timeout_s``, and a batch sent after the stream's token expired
+ends it (UNAUTHENTICATED), so nobody keeps streaming on a dead token.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator
 
 import grpc
 
-from cloud_infer.auth import bearer_token, verify_token
+from cloud_infer.auth import TokenAuthority, bearer_token
 from cloud_infer.errors import (
     AuthError,
     BackendUnavailableError,
@@ -20,9 +25,13 @@ from cloud_infer.errors import (
     InvalidMessageError,
     MessageTooLargeError,
     PermissionDeniedError,
+    QuotaExceededError,
+    RateLimitedError,
+    TokenExpiredError,
 )
 from cloud_infer.ingest.protocol import ack, parse_agent_message, welcome
 from cloud_infer.ingest.service import IngestService
+from cloud_infer.revocation import Revocations
 from protos.shadowdesk.v1 import ingest_pb2 as pb
 
 SERVICE_NAME = "shadowdesk.v1.Ingest"
@@ -38,7 +47,7 @@ def status_code_for(error: CloudInferError) -> grpc.StatusCode:
         return grpc.StatusCode.PERMISSION_DENIED
     if isinstance(error, AuthError):
         return grpc.StatusCode.UNAUTHENTICATED
-    if isinstance(error, MessageTooLargeError):
+    if isinstance(error, MessageTooLargeError | RateLimitedError | QuotaExceededError):
         return grpc.StatusCode.RESOURCE_EXHAUSTED
     if isinstance(error, BackendUnavailableError):
         return grpc.StatusCode.UNAVAILABLE
@@ -48,9 +57,17 @@ def status_code_for(error: CloudInferError) -> grpc.StatusCode:
 
 
 class IngestServicer:
-    def __init__(self, service: IngestService, token_secret: str) -> None:
+    def __init__(
+        self,
+        service: IngestService,
+        tokens: TokenAuthority,
+        revocations: Revocations,
+        hello_timeout_s: float,
+    ) -> None:
         self._service = service
-        self._token_secret = token_secret
+        self._tokens = tokens
+        self._revocations = revocations
+        self._hello_timeout_s = hello_timeout_s
 
     def rpc_handler(self) -> grpc.GenericRpcHandler[bytes, pb.CloudMessage]:
         stream = grpc.stream_stream_rpc_method_handler(
@@ -66,12 +83,16 @@ class IngestServicer:
         try:
             # Read Hello before judging the token: answering before the agent's first write is consumed
             # races that write, and grpc's asyncio client then reports INTERNAL instead of our status
-            # (grpc/grpc#36066).
-            first = await anext(aiter(requests), None)
+            # (grpc/grpc#36066). The wait is bounded, so a silent client holds nothing for long.
+            try:
+                first = await asyncio.wait_for(anext(aiter(requests), None), self._hello_timeout_s)
+            except TimeoutError:
+                raise InvalidMessageError(f"no Hello within {self._hello_timeout_s:g} s") from None
             metadata = dict(context.invocation_metadata() or ())
             authorization = metadata.get("authorization")
             token = bearer_token(authorization if isinstance(authorization, str) else None)
-            claims = verify_token(self._token_secret, token, "ingest")
+            claims = self._tokens.verify(token, "ingest")
+            await self._revocations.check(claims)
             if first is None:
                 raise InvalidMessageError("the stream ended before Hello")
             hello = parse_agent_message(first)
@@ -87,6 +108,8 @@ class IngestServicer:
                 )
                 yield welcome(acked, self._service.limits)
                 async for raw in requests:
+                    if time.time() >= claims.expires_at:
+                        raise TokenExpiredError("token has expired; the agent needs a new one")
                     message = parse_agent_message(raw)
                     if message.WhichOneof("body") != "batch":
                         raise InvalidMessageError("Hello may be sent only once per stream")

@@ -58,10 +58,10 @@ class ChatBackend(Protocol):
 
 
 class EmbeddingBackend(Protocol):
-    """Turns texts into vectors (one per text, all of one model's dimension)."""
+    """Turns texts into vectors (one per text, all of one model's dimension), fairly between tenants."""
 
     name: str
 
-    async def embed(self, texts: Sequence[str], deadline: float) -> list[list[float]]: ...
+    async def embed(self, tenant: str, texts: Sequence[str], deadline: float) -> list[list[float]]: ...
 
     async def close(self) -> None: ...

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, cast
 
 from cloud_infer.llm.backend import Generation, GenerationRequest, Usage
 from cloud_infer.llm.errors import LLMError, LLMTimeoutError, LLMUnavailableError
+from cloud_infer.tenancy.fair_pool import lower_thread_priority
 
 if TYPE_CHECKING:
     from llama_cpp import Llama
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
     )
 
 logger = logging.getLogger(__name__)
+_NICE = 5  # below requests a person waits on (searches), above indexing (10)
 
 
 class EmbeddedLlama:
@@ -46,7 +48,10 @@ class EmbeddedLlama:
         self._context_tokens = context_tokens
         self._threads = threads
         self._llama: Llama | None = None
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llama")
+        # Generating on the CPU takes seconds; it yields the cores to short requests (searches) first.
+        self._executor = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="llama", initializer=lower_thread_priority, initargs=(_NICE,)
+        )
         self._running: set[threading.Event] = set()
         self._closed = False
 

@@ -211,7 +211,7 @@ class LLMGateway:
     async def embed(
         self, user_id: str, texts: Sequence[str], *, feature: str, deadline_s: float | None = None
     ) -> list[list[float]]:
-        """One vector per text. Embeddings are cheap and batched, so they skip the chat queue and limits."""
+        """One vector per text. They skip the chat queue: the encoder takes turns between users itself."""
         backend = self._embeddings
         if backend is None:
             raise LLMUnavailableError("no embedding model is configured")
@@ -229,13 +229,21 @@ class LLMGateway:
                 "enduser.id": user_id,
             },
         ):
-            vectors = await backend.embed(texts, deadline)
+            vectors = await backend.embed(user_id, texts, deadline)
         self._ledger.record_embedding(user_id, feature, len(texts))
         return vectors
 
+    async def check_admission(self, user_id: str) -> None:
+        """Raise LLMRateLimitedError now if ``user_id`` could not start a chat: lets a feature refuse
+        before it does work of its own (ask searches first) that would be wasted."""
+        if not await self._limiter.test(self._rate, user_id):
+            await self._refuse(user_id)
+
     async def _admit(self, user_id: str) -> None:
-        if await self._limiter.hit(self._rate, user_id):
-            return
+        if not await self._limiter.hit(self._rate, user_id):
+            await self._refuse(user_id)
+
+    async def _refuse(self, user_id: str) -> None:
         stats = await self._limiter.get_window_stats(self._rate, user_id)
         retry_after_s = max(0.0, stats.reset_time - time.time())
         self._instruments.requests.add(1, {"shadowdesk.llm.outcome": "rate_limited"})

@@ -1,4 +1,4 @@
-"""Embeddings computed in this process by a sentence encoder (all-MiniLM-L6-v2 on CPU by default)."""
+"""Embeddings computed in this process by the sentence encoder Recall indexes with (all-MiniLM-L6-v2)."""
 
 from __future__ import annotations
 
@@ -10,26 +10,28 @@ import numpy as np
 from numpy.typing import NDArray
 
 from cloud_infer.llm.errors import LLMTimeoutError
+from cloud_infer.tenancy.fair_pool import Priority
 
 
 class SentenceEncoder(Protocol):
-    def encode(self, texts: list[str]) -> NDArray[np.float32]: ...
+    async def encode(self, tenant: str, texts: list[str], priority: Priority) -> NDArray[np.float32]: ...
 
 
 class LocalEmbeddings:
-    """An ``EmbeddingBackend`` over a blocking encoder, run in a worker thread.
+    """An ``EmbeddingBackend`` over the shared encoder, in the caller's turns with the other users.
 
-    The server passes Recall's own encoder, so one copy of the model serves indexing and the gateway.
+    The server passes Recall's own encoder, so one copy of the model serves indexing and the gateway; a
+    request that misses its deadline stops after the slice of texts in progress.
     """
 
     def __init__(self, encoder: SentenceEncoder, name: str = "local:all-MiniLM-L6-v2") -> None:
         self.name = name
         self._encoder = encoder
 
-    async def embed(self, texts: Sequence[str], deadline: float) -> list[list[float]]:
+    async def embed(self, tenant: str, texts: Sequence[str], deadline: float) -> list[list[float]]:
         try:
             async with asyncio.timeout_at(deadline):
-                vectors = await asyncio.to_thread(self._encoder.encode, list(texts))
+                vectors = await self._encoder.encode(tenant, list(texts), Priority.NORMAL)
         except TimeoutError:
             raise LLMTimeoutError(f"{self.name} missed its deadline") from None
         return [[float(x) for x in row] for row in vectors]

@@ -14,73 +14,103 @@ What is redacted:
 * ``TextSnapshot`` of a private window or excluded app; ``ClipboardText`` and ``UrlVisit`` of an
   excluded app or while a private window had focus (``UrlVisit`` also when its title is excluded).
 
-Focus is tracked per session (window id → private) from the WindowFocus events seen, in memory and
-bounded; after a restart it is rebuilt from the next focus events.
+Which windows are private, and whether one has focus, is per session state that outlives the
+process: it is saved in the user's space (``privacy/sessions/<session>.json``) whenever it changes,
+before the batch that changed it is stored. A resumed session whose state cannot be found fails
+closed: frames, text, clipboard and URLs are withheld until the next focus event says what has focus.
 """
 
 from __future__ import annotations
 
-import re
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 
 from opentelemetry import metrics
+from pydantic import BaseModel
 
 from cloud_infer.errors import BackendUnavailableError
 from cloud_infer.privacy.protocol import PrivacySettings
 from cloud_infer.privacy.service import PrivacyService
 from protos.shadowdesk.v1 import ingest_pb2 as pb
-from recall_store.errors import StoreError
+from recall_store.errors import ObjectNotFoundError, StoreError
+from recall_store.naming import validate_key
+from recall_store.store import ObjectStore
+from shadowdesk.patterns import TitleMatcher
 
 meter = metrics.get_meter(__name__)
 
 MAX_SESSIONS = 10_000
-MAX_WINDOWS_PER_SESSION = 1_000
+MAX_PRIVATE_WINDOWS = 1_000
 _KEPT_WHILE_PAUSED = frozenset({"metrics", "app"})
+_CONTENT = frozenset({"frame", "text", "clipboard", "url"})
+
+
+def focus_state_key(session_id: str) -> str:
+    return validate_key(f"privacy/sessions/{session_id}.json")
+
+
+class _SavedFocus(BaseModel):
+    focused_private: bool
+    private_windows: list[int]
 
 
 @dataclass
 class _SessionFocus:
-    focused_private: bool = False
-    # window id → private?, oldest first; bounded so a long session cannot grow it without limit.
-    windows: OrderedDict[int, bool] = field(default_factory=OrderedDict)
+    # None: unknown (a resumed session whose saved state is missing): content is withheld.
+    focused_private: bool | None = False
+    # Private window ids, oldest first; bounded so a long session cannot grow it without limit.
+    private: OrderedDict[int, None] = field(default_factory=OrderedDict)
+    dirty: bool = False
 
     def record(self, window_id: int, private: bool) -> None:
+        was_private = window_id in self.private
+        if private:
+            self.private[window_id] = None
+            self.private.move_to_end(window_id)
+            if len(self.private) > MAX_PRIVATE_WINDOWS:
+                self.private.popitem(last=False)
+        else:
+            self.private.pop(window_id, None)
+        self.dirty |= self.focused_private != private or was_private != private
         self.focused_private = private
-        self.windows[window_id] = private
-        self.windows.move_to_end(window_id)
-        if len(self.windows) > MAX_WINDOWS_PER_SESSION:
-            self.windows.popitem(last=False)
 
     def is_private(self, window_id: int) -> bool:
-        return self.windows.get(window_id, False)
+        return self.focused_private is None or window_id in self.private
+
+    def to_json(self) -> bytes:
+        saved = _SavedFocus(focused_private=bool(self.focused_private), private_windows=list(self.private))
+        return saved.model_dump_json().encode()
+
+    @classmethod
+    def from_json(cls, data: bytes) -> _SessionFocus:
+        saved = _SavedFocus.model_validate_json(data)
+        return cls(saved.focused_private, OrderedDict.fromkeys(saved.private_windows))
 
 
 @lru_cache(maxsize=1024)
-def _title_regex(patterns: tuple[str, ...]) -> re.Pattern[str] | None:
-    if not patterns:
-        return None
-    return re.compile("|".join(f"(?:{pattern})" for pattern in patterns), re.IGNORECASE)
+def _title_matcher(patterns: tuple[str, ...]) -> TitleMatcher:
+    return TitleMatcher(patterns)
 
 
 class _UserRules:
     def __init__(self, settings: PrivacySettings) -> None:
         self.paused = settings.paused
         self._apps = frozenset(settings.excluded_apps)
-        self._titles = _title_regex(tuple(settings.excluded_title_patterns))
+        self._titles = _title_matcher(tuple(settings.excluded_title_patterns))
 
     def excluded_app(self, app_id: str) -> bool:
         return app_id.lower() in self._apps
 
     def excluded_title(self, title: str) -> bool:
-        return self._titles is not None and self._titles.search(title) is not None
+        return self._titles.search(title)
 
 
 class PrivacyFilter:
-    def __init__(self, privacy: PrivacyService) -> None:
+    def __init__(self, privacy: PrivacyService, store: ObjectStore) -> None:
         self._privacy = privacy
+        self._store = store
         self._sessions: OrderedDict[tuple[str, str], _SessionFocus] = OrderedDict()
         self._redacted = meter.create_counter(
             "shadowdesk.privacy.redacted",
@@ -88,24 +118,37 @@ class PrivacyFilter:
             description="Events stored without content because of privacy settings, by kind and reason.",
         )
 
-    async def redact(self, user_id: str, session_id: str, events: Sequence[pb.Event]) -> list[pb.Event]:
+    async def redact(
+        self, user_id: str, session_id: str, events: Sequence[pb.Event], resumed: bool
+    ) -> list[pb.Event]:
         """``events`` with private content removed; the same seqs and times, in the same order.
 
-        Called with a session's events in seq order (ingest holds the session's lock). Raises
-        BackendUnavailableError when the user's settings cannot be read.
+        Called with a session's events in seq order (ingest holds the session's lock); ``resumed``
+        says the session already has stored events. Saves the session's focus state when it changed.
+        Raises BackendUnavailableError when the settings or the state cannot be read or saved.
         """
         try:
             rules = _UserRules(await self._privacy.get(user_id))
+            focus = await self._session(user_id, session_id, resumed)
+            redacted = [self._redact_one(event, rules, focus) for event in events]
+            if focus.dirty:
+                state = focus.to_json()
+                await self._store.put(user_id, focus_state_key(session_id), state, "application/json")
+                focus.dirty = False
         except StoreError as exc:
-            raise BackendUnavailableError(f"privacy settings unavailable: {exc}") from exc
-        focus = self._session(user_id, session_id)
-        return [self._redact_one(event, rules, focus) for event in events]
+            self._sessions.pop((user_id, session_id), None)  # re-read: the saved state is what counts
+            raise BackendUnavailableError(f"privacy state unavailable: {exc}") from exc
+        return redacted
 
-    def _session(self, user_id: str, session_id: str) -> _SessionFocus:
+    async def _session(self, user_id: str, session_id: str, resumed: bool) -> _SessionFocus:
         key = (user_id, session_id)
         focus = self._sessions.get(key)
         if focus is None:
-            focus = self._sessions[key] = _SessionFocus()
+            try:
+                focus = _SessionFocus.from_json(await self._store.get(user_id, focus_state_key(session_id)))
+            except ObjectNotFoundError:
+                focus = _SessionFocus(focused_private=None if resumed else False)
+            self._sessions[key] = focus
             if len(self._sessions) > MAX_SESSIONS:
                 self._sessions.popitem(last=False)
         self._sessions.move_to_end(key)
@@ -123,6 +166,8 @@ class PrivacyFilter:
             if private and (window.title or window.wm_class or not window.private):
                 event = _private_focus(event)
                 reason = "private_window"
+        elif kind in _CONTENT and focus.focused_private is None:
+            reason = "unknown_focus"
         elif kind == "frame":
             if focus.focused_private or focus.is_private(event.frame.window_id):
                 reason = "private_window"

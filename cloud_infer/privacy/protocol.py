@@ -47,3 +47,22 @@ class PrivacySettings(BaseModel):
     @classmethod
     def _compile_patterns(cls, value: list[str]) -> list[str]:
         return check_patterns(value)
+
+
+def privacy_reductions(old: PrivacySettings, new: PrivacySettings) -> list[str]:
+    """What replacing ``old`` by ``new`` would give up: each needs the manage scope.
+
+    Resuming capture, dropping an excluded app or title pattern, and any retention change (shorter
+    destroys history, longer keeps more of it) reduce privacy or destroy data; pausing and adding
+    exclusions only ever capture less.
+    """
+    reasons = []
+    if old.paused and not new.paused:
+        reasons.append("resume capture")
+    if set(old.excluded_apps) - set(new.excluded_apps):
+        reasons.append("stop excluding an app")
+    if set(old.excluded_title_patterns) - set(new.excluded_title_patterns):
+        reasons.append("stop excluding a title pattern")
+    if (old.retention_days, old.retention_max_bytes) != (new.retention_days, new.retention_max_bytes):
+        reasons.append("change retention")
+    return reasons

@@ -1,45 +1,38 @@
-"""HTTP and websocket routes of Recall, scoped to the caller's read token."""
+"""HTTP and websocket routes of Recall, scoped to the caller's token; erasure needs the manage scope."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, Query, WebSocket, WebSocketDisconnect
 from fastapi.responses import StreamingResponse
 
-from cloud_infer.api_deps import ReadClaims, SettingsDep
-from cloud_infer.api_errors import ErrorResponse
-from cloud_infer.errors import BackendUnavailableError
-from cloud_infer.live_socket import WS_POLICY_VIOLATION, JsonSender, authenticate, cancel_all, parse_message
+from cloud_infer.api_deps import ManageClaims, ReadClaims, RecallDep, ServicesDep
+from cloud_infer.api_errors import error_responses
+from cloud_infer.http_guard import WS_POLICY_VIOLATION
+from cloud_infer.live_socket import JsonSender, cancel_all, open_live, receive_message
 from cloud_infer.recall.export import export_zip
 from cloud_infer.recall.protocol import EraseRequest, EraseResponse, MomentResponse, SearchResponse
 from cloud_infer.recall.runtime import RecallRuntime
+from cloud_infer.tenancy.requests import RequestLimiter
 
 logger = logging.getLogger(__name__)
 
 router = APIRouter(
     prefix="/v1/recall",
     tags=["recall"],
-    responses={status: {"model": ErrorResponse} for status in (400, 401, 404, 503)},
+    responses=error_responses(403, 404),
 )
 _MAX_WS_MESSAGE = 8192
 
 
-def _runtime(app_state: Any) -> RecallRuntime:
-    runtime = getattr(app_state, "recall", None)
-    if runtime is None:
-        raise BackendUnavailableError("recall is disabled on this server")
-    assert isinstance(runtime, RecallRuntime)
-    return runtime
-
-
 @router.get("/search", response_model=SearchResponse)
 async def search(
-    request: Request,
     claims: ReadClaims,
+    runtime: RecallDep,
     q: Annotated[str, Query(max_length=500, description="Natural-language query, Chinese or English")] = "",
     app: Annotated[str | None, Query(max_length=128, description="Only this app id")] = None,
     title: Annotated[str | None, Query(max_length=200, description="Window title contains")] = None,
@@ -49,7 +42,6 @@ async def search(
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     tz: Annotated[str | None, Query(max_length=64, description="IANA zone for relative dates")] = None,
 ) -> SearchResponse:
-    runtime = _runtime(request.app.state)
     return await runtime.service.search(
         claims.user_id, q, tz=tz, start=start, end=end, app=app, title=title, url=url, limit=limit
     )
@@ -57,29 +49,34 @@ async def search(
 
 @router.get("/moments/{moment_id}", response_model=MomentResponse)
 async def get_moment(
-    request: Request, claims: ReadClaims, moment_id: str, q: Annotated[str, Query(max_length=500)] = ""
+    claims: ReadClaims, runtime: RecallDep, moment_id: str, q: Annotated[str, Query(max_length=500)] = ""
 ) -> MomentResponse:
-    return await _runtime(request.app.state).service.moment(claims.user_id, moment_id, q)
+    return await runtime.service.moment(claims.user_id, moment_id, q)
 
 
 @router.delete("/moments/{moment_id}", response_model=EraseResponse)
-async def forget_moment(request: Request, claims: ReadClaims, moment_id: str) -> EraseResponse:
-    return await _runtime(request.app.state).service.forget_moment(claims.user_id, moment_id)
+async def forget_moment(claims: ManageClaims, runtime: RecallDep, moment_id: str) -> EraseResponse:
+    """Erase one moment for good (manage scope)."""
+    return await runtime.service.forget_moment(claims.user_id, moment_id)
 
 
 @router.post("/erase", response_model=EraseResponse)
-async def erase(request: Request, claims: ReadClaims, body: EraseRequest) -> EraseResponse:
-    service = _runtime(request.app.state).service
+async def erase(claims: ManageClaims, runtime: RecallDep, body: EraseRequest) -> EraseResponse:
+    """Erase a time range, or everything, for good (manage scope)."""
+    service = runtime.service
     if body.everything:
         return await service.erase_everything(claims.user_id)
     assert body.start is not None and body.end is not None
     return await service.erase_range(claims.user_id, body.start, body.end)
 
 
-@router.get("/export", response_class=StreamingResponse)
-async def export(request: Request, claims: ReadClaims) -> StreamingResponse:
+@router.get(
+    "/export",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"application/zip": {"schema": {"type": "string", "format": "binary"}}}}},
+)
+async def export(claims: ReadClaims, runtime: RecallDep) -> StreamingResponse:
     """A zip of the caller's history: events as JSON, frames, moments and settings."""
-    runtime = _runtime(request.app.state)
     chunks = export_zip(runtime.service, claims.user_id)
     return StreamingResponse(
         chunks,
@@ -89,17 +86,16 @@ async def export(request: Request, claims: ReadClaims) -> StreamingResponse:
 
 
 @router.websocket("/live")
-async def live(websocket: WebSocket, settings: SettingsDep) -> None:
-    """``?token=<read token>``: new moments as they are indexed, and questions answered as a stream."""
-    claims = await authenticate(websocket, settings)
-    if claims is None:
-        return
-    runtime = getattr(websocket.app.state, "recall", None)
-    if not isinstance(runtime, RecallRuntime):
+async def live(websocket: WebSocket, services: ServicesDep) -> None:
+    """New moments as they are indexed, and questions answered as a stream (subprotocol auth)."""
+    if services.recall is None:
         await websocket.close(code=WS_POLICY_VIOLATION, reason="recall is disabled")
         return
-    await websocket.accept()
-    user_id = claims.user_id
+    async with open_live(websocket) as claims:
+        await _live(websocket, services.recall, services.limits, claims.user_id)
+
+
+async def _live(websocket: WebSocket, runtime: RecallRuntime, limits: RequestLimiter, user_id: str) -> None:
     updates = runtime.pipeline.subscribe(user_id)
     answers: dict[str, asyncio.Task[None]] = {}
     send = JsonSender(websocket)
@@ -122,7 +118,9 @@ async def live(websocket: WebSocket, settings: SettingsDep) -> None:
 
     async def answer(ask_id: str, question: str, tz: str | None) -> None:
         try:
-            result = await runtime.ask.ask(user_id, question, tz)
+            # An ask is a search first: it counts against the user's search limits like one.
+            async with limits.admit("search", user_id):
+                result = await runtime.ask.ask(user_id, question, tz)
             async for delta in result.deltas:
                 await send({"type": "answer.delta", "id": ask_id, "text": delta})
             citations = [c.model_dump(mode="json") for c in result.citations]
@@ -136,8 +134,7 @@ async def live(websocket: WebSocket, settings: SettingsDep) -> None:
     pusher = asyncio.create_task(push_updates(), name="recall-live-push")
     try:
         while True:
-            raw = await websocket.receive_text()
-            message = parse_message(raw, _MAX_WS_MESSAGE)
+            message = await receive_message(websocket, _MAX_WS_MESSAGE)
             if message is None:
                 await send({"type": "error", "message": "messages are JSON objects with a type, under 8 KiB"})
                 continue

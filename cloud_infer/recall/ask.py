@@ -1,19 +1,21 @@
 """Answers to questions over a user's history, grounded in the moments search finds, with citations.
 
-The best moments become numbered excerpts in the prompt. Screen text is untrusted: it is fenced as
-data, and the system prompt (first and constant, so an engine's prefix cache can reuse it) tells the
-model never to follow instructions found inside excerpts. Citations are the excerpts given to the
-model, in order, so the sidebar can link every [n] to its moment.
+The best moments become numbered excerpts in the prompt. Screen text is untrusted: each excerpt's app,
+window title, URL and text are fenced together as data (``cloud_infer.llm.prompts.fence``, which also
+defuses fence tags and control tokens inside them), and the system prompt (first and constant, so an
+engine's prefix cache can reuse it) tells the model never to follow instructions found inside excerpts.
+Citations are the excerpts given to the model, in order, so the sidebar can link every [n] to its moment.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
+from cloud_infer.llm.backend import ChatMessage
 from cloud_infer.llm.errors import LLMUnavailableError
 from cloud_infer.llm.gateway import LLMGateway
-from cloud_infer.llm.prompts import layout
+from cloud_infer.llm.prompts import fence, layout, neutralize
 from cloud_infer.llm.scheduler import Priority
 from cloud_infer.recall.protocol import Citation, SearchHit
 from cloud_infer.recall.service import RecallService
@@ -43,15 +45,20 @@ class AskService:
     async def ask(self, user_id: str, question: str, tz: str | None = None) -> Answer:
         """Search the question, then stream the model's answer over the hits.
 
-        Raises LLMUnavailableError at once when no model is configured (search still works).
+        Raises LLMUnavailableError at once when no model is configured (search still works), and
+        LLMRateLimitedError before searching when the user could not start a chat now.
         """
         if not self._llm.chat_available:
             raise LLMUnavailableError("no language model is configured; search still works")
+        await self._llm.check_admission(user_id)
         found = await self._recall.search(user_id, question, tz=tz, limit=self._max_excerpts)
         citations = [_citation(n, hit) for n, hit in enumerate(found.hits, start=1)]
-        messages = layout(SYSTEM_PROMPT, context=_excerpts(found.hits), request=f"Question: {question}")
         deltas = self._llm.stream_chat(
-            user_id, messages, feature="recall.ask", priority=Priority.INTERACTIVE, max_tokens=_ANSWER_TOKENS
+            user_id,
+            build_messages(question, found.hits),
+            feature="recall.ask",
+            priority=Priority.INTERACTIVE,
+            max_tokens=_ANSWER_TOKENS,
         )
         return Answer(citations, deltas)
 
@@ -67,7 +74,12 @@ def _citation(n: int, hit: SearchHit) -> Citation:
     )
 
 
-def _excerpts(hits: list[SearchHit]) -> str:
+def build_messages(question: str, hits: Sequence[SearchHit]) -> tuple[ChatMessage, ...]:
+    """The prompt of ``question`` over ``hits``, excerpt [n] being the n-th hit (and citation)."""
+    return layout(SYSTEM_PROMPT, context=_excerpts(hits), request=f"Question: {neutralize(question)}")
+
+
+def _excerpts(hits: Sequence[SearchHit]) -> str:
     if not hits:
         excerpts = "(no excerpts found)"
     else:
@@ -75,8 +87,7 @@ def _excerpts(hits: list[SearchHit]) -> str:
         for n, hit in enumerate(hits, start=1):
             text = "".join(f.text for f in hit.snippet)[:_EXCERPT_CHARS]
             when = hit.time.strftime("%Y-%m-%d %H:%M UTC")
-            parts.append(
-                f'[{n}] {when}, app "{hit.app_id}", window "{hit.title}"\n<excerpt>\n{text}\n</excerpt>'
-            )
+            fields = {"time": when, "app": hit.app_id, "window": hit.title, "url": hit.url}
+            parts.append(f"[{n}]\n{fence('excerpt', text, fields)}")
         excerpts = "\n\n".join(parts)
     return f"Excerpts:\n\n{excerpts}"

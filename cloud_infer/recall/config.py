@@ -5,6 +5,7 @@ Precedence: constructor argument, then environment, then the default below.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from pydantic import Field
@@ -45,6 +46,11 @@ class RecallSettings(BaseSettings):
         ge=256,
         description="Build an approximate vector index once a user has this many rows.",
     )
+    search_slots: int = Field(
+        default_factory=lambda: os.cpu_count() or 1,
+        ge=1,
+        description="Searches running at once, taken in turns between users (default: one per core).",
+    )
     candidates: int = Field(
         default=50, ge=1, le=1000, description="Rows each of lexical and vector search contribute to fusion."
     )
@@ -59,6 +65,11 @@ class RecallSettings(BaseSettings):
         default=3600.0,
         gt=0,
         description="How often the retention job enforces each user's age and size limits.",
+    )
+    reconcile_interval_s: float = Field(
+        default=600.0,
+        gt=0,
+        description="How often every user's erasures left unfinished and batches left unindexed are redone.",
     )
     timezone: str = Field(
         default="UTC", description="IANA zone for relative dates in queries when the client sends none."

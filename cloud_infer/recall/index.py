@@ -14,6 +14,7 @@ import json
 import logging
 import warnings
 from collections import OrderedDict
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -22,6 +23,7 @@ import lancedb
 import numpy as np
 import pyarrow as pa
 from lancedb.index import FTS, Bitmap, BTree, IvfPq
+from lancedb.query import ColumnOrdering
 from lancedb.rerankers import RRFReranker
 from numpy.typing import NDArray
 
@@ -78,6 +80,8 @@ class Filters:
     url_contains: str | None = None
     moment_id: str | None = None
     session_id: str | None = None
+    first_seq: int | None = None  # with session_id: seq >= first_seq
+    stop_seq: int | None = None  # with session_id: seq < stop_seq
 
     def sql(self) -> str | None:
         clauses = []
@@ -95,6 +99,10 @@ class Filters:
             clauses.append(f"moment_id = {_literal(self.moment_id)}")
         if self.session_id:
             clauses.append(f"session_id = {_literal(self.session_id)}")
+        if self.first_seq is not None:
+            clauses.append(f"seq >= {int(self.first_seq)}")
+        if self.stop_seq is not None:
+            clauses.append(f"seq < {int(self.stop_seq)}")
         return " AND ".join(clauses) or None
 
 
@@ -220,6 +228,29 @@ class RecallIndex:
             query = query.where(where)
         rows: list[dict[str, Any]] = await self._deadline(query.to_list())
         return sorted(rows, key=lambda r: (r["time_ms"], r["id"]))
+
+    async def iter_rows(self, user_id: str, page: int = 1000) -> AsyncGenerator[list[dict[str, Any]], None]:
+        """All the user's rows in the order of ``rows`` (time, then id), ``page`` at a time (export).
+
+        Each page is the next ``page`` rows after the last one returned (a key cursor, not an offset),
+        so memory stays at one page and a row added meanwhile neither repeats nor shifts a row.
+        """
+        table = await self._table(user_id, create=False)
+        if table is None:
+            return
+        order = [ColumnOrdering(column_name="time_ms"), ColumnOrdering(column_name="id")]
+        after = ""
+        while True:
+            query = table.query().select(_RESULT_COLUMNS).order_by(order).limit(page)
+            if after:
+                query = query.where(after)
+            rows: list[dict[str, Any]] = await self._deadline(query.to_list())
+            if rows:
+                yield rows
+            if len(rows) < page:
+                return
+            time_ms, row_id = int(rows[-1]["time_ms"]), _literal(rows[-1]["id"])
+            after = f"time_ms >= {time_ms} AND (time_ms > {time_ms} OR id > {row_id})"
 
     async def delete(self, user_id: str, filters: Filters) -> None:
         table = await self._table(user_id, create=False)

@@ -9,7 +9,8 @@ text apart from the rest), so a frame that only moved the cursor adds nothing. P
 (redacted at ingest) start no moment.
 
 ``MomentTracker`` is pure and serialisable (``to_json``/``from_json``) so the pipeline can persist it
-next to its progress and resume after a restart with the same moment boundaries.
+next to its progress and resume after a restart with the same moment boundaries. It holds the open
+moment's title and URLs, so an erasure that covers the moment makes it ``forget`` them (``forget``).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 
 from cloud_infer.recall.ocr import TextBox
+from recall_store.tombstones import TombstoneSet
 
 _MAX_SEEN = 4000  # remembered line hashes per moment; older ones are forgotten (re-indexing is harmless)
 
@@ -60,6 +62,7 @@ class MomentTracker:
     title: str = ""
     urls: dict[str, str] = field(default_factory=dict)  # window id -> last URL seen
     seen: list[str] = field(default_factory=list)  # hashes of lines indexed in this moment
+    tombstones_version: int = 0  # the user's tombstones already applied to this state
 
     def focus(
         self, seq: int, time_ms: int, window_id: int, app_id: str, title: str, private: bool
@@ -115,6 +118,26 @@ class MomentTracker:
 
     def skip(self, seq: int) -> None:
         self.seq = seq
+
+    def forget(self, dead: TombstoneSet) -> bool:
+        """Apply tombstones newer than this state; returns whether there were any.
+
+        URLs (kept per window, without their time) and line hashes are dropped on any erasure: the
+        next visit re-adds a URL, and re-indexing a line still on screen is harmless. A moment whose
+        opening is covered is closed with its title.
+        """
+        if not dead.newer_than(self.tombstones_version):
+            return False
+        self.tombstones_version = dead.version
+        self.urls, self.seen = {}, []
+        if self.moment_id and dead.covers(self.session_id, self.moment_seq, self.start_ms):
+            self.moment_id, self.title, self.app_id = "", "", ""
+        return True
+
+    @property
+    def moment_seq(self) -> int:
+        """Seq of the event that opened the current moment (0 when none is open)."""
+        return int(self.moment_id.rsplit(".", 1)[1]) if self.moment_id else 0
 
     @property
     def current_url(self) -> str:

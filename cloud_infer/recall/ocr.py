@@ -9,14 +9,18 @@ boxes outside it; larger changes are read whole. The angle classifier is off: sc
 
 from __future__ import annotations
 
-import io
+import logging
 import threading
 from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
-from PIL import Image
 from rapidocr_onnxruntime import RapidOCR
+
+from cloud_infer.errors import InvalidMessageError
+from cloud_infer.frames import DEFAULT_MAX_FRAME_PIXELS, decode_frame
+
+logger = logging.getLogger(__name__)
 
 _PIXEL_CHANGE = 48  # grey-level difference that counts as a change (lossy WebP noise reaches ~40)
 _BAND_MARGIN = 12  # pixels added above and below a changed band
@@ -85,14 +89,20 @@ class _Last:
 class FrameReader:
     """OCR for the frames of one session, in order; keeps the last frame to skip unchanged parts."""
 
-    def __init__(self, engine: OcrEngine) -> None:
+    def __init__(self, engine: OcrEngine, max_pixels: int = DEFAULT_MAX_FRAME_PIXELS) -> None:
         self._engine = engine
+        self._max_pixels = max_pixels
         self._last: _Last | None = None
 
     def read(self, track: str, image: bytes) -> FrameText:
         """Text of ``image``; ``track`` names what the frame shows (its moment): only frames of the
-        same track reuse each other's text."""
-        rgb = np.asarray(Image.open(io.BytesIO(image)).convert("RGB"))
+        same track reuse each other's text. A frame that cannot be decoded (a bomb, truncated,
+        garbage) reads as no text: raising would make the pipeline retry its batch forever."""
+        try:
+            rgb = np.asarray(decode_frame(image, max_pixels=self._max_pixels))
+        except InvalidMessageError as exc:
+            logger.info("no text for a frame of moment %s: %s", track, exc)
+            return FrameText((), 1.0)
         grey = rgb.astype(np.int16).sum(axis=2) // 3
         bgr = np.ascontiguousarray(rgb[:, :, ::-1])
         last = self._last

@@ -2,11 +2,17 @@
 
 Ingest hands every committed batch to ``submit``. Each session has its own queue and worker task, so
 a session's events are indexed in order while sessions proceed in parallel; a full queue makes
-``submit`` wait, which slows that agent's acks (backpressure) instead of dropping work. OCR and
-embeddings run in worker threads. After each batch the session's ``MomentTracker`` (including the
-last seq done) is saved to ``recall/state/<session>.json``; a batch that starts after a gap (a crash,
-a failed batch, a restart) first re-reads the missing events from the event log, so nothing committed
-is ever left unindexed.
+``submit`` wait, which slows that agent's acks (backpressure) instead of dropping work. OCR and the
+embedding model are shared by all users and taken in turns (``cloud_infer.tenancy.fair_pool``), so one
+user's flood of frames delays others by at most one frame per OCR thread. After each batch the
+session's ``MomentTracker`` (including the last seq done) is saved to ``recall/state/<session>.json``;
+a batch that starts after a gap (a crash, a failed batch, a restart) first re-reads the missing events
+from the event log, and ``catch_up`` asks for that without a new batch, so nothing committed is ever
+left unindexed.
+
+Erasure: rows are added, and the tracker saved, while holding the user's tombstone gate shared
+(``recall_store.tombstones``); whatever a tombstone covers is dropped there, so an erasure that ran
+while this batch was being read or OCR'd wins.
 """
 
 from __future__ import annotations
@@ -23,12 +29,14 @@ from cloud_infer.recall.config import RecallSettings
 from cloud_infer.recall.embedder import Embedder
 from cloud_infer.recall.index import RecallIndex, row_record
 from cloud_infer.recall.moments import IndexRow, MomentTracker
-from cloud_infer.recall.ocr import FrameReader, OcrEngine
+from cloud_infer.recall.ocr import FrameReader, FrameText, OcrEngine
+from cloud_infer.tenancy.fair_pool import FairPool, Priority
 from protos.shadowdesk.v1 import ingest_pb2 as pb
 from recall_store.errors import ObjectNotFoundError
 from recall_store.event_log import EventLog, frame_key
 from recall_store.naming import validate_key
 from recall_store.store import ObjectStore
+from recall_store.tombstones import Tombstones
 
 logger = logging.getLogger(__name__)
 tracer = trace.get_tracer(__name__)
@@ -55,11 +63,18 @@ class PipelineStats:
     index_latencies_s: list[float] = field(default_factory=list)  # commit → searchable, per batch
 
 
+@dataclass(frozen=True, slots=True)
+class _Work:
+    events: list[pb.Event]
+    submitted: float
+    through_seq: int = 0  # index at least up to this seq, reading the log for what is missing
+
+
 @dataclass
 class _Session:
     user_id: str
     session_id: str
-    queue: asyncio.Queue[tuple[list[pb.Event], float]]
+    queue: asyncio.Queue[_Work]
     reader: FrameReader
     task: asyncio.Task[None] | None = None
     tracker: MomentTracker | None = None
@@ -73,6 +88,7 @@ class RecallPipeline:
         index: RecallIndex,
         embedder: Embedder,
         ocr_engines: Sequence[OcrEngine],
+        tombstones: Tombstones,
     ) -> None:
         self._settings = settings
         self._store = store
@@ -80,6 +96,8 @@ class RecallPipeline:
         self._index = index
         self._embedder = embedder
         self._engines = list(ocr_engines)
+        self._ocr = FairPool("ocr", workers=len(self._engines), nice=10)  # indexing yields to searches
+        self._tombstones = tombstones
         self._sessions: dict[tuple[str, str], _Session] = {}
         self._listeners: dict[str, set[asyncio.Queue[list[IndexRow]]]] = {}
         self._rows_since_optimize: dict[str, int] = {}
@@ -97,6 +115,13 @@ class RecallPipeline:
 
     async def submit(self, user_id: str, session_id: str, events: Sequence[pb.Event]) -> None:
         """Queue a committed batch; waits while the session's queue is full."""
+        await self._enqueue(user_id, session_id, _Work(list(events), time.monotonic()))
+
+    async def catch_up(self, user_id: str, session_id: str, through_seq: int) -> None:
+        """Index what the log holds of the session up to ``through_seq`` (reconcile after a crash)."""
+        await self._enqueue(user_id, session_id, _Work([], time.monotonic(), through_seq))
+
+    async def _enqueue(self, user_id: str, session_id: str, work: _Work) -> None:
         key = (user_id, session_id)
         session = self._sessions.get(key)
         if session is None:
@@ -105,7 +130,7 @@ class RecallPipeline:
                 user_id, session_id, asyncio.Queue(self._settings.queue_batches), FrameReader(engine)
             )
             self._sessions[key] = session
-        await session.queue.put((list(events), time.monotonic()))
+        await session.queue.put(work)
         if session.task is None or session.task.done():
             session.task = asyncio.create_task(self._run(session), name=f"recall-{session_id}")
 
@@ -118,9 +143,6 @@ class RecallPipeline:
     def unsubscribe(self, user_id: str, queue: asyncio.Queue[list[IndexRow]]) -> None:
         self._listeners.get(user_id, set()).discard(queue)
 
-    def users(self) -> list[str]:
-        return sorted({user_id for user_id, _ in self._sessions})
-
     async def idle(self) -> None:
         """Wait until every queued batch is indexed (tests, benchmarks, shutdown)."""
         for session in list(self._sessions.values()):
@@ -132,17 +154,34 @@ class RecallPipeline:
             if uid == user_id:
                 session.tracker = None
 
+    async def indexed_seq(self, user_id: str, session_id: str) -> int:
+        """The last seq of the session the index has taken in (0: none)."""
+        session = self._sessions.get((user_id, session_id))
+        if session is not None and session.tracker is not None:
+            return session.tracker.seq
+        return (await self._stored_tracker(user_id, session_id)).seq
+
+    async def forget_erased(self, user_id: str) -> None:
+        """Apply the user's tombstones to every saved moment state (call while erasing)."""
+        dead = await self._tombstones.current(user_id)
+        for key in await self._store.list_keys(user_id, "recall/state/"):
+            tracker = MomentTracker.from_json(await self._store.get(user_id, key))
+            if tracker.forget(dead):
+                await self._store.put(user_id, key, tracker.to_json(), "application/json")
+        self.reset_user(user_id)
+
     async def close(self) -> None:
         tasks = [s.task for s in self._sessions.values() if s.task] + list(self._optimizing.values())
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        self._ocr.close()
 
     async def _run(self, session: _Session) -> None:
         while not session.queue.empty():
-            events, submitted = await session.queue.get()
+            work = await session.queue.get()
             try:
-                await self._process(session, events, submitted)
+                await self._process(session, work)
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -152,32 +191,45 @@ class RecallPipeline:
             finally:
                 session.queue.task_done()
 
-    async def _process(self, session: _Session, events: list[pb.Event], submitted: float) -> None:
+    async def _process(self, session: _Session, work: _Work) -> None:
         with tracer.start_as_current_span("recall.index_batch") as span:
-            tracker = session.tracker or await self._load_tracker(session)
-            if events and events[0].seq > tracker.seq + 1:
-                gap = await self._log.read_session(
-                    session.user_id, session.session_id, tracker.seq, events[0].seq
-                )
+            user_id = session.user_id
+            tracker = session.tracker or await self._stored_tracker(user_id, session.session_id)
+            events = work.events
+            first = events[0].seq if events else work.through_seq + 1
+            if first > tracker.seq + 1:
+                gap = await self._log.read_session(user_id, session.session_id, tracker.seq, first)
                 events = gap + events
                 span.set_attribute("shadowdesk.recall.gap_events", len(gap))
+            dead = await self._tombstones.current(user_id)
             rows: list[IndexRow] = []
             for event in events:
                 if event.seq <= tracker.seq:
                     continue
+                if dead.covers_event(session.session_id, event):
+                    tracker.skip(event.seq)  # erased while it waited: not even its frame is read
+                    continue
                 row = await self._row(session, tracker, event)
                 if row is not None:
                     rows.append(row)
-            if rows:
-                vectors = await asyncio.to_thread(self._embedder.encode, [_embedding_text(r) for r in rows])
-                await self._index.add(
-                    session.user_id, [row_record(r, v) for r, v in zip(rows, vectors, strict=True)]
-                )
-            await self._store.put(
-                session.user_id, state_key(session.session_id), tracker.to_json(), "application/json"
+            vectors = await self._embedder.encode(
+                user_id, [_embedding_text(r) for r in rows], Priority.BACKGROUND
             )
+            async with self._tombstones.writing(user_id) as dead:
+                kept = [
+                    (row, vector)
+                    for row, vector in zip(rows, vectors, strict=True)
+                    if not dead.covers(row.session_id, row.seq, row.time_ms)
+                ]
+                tracker.forget(dead)
+                if kept:
+                    await self._index.add(user_id, [row_record(r, v) for r, v in kept])
+                await self._store.put(
+                    user_id, state_key(session.session_id), tracker.to_json(), "application/json"
+                )
+            rows = [row for row, _ in kept]
             session.tracker = tracker
-            latency = time.monotonic() - submitted
+            latency = time.monotonic() - work.submitted
             self.stats.index_latencies_s.append(latency)
             self.stats.rows += len(rows)
             self._latency.record(latency)
@@ -186,11 +238,11 @@ class RecallPipeline:
                 self._publish(session.user_id, rows)
                 self._maybe_optimize(session.user_id, len(rows))
 
-    async def _load_tracker(self, session: _Session) -> MomentTracker:
+    async def _stored_tracker(self, user_id: str, session_id: str) -> MomentTracker:
         try:
-            data = await self._store.get(session.user_id, state_key(session.session_id))
+            data = await self._store.get(user_id, state_key(session_id))
         except ObjectNotFoundError:
-            return MomentTracker(session.session_id, int(self._settings.moment_max_span_s * 1000))
+            return MomentTracker(session_id, int(self._settings.moment_max_span_s * 1000))
         return MomentTracker.from_json(data)
 
     async def _row(self, session: _Session, tracker: MomentTracker, event: pb.Event) -> IndexRow | None:
@@ -224,9 +276,15 @@ class RecallPipeline:
             tracker.skip(event.seq)
             return None
         key = frame.stored_key or frame_key(session.session_id, event.seq, frame.mime_type)
-        image = frame.image or await self._log.frame(session.user_id, key)
+        try:
+            image = frame.image or await self._log.frame(session.user_id, key)
+        except ObjectNotFoundError:
+            tracker.skip(event.seq)  # erased since it was committed
+            return None
         started = time.perf_counter()
-        text = await asyncio.to_thread(session.reader.read, tracker.moment_id, image)
+        text: FrameText = await self._ocr.run(
+            session.user_id, Priority.BACKGROUND, session.reader.read, tracker.moment_id, image
+        )
         stats = self.stats
         stats.ocr_seconds += time.perf_counter() - started
         stats.frames += 1

@@ -13,6 +13,7 @@ import logging
 from cloud_infer.llm.backend import ChatMessage
 from cloud_infer.llm.errors import LLMError
 from cloud_infer.llm.gateway import LLMGateway
+from cloud_infer.llm.prompts import neutralize
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +33,8 @@ class QueryRewriter:
 
     async def rewrite(self, user_id: str, query: str) -> str:
         """Keywords for ``query``, or "" when the model fails or says nothing usable."""
-        messages = [ChatMessage("system", SYSTEM_PROMPT), ChatMessage("user", query)]
+        # The query is the user's own, but it must not be able to speak the chat template's control tokens.
+        messages = [ChatMessage("system", SYSTEM_PROMPT), ChatMessage("user", neutralize(query))]
         try:
             answer = await self._llm.complete(
                 user_id,

@@ -14,11 +14,14 @@ from cloud_infer.recall.embedder import Embedder
 from cloud_infer.recall.index import RecallIndex
 from cloud_infer.recall.ocr import OcrEngine
 from cloud_infer.recall.pipeline import RecallPipeline
+from cloud_infer.recall.reconcile import Consistency, ReconcileJob
 from cloud_infer.recall.retention import RetentionJob
 from cloud_infer.recall.rewrite import QueryRewriter
 from cloud_infer.recall.service import RecallService
 from recall_store.config import StoreSettings
+from recall_store.directory import UserDirectory
 from recall_store.store import ObjectStore
+from recall_store.tombstones import Tombstones
 
 _ASK_EXCERPTS = 4
 
@@ -27,16 +30,20 @@ _ASK_EXCERPTS = 4
 class RecallRuntime:
     settings: RecallSettings
     privacy: PrivacyService
+    embedder: Embedder
     index: RecallIndex
     pipeline: RecallPipeline
     service: RecallService
     ask: AskService
     retention: RetentionJob
+    reconcile: ReconcileJob
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     def start(self) -> None:
-        """Start the background jobs (call inside the running event loop)."""
+        """Start the background jobs (call inside the running event loop) and warm the models up."""
+        self._tasks.append(asyncio.create_task(self.embedder.warm_up(), name="recall-warm-up"))
         self._tasks.append(asyncio.create_task(self.retention.run(), name="recall-retention"))
+        self._tasks.append(asyncio.create_task(self.reconcile.run(), name="recall-reconcile"))
 
     async def close(self) -> None:
         for task in self._tasks:
@@ -54,25 +61,40 @@ def open_recall(
     llm: LLMGateway,
     embedder: Embedder | None = None,
     ocr_engines: Sequence[OcrEngine] | None = None,
+    tombstones: Tombstones | None = None,
+    directory: UserDirectory | None = None,
 ) -> RecallRuntime:
     """Everything Recall needs; models load lazily on first use, so this returns at once.
 
-    Pass ``embedder`` and ``ocr_engines`` to share already loaded models (tests, benchmarks).
+    Pass ``embedder`` and ``ocr_engines`` to share already loaded models (tests, benchmarks), and the
+    ``tombstones`` and ``directory`` ingest uses (the server does), so both see the same erasures.
     """
+    tombstones = tombstones or Tombstones(store)
+    directory = directory or UserDirectory(store)
     index = RecallIndex(store_settings, settings.max_vector_distance)
     embedder = embedder or Embedder(settings.embed_model_dir, settings.embed_threads)
     engines = ocr_engines or [OcrEngine(threads=1) for _ in range(settings.ocr_workers)]
-    pipeline = RecallPipeline(settings, store, index, embedder, engines)
+    pipeline = RecallPipeline(settings, store, index, embedder, engines, tombstones)
     rewriter = QueryRewriter(llm) if llm.chat_available and settings.rewrite_queries else None
     service = RecallService(
-        store, index, embedder, pipeline, settings.candidates, settings.timezone, rewriter
+        store,
+        index,
+        embedder,
+        pipeline,
+        tombstones,
+        settings.candidates,
+        settings.timezone,
+        rewriter,
+        settings.search_slots,
     )
     return RecallRuntime(
         settings=settings,
         privacy=privacy,
+        embedder=embedder,
         index=index,
         pipeline=pipeline,
         service=service,
         ask=AskService(service, llm, _ASK_EXCERPTS),
-        retention=RetentionJob(service, privacy, pipeline, settings.retention_interval_s),
+        retention=RetentionJob(service, privacy, directory, settings.retention_interval_s),
+        reconcile=ReconcileJob(Consistency(service, pipeline), directory, settings.reconcile_interval_s),
     )

@@ -6,11 +6,13 @@ vector side; LanceDB fuses both by reciprocal rank; rows are collapsed to their 
 When nothing is found and an LLM is configured, the query is rewritten into keywords once (``rewrite``).
 Every call takes the user id from the caller's token, and the index and store are per user, so no
 query can name another user's data.
+
+Erasure is final: each erasure records a tombstone (``recall_store.tombstones``) before it deletes,
+while writers of the user's history wait, so nothing in flight or resent later brings it back.
 """
 
 from __future__ import annotations
 
-import asyncio
 import re
 import time
 from datetime import UTC, datetime, timedelta
@@ -35,8 +37,10 @@ from cloud_infer.recall.query_dates import ParsedQuery as DatedQuery
 from cloud_infer.recall.query_dates import parse_query
 from cloud_infer.recall.rewrite import QueryRewriter
 from cloud_infer.recall.text import highlight, matches_any, query_terms
+from cloud_infer.tenancy.fair_pool import FairGate, Priority
 from recall_store.event_log import EventLog
 from recall_store.store import ObjectStore
+from recall_store.tombstones import ERASURE_PREFIX, Tombstone, Tombstones
 
 _LATIN_RE = re.compile(r"[A-Za-z]{2,}")
 _MAX_QUERY_CHARS = 500
@@ -76,11 +80,16 @@ class RecallService:
         index: RecallIndex,
         embedder: Embedder,
         pipeline: RecallPipeline | None,
+        tombstones: Tombstones,
         candidates: int,
         default_timezone: str,
         rewriter: QueryRewriter | None = None,
+        search_slots: int = 1,
     ) -> None:
         self.store = store
+        self.tombstones = tombstones
+        # Searches share the CPU: a few run at once, in turns between users (one user's burst waits).
+        self._search_gate = FairGate(search_slots)
         self._log = EventLog(store)
         self.index = index
         self._embedder = embedder
@@ -145,9 +154,10 @@ class RecallService:
         """Hybrid search for ``text`` under ``filters``: the words searched and the best moments."""
         terms = query_terms(text)
         vector = None
-        if _LATIN_RE.search(text):
-            vector = (await asyncio.to_thread(self._embedder.encode, [text]))[0]
-        rows = await self.index.search(user_id, " ".join(terms), vector, filters, self._candidates)
+        async with self._search_gate.turn(user_id, Priority.INTERACTIVE):
+            if _LATIN_RE.search(text):
+                vector = (await self._embedder.encode(user_id, [text], Priority.INTERACTIVE))[0]
+            rows = await self.index.search(user_id, " ".join(terms), vector, filters, self._candidates)
         hits: list[SearchHit] = []
         seen: set[str] = set()
         # The frame shown for a hit: its own, else the best-ranked frame of the same moment.
@@ -231,32 +241,69 @@ class RecallService:
             raise NotFoundError(f"no moment {moment_id!r}")
         session_id = rows[0]["session_id"]
         first_seq = int(moment_id.rsplit(".", 1)[1])
-        # The moment runs until the next moment of its session starts (or is still open).
+        # The moment runs until the next moment of its session starts, or (still open) through what
+        # is stored now: later events are new sightings, not part of what the user chose to forget.
         later = await self.index.rows(user_id, Filters(session_id=session_id, start_ms=rows[0]["start_ms"]))
         next_starts = [int(r["moment_id"].rsplit(".", 1)[1]) for r in later if r["moment_id"] != moment_id]
         next_start = min((s for s in next_starts if s > first_seq), default=None)
-        deleted = await self._log.erase_seq_range(user_id, session_id, first_seq, next_start)
-        await self.index.delete(user_id, Filters(moment_id=moment_id))
-        await self.index.purge(user_id)
-        return EraseResponse(deleted_objects=deleted, deleted_rows=len(rows))
+        async with self.tombstones.erasing(user_id) as record:
+            stop = next_start or await self._log.last_seq(user_id, session_id) + 1
+            tombstone = Tombstone.seq_range(session_id, first_seq, stop)
+            await record(tombstone)
+            return await self.apply(user_id, tombstone)
 
     async def erase_range(self, user_id: str, start: datetime, end: datetime) -> EraseResponse:
-        start_ms, end_ms = int(start.timestamp() * 1000), int(end.timestamp() * 1000)
-        rows = await self.index.rows(user_id, Filters(start_ms=start_ms, end_ms=end_ms))
-        deleted = await self._log.erase_time_range(user_id, start_ms * _NS_PER_MS, end_ms * _NS_PER_MS)
-        await self.index.delete(user_id, Filters(start_ms=start_ms, end_ms=end_ms))
-        await self.index.purge(user_id)
+        tombstone = Tombstone.time_range(int(start.timestamp() * 1000), int(end.timestamp() * 1000))
+        async with self.tombstones.erasing(user_id) as record:
+            await record(tombstone)
+            return await self.apply(user_id, tombstone)
+
+    async def apply(self, user_id: str, tombstone: Tombstone, always_purge: bool = False) -> EraseResponse:
+        """Delete what ``tombstone`` covers: events, frames, index rows and moment state.
+
+        Call it holding the user's tombstone gate exclusive (``erasing`` or ``reapplying``). The index
+        is purged of old versions when rows were deleted, or always when redoing an interrupted erasure.
+        """
+        if tombstone.start_ms is not None and tombstone.end_ms is not None:
+            filters = Filters(start_ms=tombstone.start_ms, end_ms=tombstone.end_ms)
+            deleted = await self._log.erase_time_range(
+                user_id, tombstone.start_ms * _NS_PER_MS, tombstone.end_ms * _NS_PER_MS
+            )
+        else:
+            assert tombstone.session_id is not None and tombstone.first_seq is not None
+            filters = Filters(
+                session_id=tombstone.session_id, first_seq=tombstone.first_seq, stop_seq=tombstone.stop_seq
+            )
+            deleted = await self._log.erase_seq_range(
+                user_id, tombstone.session_id, tombstone.first_seq, tombstone.stop_seq
+            )
+        rows = await self.index.rows(user_id, filters, limit=10_000_000)
+        if rows:
+            await self.index.delete(user_id, filters)
+        if rows or always_purge:
+            await self.index.purge(user_id)
+        if self._pipeline is not None:
+            await self._pipeline.forget_erased(user_id)
         return EraseResponse(deleted_objects=deleted, deleted_rows=len(rows))
 
     async def erase_everything(self, user_id: str) -> EraseResponse:
-        """Delete every object of the user: events, frames, index, recall state, settings."""
-        rows = await self.index.count(user_id)
-        await self.index.drop(user_id)
-        if self._pipeline is not None:
-            await self._pipeline.idle()
-            self._pipeline.reset_user(user_id)
-        keys = await self.store.list_keys(user_id)
-        await self.store.delete(user_id, keys)
+        """Delete the user's whole history: events, frames, index and recall state.
+
+        Kept: the privacy settings (they say what may be captured next) and the tombstones (so a resent
+        batch cannot bring back what was erased).
+        """
+        async with self.tombstones.erasing(user_id) as record:
+            await record(Tombstone.time_range(0, int(time.time() * 1000)))
+            rows = await self.index.count(user_id)
+            await self.index.drop(user_id)
+            keys = [
+                key
+                for key in await self.store.list_keys(user_id)
+                if not key.startswith((ERASURE_PREFIX, "privacy/"))
+            ]
+            await self.store.delete(user_id, keys)
+            if self._pipeline is not None:
+                self._pipeline.reset_user(user_id)
         return EraseResponse(deleted_objects=len(keys), deleted_rows=rows)
 
     async def usage(self, user_id: str) -> int:
@@ -268,6 +315,9 @@ class RecallService:
         return None if first_ns is None else datetime.fromtimestamp(first_ns / 1e9, UTC)
 
     async def older_than(self, user_id: str, days: int, now: datetime | None = None) -> EraseResponse:
-        """Retention by age: erase everything before ``now - days``."""
+        """Retention by age: erase everything before ``now - days`` (nothing to do: no tombstone)."""
         cutoff = (now or datetime.now(UTC)) - timedelta(days=days)
+        oldest = await self.oldest(user_id)
+        if oldest is None or oldest >= cutoff:
+            return EraseResponse(deleted_objects=0, deleted_rows=0)
         return await self.erase_range(user_id, datetime(1970, 1, 1, tzinfo=UTC), cutoff)

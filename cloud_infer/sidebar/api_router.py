@@ -1,7 +1,8 @@
 """Serves the sidebar page (``GET /sidebar``) and its static files (``/sidebar/static/<name>``).
 
-The page talks only to this server's own API: the read token arrives in the URL fragment, which
-browsers never send, so it stays out of server logs and referrers.
+The page talks only to this server's own API. It is opened with a single-use login ticket in the URL
+fragment (``#login=…``), which browsers never send; the page redeems it at ``/v1/auth/session`` for a
+short-lived token it keeps in memory, so no reusable token is ever in a URL, a log or a referrer.
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ CONTENT_SECURITY_POLICY = "; ".join(
         "script-src 'self'",
         "style-src 'self'",
         "img-src 'self' blob: data:",
-        "connect-src 'self' ws: wss:",
+        # 'self' covers this origin's own ws:/wss: (CSP Level 3): websockets reach no other host.
+        "connect-src 'self'",
         "base-uri 'none'",
         "form-action 'none'",
         "frame-ancestors 'self'",

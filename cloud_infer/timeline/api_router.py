@@ -7,13 +7,14 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response
 
 from cloud_infer.api_deps import ReadClaims, TimelineDep
-from cloud_infer.api_errors import ErrorResponse
+from cloud_infer.api_errors import error_responses
 from cloud_infer.timeline.protocol import TimelineResponse, parse_window
+from recall_store.event_log import FRAME_EXTENSIONS
 
 router = APIRouter(
     prefix="/v1",
     tags=["timeline"],
-    responses={status: {"model": ErrorResponse} for status in (400, 401, 404, 503)},
+    responses=error_responses(404),
 )
 
 
@@ -30,7 +31,19 @@ async def get_timeline(
     return await timeline.timeline(claims.user_id, window_start, window_end)
 
 
-@router.get("/frames/{session_id}/{name}", response_class=Response)
+_BINARY = {"schema": {"type": "string", "format": "binary"}}
+
+
+@router.get(
+    "/frames/{session_id}/{name}",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "The frame as stored; a thumbnail is a JPEG",
+            "content": {mime: _BINARY for mime in sorted(FRAME_EXTENSIONS)},
+        }
+    },
+)
 async def get_frame(
     claims: ReadClaims,
     timeline: TimelineDep,
@@ -39,4 +52,5 @@ async def get_frame(
     thumb: Annotated[bool, Query(description="downscale to at most 320x320 (JPEG)")] = False,
 ) -> Response:
     data, content_type = await timeline.frame(claims.user_id, session_id, name, thumb)
-    return Response(data, media_type=content_type, headers={"Cache-Control": "private, max-age=3600"})
+    # Never cached: a frame erased on the server must not live on in a browser.
+    return Response(data, media_type=content_type, headers={"Cache-Control": "no-store"})

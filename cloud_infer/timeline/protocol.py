@@ -10,6 +10,10 @@ from cloud_infer.errors import InvalidMessageError
 
 MAX_WINDOW = timedelta(days=31)
 DEFAULT_WINDOW = timedelta(hours=24)
+# Bounds of one response, so its size does not grow with the history (a 31-day window can hold
+# millions of events): the earliest spans, and a sample of each span's frames.
+MAX_SPANS = 5000
+MAX_FRAMES_PER_SPAN = 200
 _NS_PER_S = 1_000_000_000
 
 
@@ -32,13 +36,25 @@ class WindowSpan(BaseModel):
     window_id: int
     start: datetime
     end: datetime
-    frames: list[FrameRef] = Field(default_factory=list)
+    frames: list[FrameRef] = Field(
+        default_factory=list,
+        description=(
+            f"at most {MAX_FRAMES_PER_SPAN}: past that the first, the last and evenly spaced ones between"
+        ),
+    )
 
 
 class TimelineResponse(BaseModel):
     start: datetime
     end: datetime
     spans: list[WindowSpan]
+    truncated: bool = Field(
+        default=False,
+        description=(
+            f"the window has more than {MAX_SPANS} spans: these are the earliest; ask again from the last"
+            " one's start for the rest"
+        ),
+    )
 
 
 def parse_instant(name: str, value: str) -> datetime:

@@ -11,11 +11,9 @@ import pytest
 from pydantic import SecretStr
 
 from cloud_infer.config import ServerSettings
-from cloud_infer.ingest.protocol import IngestLimits
 from cloud_infer.ingest.service import IngestService
-from cloud_infer.server import create_grpc_server
+from cloud_infer.server import create_grpc_server, ingest_service
 from recall_store.config import StoreSettings
-from recall_store.event_log import EventLog
 from recall_store.factory import open_store
 from tests.cloud_infer.helpers import SECRET, FaultyStore
 
@@ -53,7 +51,7 @@ class IngestServer:
 
 
 async def start_ingest(settings: ServerSettings, store: FaultyStore) -> IngestServer:
-    service = IngestService(EventLog(store), IngestLimits.from_settings(settings))
+    service = ingest_service(settings, store)
     server, port = await create_grpc_server(settings, service)
     return IngestServer(server, port, service)
 

@@ -11,12 +11,11 @@ from typing import Any
 
 import grpc
 import httpx
-import uvicorn
 from fastapi import FastAPI
 from PIL import Image
 
 from cloud_infer.auth import issue_token
-from cloud_infer.server import HttpServer
+from cloud_infer.http_server import http_server
 from protos.shadowdesk.v1 import ingest_pb2 as pb
 from recall_store.errors import StoreUnavailableError
 from recall_store.store import ObjectStore
@@ -162,6 +161,10 @@ class FaultyStore:
         self._check()
         await self.inner.delete(user_id, keys)
 
+    async def usage(self, user_id: str) -> int:
+        self._check()
+        return await self.inner.usage(user_id)
+
     async def check(self) -> None:
         self._check()
         await self.inner.check()
@@ -186,8 +189,10 @@ async def wait_for(predicate: Any, timeout_s: float = 10.0) -> None:
 
 @contextlib.asynccontextmanager
 async def serve_api(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    """``app`` on a real uvicorn on a free port, and a client for it (10 s deadline per request)."""
-    server = HttpServer(uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None))
+    """``app`` on a real uvicorn on a free port, configured as the server runs it (its settings' TLS,
+    limits and header deadline), and a client for it (10 s deadline per request)."""
+    settings = app.state.services.settings.model_copy(update={"http_host": "127.0.0.1", "http_port": 0})
+    server = http_server(app, settings)
     task = asyncio.create_task(server.serve())
     await wait_for(lambda: server.started or task.done())
     assert server.started, "uvicorn did not start"
@@ -200,3 +205,8 @@ async def serve_api(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
 
 def read_auth(user: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {issue_token(SECRET, user, 'read')}"}
+
+
+def manage_auth(user: str) -> dict[str, str]:
+    """Authorization of a token that may also erase and reduce privacy (read + manage)."""
+    return {"Authorization": f"Bearer {issue_token(SECRET, user, ['read', 'manage'])}"}

@@ -155,13 +155,15 @@ def _expired_token(user: str, session: str) -> str:
     past = int(time.time()) - 3600
     claims = {
         "iss": "shadowdesk",
+        "aud": "shadowdesk-ingest",
         "sub": user,
         "scope": "ingest",
         "sid": session,
         "iat": past,
         "exp": past + 60,
+        "jti": "expired",
     }
-    return jwt.encode(claims, SECRET, algorithm="HS256")
+    return jwt.encode(claims, SECRET, algorithm="HS256", headers={"kid": "k1"})
 
 
 # name -> (token factory, messages factory, expected code, text in details)
@@ -286,7 +288,7 @@ BAD_CASES: dict[str, BadCase] = {
         lambda u, s: issue_token(SECRET, u, "read"),
         lambda u, s, t: [hello(u, s)],
         grpc.StatusCode.UNAUTHENTICATED,
-        "needs 'ingest'",
+        "Audience",
     ),
     "token of another user": (
         lambda u, s: ingest_token("mallory@example.com", s),
@@ -352,3 +354,54 @@ async def test_batch_span_continues_the_agent_trace(ingest: IngestServer, user: 
     assert f"{batch_span.context.trace_id:032x}" == trace_id
     assert batch_span.parent is not None and f"{batch_span.parent.span_id:016x}" == parent_id
     assert write_span.parent is not None and write_span.parent.span_id == batch_span.context.span_id
+
+
+def _screen_frame(seq: int, t_ns: int, image: bytes, mime: str, size: tuple[int, int]) -> pb.Event:
+    width, height = size
+    return pb.Event(
+        seq=seq,
+        time_unix_nano=t_ns,
+        frame=pb.ScreenFrame(image=image, mime_type=mime, width=width, height=height, window_id=7),
+    )
+
+
+@pytest.mark.parametrize(
+    ("case", "size", "expected"),
+    [
+        ("bomb", (64, 48), "event seq 2: frame is really 12000x12000, declared 64x48"),
+        (
+            "over-pixel-limit",
+            (5000, 4000),
+            "event seq 2: frame is 5000x4000 = 20000000 pixels, more than max_frame_pixels=16777216",
+        ),
+        ("jpeg-sent-as-png", (64, 48), "event seq 2: frame is JPEG data, declared image/png"),
+    ],
+    ids=["bomb", "over-pixel-limit", "jpeg-sent-as-png"],
+)
+async def test_frame_whose_header_contradicts_it_is_refused_and_nothing_of_its_batch_stored(
+    case: str,
+    size: tuple[int, int],
+    expected: str,
+    ingest: IngestServer,
+    store: FaultyStore,
+    user: str,
+    session: str,
+) -> None:
+    from tests.cloud_infer.test_frames import encode, png_bomb
+
+    image = {
+        "bomb": lambda: png_bomb(12000, 12000),  # 144 MP in ~18 KB, well under max_frame_bytes
+        "over-pixel-limit": lambda: png_bomb(5000, 4000),  # both sides under max_frame_dimension
+        "jpeg-sent-as-png": lambda: encode("JPEG"),
+    }[case]()
+    t0 = now_ns()
+    agent, _ = await open_agent(ingest, user, session)
+    frame_event = _screen_frame(2, t0 + 1, image, "image/png", size)
+    code, details = await agent.status(batch([focus(1, t0), frame_event]))
+    await agent.close()
+    assert code == grpc.StatusCode.INVALID_ARGUMENT, details
+    assert details == expected
+    # The valid focus event before it went nowhere either: the batch is refused whole.
+    assert await store.list_keys(user, f"events/{session}/") == []
+    assert await store.list_keys(user, f"frames/{session}/") == []
+    assert await EventLog(store).last_seq(user, session) == 0

@@ -14,6 +14,7 @@ from cloud_infer.llm.config import LLMSettings
 from cloud_infer.llm.factory import open_gateway
 from cloud_infer.llm.gateway import LLMGateway
 from cloud_infer.recall.embedder import Embedder
+from cloud_infer.services import Services
 from tests.cloud_infer.helpers import FaultyStore, read_auth, serve_api
 
 
@@ -21,6 +22,8 @@ from tests.cloud_infer.helpers import FaultyStore, read_auth, serve_api
 async def gateway(request: pytest.FixtureRequest) -> AsyncIterator[LLMGateway]:
     """A gateway with the real MiniLM encoder for embeddings, and one without embeddings."""
     encoder = Embedder() if request.param == "local" else None
+    if encoder is not None:
+        encoder.encode_now(["warm up"])  # loading torch and the model is not what these tests time
     llm = open_gateway(LLMSettings(backend="none", embeddings_backend=request.param), encoder)
     yield llm
     await llm.close()
@@ -30,7 +33,7 @@ async def gateway(request: pytest.FixtureRequest) -> AsyncIterator[LLMGateway]:
 async def api(
     settings: ServerSettings, store: FaultyStore, gateway: LLMGateway
 ) -> AsyncIterator[httpx.AsyncClient]:
-    async with serve_api(build_app(settings, store, llm=gateway)) as client:
+    async with serve_api(build_app(Services.create(settings, store, llm=gateway))) as client:
         yield client
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator
 
 import httpx
@@ -9,12 +11,11 @@ import pytest
 
 from cloud_infer.app import build_app
 from cloud_infer.config import ServerSettings
-from cloud_infer.ingest.protocol import IngestLimits
-from cloud_infer.ingest.service import IngestService
 from cloud_infer.privacy.filter import PrivacyFilter
 from cloud_infer.privacy.protocol import PrivacySettings
 from cloud_infer.privacy.service import SETTINGS_KEY, PrivacyService
-from cloud_infer.server import create_grpc_server
+from cloud_infer.server import create_grpc_server, ingest_service
+from cloud_infer.services import Services
 from protos.shadowdesk.v1 import ingest_pb2 as pb
 from recall_store.event_log import EventLog
 from tests.cloud_infer.conftest import IngestServer
@@ -42,9 +43,7 @@ async def ingest(
     settings: ServerSettings, store: FaultyStore, privacy: PrivacyService
 ) -> AsyncIterator[IngestServer]:
     """The ingest server as ``serve`` builds it: with the privacy filter over the shared service."""
-    service = IngestService(
-        EventLog(store), IngestLimits.from_settings(settings), privacy=PrivacyFilter(privacy)
-    )
+    service = ingest_service(settings, store, privacy=PrivacyFilter(privacy, store))
     server, port = await create_grpc_server(settings, service)
     yield IngestServer(server, port, service)
     await server.stop(None)
@@ -250,7 +249,7 @@ def test_settings_validation_bounds_patterns_and_rejects_bad_regexes() -> None:
 async def api(
     settings: ServerSettings, store: FaultyStore, privacy: PrivacyService
 ) -> AsyncIterator[httpx.AsyncClient]:
-    async with serve_api(build_app(settings, store, privacy)) as client:
+    async with serve_api(build_app(Services.create(settings, store, privacy=privacy))) as client:
         yield client
 
 
@@ -294,3 +293,77 @@ async def test_privacy_api_get_put_validation_and_isolation(
     t0 = now_ns()
     assert await send(ingest, user, session, [focus(1, t0), metrics(2, t0 + 1)]) == [2]
     assert kinds(await stored(store, user, session, t0)) == {1: None, 2: "metrics"}
+
+
+async def test_a_catastrophic_pattern_runs_in_linear_time_and_stalls_nobody(
+    api: httpx.AsyncClient, ingest: IngestServer, store: FaultyStore, user: str, session: str
+) -> None:
+    """3f6b07e: `(a+)+$` on a 2,000-character title held the event loop for 11.8 s."""
+    evil = {"excluded_title_patterns": ["(a+)+$", "(x+x+)+y"]}
+    assert (await api.put("/v1/privacy", json=evil, headers=read_auth(user))).status_code == 200
+    t0 = now_ns()
+    title = "a" * 2000 + "!"
+    started = time.perf_counter()
+    ack, timeline = await asyncio.gather(
+        send(ingest, user, session, [focus(i, t0 + i, title=title) for i in range(1, 41)]),
+        api.get("/v1/timeline", headers=read_auth("bystander@example.com")),
+    )
+    assert ack == [40] and timeline.status_code == 200
+    assert time.perf_counter() - started < 2.0, "forty 2,000-character titles against the patterns"
+    assert kinds(await stored(store, user, session, t0))[1] == "window_focus"
+
+
+@pytest.mark.parametrize("pattern", [r"(a)\1", r"(?=secret)", r"(?<!x)y", r"a{1001}"])
+async def test_patterns_without_a_linear_time_match_are_refused_with_400(
+    api: httpx.AsyncClient, user: str, pattern: str
+) -> None:
+    reply = await api.put("/v1/privacy", json={"excluded_title_patterns": [pattern]}, headers=read_auth(user))
+    assert reply.status_code == 400
+    assert reply.json()["code"] == "invalid_argument" and "RE2" in reply.json()["message"]
+
+
+async def test_exclusions_hold_across_a_restart_and_unknown_focus_fails_closed(
+    settings: ServerSettings, store: FaultyStore, privacy: PrivacyService, user: str, session: str
+) -> None:
+    """3f6b07e: a frame of an excluded app was stored after a restart (focus lived in memory only)."""
+    await privacy.put(user, PrivacySettings(excluded_apps=["keepassxc"]))
+    t0 = now_ns()
+
+    async def restarted_ingest() -> IngestServer:
+        service = ingest_service(settings, store, privacy=PrivacyFilter(PrivacyService(store), store))
+        server, port = await create_grpc_server(settings, service)
+        return IngestServer(server, port, service)
+
+    first = await restarted_ingest()
+    vault = focus(1, t0, app_id="keepassxc", title="Passwords - KeePassXC", window_id=9)
+    assert await send(first, user, session, [vault, framed(2, t0 + 1, window_id=9)]) == [2]
+    await first.server.stop(None)
+
+    # A new process (fresh memory) gets frames of the still-focused vault, with no new focus event.
+    second = await restarted_ingest()
+    assert await send(second, user, session, [framed(3, t0 + 2, window_id=9)]) == [3]
+    await second.server.stop(None)
+    assert await frame_keys(store, user, session) == []
+
+    # A resumed session whose saved focus is gone fails closed until a focus event says what has focus.
+    await store.delete(user, [f"privacy/sessions/{session}.json"])
+    third = await restarted_ingest()
+    acks = await send(
+        third,
+        user,
+        session,
+        [framed(4, t0 + 3, window_id=7), text(5, t0 + 4, "mousepad", "hidden?")],
+        [focus(6, t0 + 5, title="notes", window_id=7), framed(7, t0 + 6, window_id=7)],
+    )
+    await third.server.stop(None)
+    assert acks == [5, 7]
+    assert kinds(await stored(store, user, session, t0)) == {
+        1: "window_focus",
+        2: None,
+        3: None,
+        4: None,
+        5: None,
+        6: "window_focus",
+        7: "frame",
+    }
+    assert await frame_keys(store, user, session) == [f"frames/{session}/000000000007.png"]

@@ -1,9 +1,10 @@
-"""The whole server process (gRPC + HTTP, SIGTERM) and gRPC over mutual TLS."""
+"""The whole server process in staging (TLS on gRPC and HTTP, SIGTERM) and gRPC over mutual TLS."""
 
 from __future__ import annotations
 
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -32,14 +33,19 @@ SERVE = (
 
 
 class ServerProcess:
-    def __init__(self, store_root: Path) -> None:
+    """A staging server: a real secret, TLS on both ports with the test CA's server certificate."""
+
+    def __init__(self, store_root: Path, pki: Path) -> None:
         self.grpc_port, self.http_port = free_port(), free_port()
+        self.pki = pki
         env = {
             **os.environ,
             "SHADOWDESK_GRPC_PORT": str(self.grpc_port),
             "SHADOWDESK_HTTP_PORT": str(self.http_port),
             "SHADOWDESK_TOKEN_SECRET": SECRET,
             "SHADOWDESK_ENVIRONMENT": "staging",
+            "SHADOWDESK_TLS_CERT": str(pki / "server.pem"),
+            "SHADOWDESK_TLS_KEY": str(pki / "server.key"),
             "SHADOWDESK_SHUTDOWN_GRACE_S": "1",
             "SHADOWDESK_STORE_BACKEND": "local",
             "SHADOWDESK_STORE_LOCAL_ROOT": str(store_root),
@@ -54,12 +60,20 @@ class ServerProcess:
         while time.monotonic() < deadline:
             assert self.process.poll() is None, f"server exited: {self.process.communicate()[1]}"
             try:
-                if httpx.get(f"http://127.0.0.1:{self.http_port}/health", timeout=1).status_code == 200:
+                if self.https("/health").status_code == 200:
                     return
             except httpx.TransportError:
                 pass
             time.sleep(0.1)
         raise AssertionError(f"server not healthy within {START_DEADLINE_S}s")
+
+    def https(self, path: str) -> httpx.Response:
+        verify = ssl.create_default_context(cafile=self.pki / "ca.pem")
+        return httpx.get(f"https://127.0.0.1:{self.http_port}{path}", timeout=2, verify=verify)
+
+    def agent(self, user: str, session: str) -> AgentStream:
+        credentials = grpc.ssl_channel_credentials((self.pki / "ca.pem").read_bytes())
+        return AgentStream(f"127.0.0.1:{self.grpc_port}", ingest_token(user, session), credentials)
 
     def terminate(self) -> tuple[int, str]:
         self.process.send_signal(signal.SIGTERM)
@@ -78,18 +92,22 @@ def store_root(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def server_process(store_root: Path) -> Iterator[ServerProcess]:
-    process = ServerProcess(store_root)
+def server_process(store_root: Path, pki: Path) -> Iterator[ServerProcess]:
+    process = ServerProcess(store_root, pki)
     yield process
     process.kill()
 
 
 @pytest.mark.slow
 async def test_serve_runs_both_servers_and_stops_cleanly_on_sigterm(
-    server_process: ServerProcess, store_root: Path
+    server_process: ServerProcess, store_root: Path, pki: Path
 ) -> None:
     user, session, t0 = "ann@example.com", "desk-1", now_ns()
-    agent = AgentStream(f"127.0.0.1:{server_process.grpc_port}", ingest_token(user, session))
+    # Both ports speak TLS only: plain HTTP gets no answer.
+    with pytest.raises(httpx.TransportError):
+        httpx.get(f"http://127.0.0.1:{server_process.http_port}/health", timeout=2)
+    assert server_process.https("/openapi.json").status_code == 404  # no public schema outside local
+    agent = server_process.agent(user, session)
     assert (await agent.open(user, session)).acked_seq == 0
     assert await agent.ack([metrics(1, t0), metrics(2, t0 + 1)]) == 2
 
@@ -101,9 +119,9 @@ async def test_serve_runs_both_servers_and_stops_cleanly_on_sigterm(
     assert stream_code != grpc.StatusCode.OK
 
     # A new process over the same store resumes the session where the old one left it.
-    restarted = ServerProcess(store_root)
+    restarted = ServerProcess(store_root, pki)
     try:
-        agent = AgentStream(f"127.0.0.1:{restarted.grpc_port}", ingest_token(user, session))
+        agent = restarted.agent(user, session)
         assert (await agent.open(user, session)).acked_seq == 2
         await agent.close()
     finally:

@@ -12,6 +12,7 @@ from PIL import Image
 
 from cloud_infer.app import build_app
 from cloud_infer.config import ServerSettings
+from cloud_infer.services import Services
 from tests.cloud_infer.conftest import IngestServer
 from tests.cloud_infer.helpers import (
     NS,
@@ -32,7 +33,7 @@ HTTP_TIMEOUT = httpx.Timeout(10.0)
 
 @pytest.fixture
 async def api(settings: ServerSettings, store: FaultyStore) -> AsyncIterator[httpx.AsyncClient]:
-    async with serve_api(build_app(settings, store)) as client:
+    async with serve_api(build_app(Services.create(settings, store))) as client:
         yield client
 
 
@@ -113,7 +114,7 @@ async def test_another_users_token_sees_nothing_of_it(
     [
         ({}, "missing authorization"),
         ({"Authorization": "Basic abc"}, "Bearer"),
-        ({"Authorization": f"Bearer {ingest_token('ann', 'desk-1')}"}, "needs 'read'"),
+        ({"Authorization": f"Bearer {ingest_token('ann', 'desk-1')}"}, "Audience"),
         ({"Authorization": "Bearer nope"}, "invalid token"),
     ],
 )
@@ -159,6 +160,69 @@ async def test_health_follows_the_store(api: httpx.AsyncClient, store: FaultySto
 
 
 async def test_unknown_route_uses_the_error_shape(api: httpx.AsyncClient) -> None:
-    reply = await api.get("/v1/nothing-here")
+    reply = await api.get("/v1/nothing-here", headers=read_auth("ann"))
     assert reply.status_code == 404
     assert reply.json()["code"] == "not_found"
+    # Without a token even the API's shape stays hidden: 401 before any routing.
+    assert (await api.get("/v1/nothing-here")).status_code == 401
+
+
+@pytest.mark.parametrize(
+    ("size", "color_type", "bit_depth"),
+    [
+        # The reported bomb: 144 MP of 1-bit grey in ~18 KB.
+        pytest.param((12000, 12000), 0, 1, id="12000x12000-grey"),
+        # RGB under Pillow's own 89 MP warning, which the old code decoded whole (+250 MB).
+        pytest.param((8000, 8000), 2, 8, id="8000x8000-rgb"),
+    ],
+)
+async def test_thumbnail_of_a_stored_bomb_is_refused_before_any_decode(
+    size: tuple[int, int],
+    color_type: int,
+    bit_depth: int,
+    api: httpx.AsyncClient,
+    store: FaultyStore,
+    user: str,
+    session: str,
+) -> None:
+    import threading
+    import time
+
+    import psutil
+
+    from tests.cloud_infer.test_frames import png_bomb
+
+    # Written straight into the store, as a server without the ingest check would have kept it.
+    bomb = png_bomb(*size, color_type=color_type, bit_depth=bit_depth)
+    await store.put(user, f"frames/{session}/000000000002.png", bomb, "image/png")
+    process = psutil.Process()
+    before = peak = process.memory_info().rss
+    done = threading.Event()
+
+    def sample_rss() -> None:  # the peak: a decode's memory is freed again before the reply
+        nonlocal peak
+        while not done.wait(0.002):
+            peak = max(peak, process.memory_info().rss)
+
+    sampler = threading.Thread(target=sample_rss)
+    sampler.start()
+    started = time.monotonic()
+    try:
+        reply = await api.get(
+            f"/v1/frames/{session}/000000000002.png", params={"thumb": "true"}, headers=read_auth(user)
+        )
+    finally:
+        done.set()
+        sampler.join()
+    elapsed = time.monotonic() - started
+    growth_mb = (max(peak, process.memory_info().rss) - before) / 2**20
+
+    assert reply.status_code == 400, f"{reply.status_code} after {elapsed:.1f}s, RSS grew {growth_mb:.0f} MB"
+    body = reply.json()
+    assert body["code"] == "invalid_argument"
+    width, height = size
+    assert (
+        f"{width}x{height} = {width * height} pixels, more than max_frame_pixels=16777216" in body["message"]
+    )
+    assert growth_mb < 100, f"RSS grew by {growth_mb:.0f} MB"
+    assert elapsed < 5, f"took {elapsed:.1f}s"

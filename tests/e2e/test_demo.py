@@ -1,4 +1,4 @@
-"""`shadowdesk up`, the README's demo, on a virtual desktop: the printed curl shows the terminal window."""
+"""`shadowdesk up`, the README's demo, on a virtual desktop: its sign-in link shows the terminal window."""
 
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ from tests.support.minio import free_port
 from tests.support.processes import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+_JWT = re.compile(r"eyJ[\w-]+\.[\w-]+\.[\w-]+")
 
 
 def test_up_streams_the_virtual_desktop_into_the_local_store(tmp_path: Path) -> None:
@@ -33,17 +35,26 @@ def test_up_streams_the_virtual_desktop_into_the_local_store(tmp_path: Path) -> 
             stderr=subprocess.STDOUT,
         )  # fmt: skip
     try:
-        token: list[str] = []
+        ticket: list[str] = []
 
-        def printed_token() -> bool:
-            token[:] = re.findall(r"Authorization: Bearer ([\w.-]+)", log_path.read_text())
-            return bool(token)
+        def printed_link() -> bool:
+            ticket[:] = re.findall(r"/sidebar#login=([\w.-]+)", log_path.read_text())
+            return bool(ticket)
 
-        wait_until(printed_token, 60, "the demo to print its timeline command")
-        url = re.findall(r"(http://127\.0\.0\.1:\d+/v1/timeline\S*)'?", log_path.read_text())[0]
+        wait_until(printed_link, 60, "the demo to print its sidebar sign-in link")
+        printed = log_path.read_text()
+        # The link's ticket is the only credential printed: a token is minted on demand by the CLI.
+        assert _JWT.findall(printed) == ticket, printed
+        url = re.findall(r"(http://127\.0\.0\.1:\d+/v1/timeline)\b", printed)[0]
+        # Redeemed as the sidebar does, once, for a token.
+        session = httpx.post(
+            url.replace("/v1/timeline", "/v1/auth/session"), json={"ticket": ticket[0]}, timeout=10
+        )
+        assert session.status_code == 200, session.text
+        token = session.json()["token"]
 
         def terminal_in_timeline() -> bool:
-            response = httpx.get(url, headers={"Authorization": f"Bearer {token[0]}"}, timeout=10)
+            response = httpx.get(url, headers={"Authorization": f"Bearer {token}"}, timeout=10)
             return response.status_code == 200 and any(
                 span["title"] == "Shadowdesk demo terminal" and span["app_id"] == "xterm" and span["frames"]
                 for span in response.json()["spans"]

@@ -16,6 +16,7 @@ import httpx
 import pytest
 from minio import Minio
 from websockets.sync.client import connect
+from websockets.typing import Subprotocol
 
 from bench.desk_day import ITEMS, QUERIES, focus_each, open_items, start_agent
 from cloud_infer.auth import issue_token
@@ -44,7 +45,8 @@ def day(minio_server: MinioServer, tmp_path_factory: pytest.TempPathFactory) -> 
     """Runs the day once for the module: returns the server and a read token."""
     tmp = tmp_path_factory.mktemp("day")
     env = minio_store_env(minio_server.endpoint, minio_server.access_key, minio_server.secret_key)
-    server = ServerProcess(env, tmp / "server.log", llm_backend="embedded")
+    # The scripted evaluation searches far faster than a person; its user's search limit is raised.
+    server = ServerProcess(env, tmp / "server.log", llm_backend="embedded", limit_search_per_minute="6000")
     server.start()
     try:
         with VirtualDesktop(width=1280, height=800) as desktop, SessionBus(desktop.env) as bus:
@@ -161,8 +163,11 @@ def test_other_users_find_nothing(day: dict[str, Any]) -> None:
 
 
 def test_ask_cites_the_right_moment(day: dict[str, Any]) -> None:
-    url = day["server"].http_url.replace("http://", "ws://") + f"/v1/recall/live?token={day['read']}"
-    with connect(url, open_timeout=10) as ws:
+    url = day["server"].http_url.replace("http://", "ws://") + "/v1/recall/live"
+    # No token in the URL: it is offered as a subprotocol beside the protocol the server accepts.
+    offered = [Subprotocol("shadowdesk.v1"), Subprotocol(f"bearer.{day['read']}")]
+    with connect(url, subprotocols=offered, open_timeout=10) as ws:
+        assert ws.subprotocol == "shadowdesk.v1"
         ws.send(json.dumps({"type": "ask", "id": "q1", "question": "How much was the Acme invoice?"}))
         answer, done = "", None
         while done is None:

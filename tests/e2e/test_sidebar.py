@@ -96,8 +96,8 @@ def test_search_open_ask_and_erase_through_the_page(
     user, session = "sidebar-alice", "alice-desk"
     page = sidebar.page
     sidebar.open(user)
-    # The token left the address bar as soon as the page read it.
-    assert "token" not in page.url
+    # The login ticket left the address bar as soon as the page read it.
+    assert page.url == f"{server.http_url}/sidebar"
     expect(page.get_by_test_id("results-intro")).to_be_visible()
 
     t0 = time.time_ns() - 120 * NS
@@ -216,15 +216,18 @@ def test_pause_toggle_round_trips_through_privacy_settings(sidebar: Sidebar, ser
     expect(pause).not_to_be_checked()
     expect(page.get_by_test_id("paused-badge")).to_be_hidden()
 
-    pause.click()
+    pause.click()  # pausing only captures less: no confirmation
     expect(page.get_by_test_id("paused-badge")).to_be_visible(timeout=UI_TIMEOUT_MS)
+    expect(page.get_by_test_id("confirm-dialog")).to_be_hidden()
     wait_until(lambda: api_get(server, user, "/v1/privacy")["paused"] is True, 10, "paused stored")
 
-    # A fresh page reads the stored setting back.
+    # A fresh page reads the stored setting back; resuming capture is confirmed first.
     sidebar.open(user)
     sidebar.tab("Privacy")
     expect(pause).to_be_checked()
     pause.click()
+    expect(page.get_by_test_id("confirm-message")).to_contain_text("Capture resumes")
+    page.get_by_test_id("confirm-ok").click()
     expect(page.get_by_test_id("paused-badge")).to_be_hidden(timeout=UI_TIMEOUT_MS)
     wait_until(lambda: api_get(server, user, "/v1/privacy")["paused"] is False, 10, "paused cleared")
     assert api_get(server, user, "/v1/privacy")["retention_days"] == 90  # the rest left as it was
@@ -258,9 +261,11 @@ def test_screen_text_is_shown_as_text_never_as_markup(sidebar: Sidebar, server: 
     assert sidebar.errors == []
 
 
-def test_page_without_a_token_says_so(sidebar: Sidebar, server: ServerProcess) -> None:
+def test_page_without_a_sign_in_says_so(sidebar: Sidebar, server: ServerProcess) -> None:
     page = sidebar.page
     page.goto(f"{server.http_url}/sidebar")
-    expect(page.get_by_test_id("status")).to_contain_text("No access token")
+    expect(page.get_by_test_id("status")).to_have_text(
+        "Signed out: open the sidebar from the Shadowdesk client again."
+    )
     expect(page.get_by_test_id("search-input")).to_be_disabled()
     assert sidebar.errors == []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -87,3 +88,21 @@ async def test_check_creates_the_root(tmp_path: Path) -> None:
         await store.close()
     assert (tmp_path / "new" / "root").is_dir()
     assert os.listdir(tmp_path / "new" / "root") == []
+
+
+async def test_a_put_makes_private_directories_and_files(store: LocalObjectStore, tmp_path: Path) -> None:
+    previous = os.umask(0o002)  # a permissive umask must not loosen what the store creates
+    try:
+        await store.put("alice", "events/s1/a.pb", b"payload")
+    finally:
+        os.umask(previous)
+    root = tmp_path / "store"
+    modes = {}
+    for dirpath, _dirs, files in os.walk(root):
+        modes[dirpath] = stat.S_IMODE(os.stat(dirpath).st_mode)
+        for name in files:
+            modes[f"{dirpath}/{name}"] = stat.S_IMODE(os.stat(f"{dirpath}/{name}").st_mode)
+    object_path = str(root / user_bucket("alice") / "events" / "s1" / "a.pb")
+    assert modes.pop(object_path) == 0o600
+    assert len(modes) == 4  # the root, the user's directory, events/ and events/s1/
+    assert set(modes.values()) == {0o700}, {path: oct(mode) for path, mode in modes.items()}

@@ -16,9 +16,7 @@ import pytest
 
 from cloud_infer.auth import issue_token
 from cloud_infer.config import ServerSettings
-from cloud_infer.ingest.protocol import IngestLimits
-from cloud_infer.ingest.service import IngestService
-from cloud_infer.server import create_grpc_server
+from cloud_infer.server import create_grpc_server, ingest_service
 from protos.shadowdesk.v1 import ingest_pb2 as pb
 from recall_store.event_log import EventLog
 from recall_store.local import LocalObjectStore
@@ -102,9 +100,7 @@ async def cloud(tmp_path: Path) -> AsyncIterator[CloudServer]:
     settings = ServerSettings(environment="local", token_secret=SECRET, grpc_port=0, shutdown_grace_s=1.0)
     store = LocalObjectStore(tmp_path / "store", workers=4)
     event_log = EventLog(store)
-    server, port = await create_grpc_server(
-        settings, IngestService(event_log, IngestLimits.from_settings(settings))
-    )
+    server, port = await create_grpc_server(settings, ingest_service(settings, event_log.store))
     yield CloudServer(server, port, event_log)
     await server.stop(None)
     await store.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import threading
+import time
 from collections.abc import Callable
 
 import pytest
@@ -151,3 +152,14 @@ def test_private_window_is_withheld_by_window_and_frame_sensors(
     wait_until(lambda: frames.sent > sent, what="frames after leaving the private window")
     assert events.of("frame")[-1].frame.window_id == notes
     assert focus_of(notes)[-1].title == "notes (edited)" and not focus_of(notes)[-1].private
+
+
+def test_rules_run_in_linear_time_and_refuse_what_cannot() -> None:
+    """The agent matches every title it sees: a backtracking pattern must not stall its sensors."""
+    rules = PrivacyRules(exclude_apps=(), title_patterns=["(a+)+$", r"\bincognito\b"])
+    started = time.perf_counter()
+    assert rules.is_private("xterm", "xterm.XTerm", "a" * 50_000) is True
+    assert rules.is_private("xterm", "xterm.XTerm", "a" * 50_000 + "!") is False
+    assert time.perf_counter() - started < 0.5
+    with pytest.raises(ValueError, match="RE2"):
+        settings(exclude_title_patterns=[r"(a)\1"])

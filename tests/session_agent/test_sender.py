@@ -18,9 +18,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from cloud_infer.config import ServerSettings
-from cloud_infer.ingest.protocol import IngestLimits
-from cloud_infer.ingest.service import IngestService
-from cloud_infer.server import create_grpc_server
+from cloud_infer.server import create_grpc_server, ingest_service
 from protos.shadowdesk.v1 import ingest_pb2 as pb
 from protos.shadowdesk.v1 import ingest_pb2_grpc
 from session_agent.config import AgentSettings
@@ -113,9 +111,7 @@ async def test_resumes_after_the_real_cloud_restarts_mid_stream(
     server_settings = ServerSettings(environment="local", token_secret=SECRET, grpc_port=0)
 
     async def start_cloud(settings: ServerSettings) -> tuple[grpc.aio.Server, int]:
-        return await create_grpc_server(
-            settings, IngestService(event_log, IngestLimits.from_settings(settings))
-        )
+        return await create_grpc_server(settings, ingest_service(settings, event_log.store))
 
     server, port = await start_cloud(server_settings)
     settings = make_settings(server=f"127.0.0.1:{port}", batch_max_events=10)

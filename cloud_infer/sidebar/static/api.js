@@ -1,11 +1,20 @@
-// The sidebar's client of the Shadowdesk API: authenticated fetches with deadlines, frame images as
-// blob URLs (an <img> cannot send the Authorization header), and the live websockets.
+// The sidebar's client of the Shadowdesk API: the sign-in (a single-use login ticket redeemed for a
+// short-lived token, refreshed before it expires), authenticated fetches with deadlines, frame images
+// as blob URLs (an <img> cannot send the Authorization header), and the live websockets. No token ever
+// goes into a URL or to the console.
 
 const REQUEST_TIMEOUT_MS = 15_000;
 const EXPORT_TIMEOUT_MS = 300_000;
 const FRAME_CACHE_SIZE = 200;
 const RECONNECT_MIN_MS = 1_000;
 const RECONNECT_MAX_MS = 30_000;
+const REFRESH_AT = 0.8; // of a token's lifetime
+const REFRESH_RETRY_MIN_MS = 2_000;
+const REFRESH_RETRY_MAX_MS = 60_000;
+// This tab's sign-in survives a reload (which has no ticket any more), and only this tab sees it.
+const SESSION_KEY = "shadowdesk.session";
+const SUBPROTOCOL = "shadowdesk.v1";
+const WS_TOKEN_EXPIRED = 4001;
 
 export class ApiError extends Error {
   constructor(message, status = 0, code = "") {
@@ -31,39 +40,201 @@ async function errorFrom(response) {
   return new ApiError(message, response.status, code);
 }
 
-export class Api {
-  #token;
-  #frames = new Map(); // path -> Promise<blob URL>, oldest first
+// One call to the API with a deadline; a failure becomes an ApiError with the server's message.
+async function call(method, path, { token, params, body, signal, timeoutMs = REQUEST_TIMEOUT_MS } = {}) {
+  const url = new URL(path, location.origin);
+  for (const [key, value] of Object.entries(params ?? {})) {
+    if (value !== undefined && value !== null && value !== "") url.searchParams.set(key, String(value));
+  }
+  const headers = {};
+  if (token) headers.Authorization = `Bearer ${token}`;
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  const deadline = AbortSignal.timeout(timeoutMs);
+  let response;
+  try {
+    response = await fetch(url, {
+      method,
+      headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
+      signal: signal ? AbortSignal.any([signal, deadline]) : deadline,
+      cache: "no-store",
+      credentials: "omit",
+    });
+  } catch (error) {
+    if (signal?.aborted) throw error; // superseded by the caller: not an error to show
+    if (deadline.aborted) throw new ApiError("The server did not answer in time.");
+    throw new ApiError("Cannot reach the Shadowdesk server.");
+  }
+  if (!response.ok) throw await errorFrom(response);
+  return response;
+}
 
-  constructor(token) {
-    this.#token = token;
+// The sign-in of this tab: the token, what it may do, and its refresh at ~80% of its lifetime. The
+// server ends a sign-in (refresh answered 401) when it is too old or its tokens were revoked; then
+// onEnd runs, once.
+export class Session {
+  #token;
+  #expiresAt; // ms since the epoch
+  #refreshAt;
+  #scopes;
+  #timer = 0;
+  #retryMs = REFRESH_RETRY_MIN_MS;
+  #ended = false;
+  #endListeners = [];
+
+  constructor(fields) {
+    this.#set(fields);
   }
 
-  async request(method, path, { params, body, signal, timeoutMs = REQUEST_TIMEOUT_MS } = {}) {
-    const url = new URL(path, location.origin);
-    for (const [key, value] of Object.entries(params ?? {})) {
-      if (value !== undefined && value !== null && value !== "") url.searchParams.set(key, String(value));
-    }
-    const headers = { Authorization: `Bearer ${this.#token}` };
-    if (body !== undefined) headers["Content-Type"] = "application/json";
-    const deadline = AbortSignal.timeout(timeoutMs);
-    let response;
+  // Redeem a login ticket (it is its own credential: no Authorization header). A ticket works once.
+  static async signIn(ticket) {
+    const response = await call("POST", "/v1/auth/session", { body: { ticket } });
+    const session = new Session(Session.#fields(await response.json()));
+    session.#save();
+    return session;
+  }
+
+  // The sign-in this tab stored before a reload, if it is still alive.
+  static restore() {
+    let stored;
     try {
-      response = await fetch(url, {
-        method,
-        headers,
-        body: body === undefined ? undefined : JSON.stringify(body),
-        signal: signal ? AbortSignal.any([signal, deadline]) : deadline,
-        cache: "no-store",
-        credentials: "omit",
-      });
-    } catch (error) {
-      if (signal?.aborted) throw error; // superseded by the caller: not an error to show
-      if (deadline.aborted) throw new ApiError("The server did not answer in time.");
-      throw new ApiError("Cannot reach the Shadowdesk server.");
+      stored = JSON.parse(sessionStorage.getItem(SESSION_KEY) ?? "null");
+    } catch {
+      return null; // storage off or garbled: sign in again
     }
-    if (!response.ok) throw await errorFrom(response);
-    return response;
+    const valid =
+      stored &&
+      typeof stored.token === "string" &&
+      Number.isFinite(stored.expiresAt) &&
+      Number.isFinite(stored.refreshAt) &&
+      Array.isArray(stored.scopes);
+    if (!valid || stored.expiresAt <= Date.now()) {
+      Session.forget();
+      return null;
+    }
+    return new Session(stored);
+  }
+
+  static forget() {
+    try {
+      sessionStorage.removeItem(SESSION_KEY);
+    } catch {
+      // storage off: nothing was kept
+    }
+  }
+
+  // A token response of the API, as this class keeps it.
+  static #fields(grant) {
+    const now = Date.now();
+    const expiresAt = Date.parse(grant.expires_at);
+    return {
+      token: String(grant.token),
+      expiresAt,
+      refreshAt: now + (expiresAt - now) * REFRESH_AT,
+      scopes: Array.isArray(grant.scopes) ? grant.scopes : [],
+    };
+  }
+
+  get token() {
+    return this.#token;
+  }
+
+  get ended() {
+    return this.#ended;
+  }
+
+  can(scope) {
+    return this.#scopes.has(scope);
+  }
+
+  onEnd(listener) {
+    this.#endListeners.push(listener);
+  }
+
+  // Keep the token fresh from now on.
+  start() {
+    this.#schedule(this.#refreshAt - Date.now());
+  }
+
+  // Signed out: the token is dropped here and in this tab's storage.
+  end() {
+    if (this.#ended) return;
+    this.#ended = true;
+    clearTimeout(this.#timer);
+    this.#token = "";
+    Session.forget();
+    for (const listener of this.#endListeners) listener();
+  }
+
+  #schedule(delayMs) {
+    clearTimeout(this.#timer);
+    this.#timer = setTimeout(() => this.#refresh(), Math.max(0, delayMs));
+  }
+
+  async #refresh() {
+    if (this.#ended) return;
+    let grant;
+    try {
+      grant = await (await call("POST", "/v1/auth/refresh", { token: this.#token })).json();
+    } catch (error) {
+      // A refused refresh ends the sign-in; a server out of reach is tried again while the token lives.
+      if (error.status === 401 || Date.now() >= this.#expiresAt) {
+        this.end();
+      } else {
+        this.#schedule(this.#retryMs);
+        this.#retryMs = Math.min(this.#retryMs * 2, REFRESH_RETRY_MAX_MS);
+      }
+      return;
+    }
+    if (this.#ended) return;
+    this.#set(Session.#fields(grant));
+    this.#retryMs = REFRESH_RETRY_MIN_MS;
+    this.#save();
+    this.#schedule(this.#refreshAt - Date.now());
+  }
+
+  #set({ token, expiresAt, refreshAt, scopes }) {
+    this.#token = token;
+    this.#expiresAt = expiresAt;
+    this.#refreshAt = refreshAt;
+    this.#scopes = new Set(scopes);
+  }
+
+  #save() {
+    const stored = {
+      token: this.#token,
+      expiresAt: this.#expiresAt,
+      refreshAt: this.#refreshAt,
+      scopes: [...this.#scopes],
+    };
+    try {
+      sessionStorage.setItem(SESSION_KEY, JSON.stringify(stored));
+    } catch {
+      // storage off: a reload will need a new sign-in link
+    }
+  }
+}
+
+export class Api {
+  #session;
+  #frames = new Map(); // path -> Promise<blob URL>, oldest first
+
+  constructor(session) {
+    this.#session = session;
+  }
+
+  can(scope) {
+    return this.#session.can(scope);
+  }
+
+  // A 401 means the token is no longer good (revoked, or expired while it could not be refreshed).
+  async request(method, path, options = {}) {
+    try {
+      return await call(method, path, { ...options, token: this.#session.token });
+    } catch (error) {
+      if (error instanceof ApiError && error.status === 401) this.#session.end();
+      throw error;
+    }
   }
 
   async json(method, path, options) {
@@ -128,19 +299,27 @@ export class Api {
   }
 
   live(handlers) {
-    return new LiveSocket("/v1/recall/live", this.#token, handlers);
+    return this.#socket("/v1/recall/live", handlers);
   }
 
   assist(handlers) {
-    return new LiveSocket("/v1/assist/live", this.#token, handlers);
+    return this.#socket("/v1/assist/live", handlers);
+  }
+
+  #socket(path, handlers) {
+    const socket = new LiveSocket(path, () => this.#session.token, handlers);
+    this.#session.onEnd(() => socket.close());
+    return socket;
   }
 }
 
-// A live websocket, reconnecting with backoff. Browsers cannot set headers on a websocket, so the
-// token goes in the query of these URLs only.
+// A live websocket, reconnecting with backoff. A browser cannot set headers on a websocket, and a
+// token must never ride in a URL, so the token is offered as a subprotocol ("bearer.<token>") beside
+// the protocol itself; the server accepts with "shadowdesk.v1". It closes the socket with 4001 when the
+// token it was opened with expires: the socket opens again at once with the current, refreshed token.
 export class LiveSocket {
   #path;
-  #token;
+  #token; // () => the current token
   #handlers;
   #socket = null;
   #delay = RECONNECT_MIN_MS;
@@ -171,9 +350,14 @@ export class LiveSocket {
   }
 
   #connect() {
+    const token = this.#token();
+    if (!token) {
+      this.close(); // signed out
+      this.#handlers.onState("closed");
+      return;
+    }
     const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-    const url = `${scheme}//${location.host}${this.#path}?token=${encodeURIComponent(this.#token)}`;
-    const socket = new WebSocket(url);
+    const socket = new WebSocket(`${scheme}//${location.host}${this.#path}`, [SUBPROTOCOL, `bearer.${token}`]);
     this.#socket = socket;
     this.#handlers.onState("connecting");
     socket.addEventListener("open", () => {
@@ -189,11 +373,15 @@ export class LiveSocket {
       }
       if (message && typeof message.type === "string") this.#handlers.onMessage(message);
     });
-    socket.addEventListener("close", () => {
+    socket.addEventListener("close", (event) => {
       if (this.#socket !== socket) return;
       this.#socket = null;
       this.#handlers.onState("closed");
       if (this.#closed) return;
+      if (event.code === WS_TOKEN_EXPIRED) {
+        this.#connect(); // the token it was opened with expired; the session holds a fresh one
+        return;
+      }
       // Jittered exponential backoff, so many sidebars do not reconnect in lockstep after a restart.
       const wait = this.#delay * (0.5 + Math.random() / 2);
       this.#delay = Math.min(this.#delay * 2, RECONNECT_MAX_MS);

@@ -1,7 +1,7 @@
 // The Recall sidebar. Everything the API returns (screen text above all) is untrusted: it only ever
 // reaches the page as textContent or attribute values of nodes built here, never as markup.
 
-import { Api, ApiError } from "/sidebar/static/api.js";
+import { Api, ApiError, Session } from "/sidebar/static/api.js";
 import { AssistPanel } from "/sidebar/static/assist.js";
 
 const SEARCH_DEBOUNCE_MS = 350;
@@ -9,6 +9,10 @@ const LIVE_REFRESH_MS = 1_000;
 const SEARCH_LIMIT = 30;
 const STATUS_CLEAR_MS = 8_000;
 const TIME_ZONE = Intl.DateTimeFormat().resolvedOptions().timeZone;
+const SIGNED_OUT = "Signed out: open the sidebar from the Shadowdesk client again.";
+const READ_ONLY =
+  "This sign-in is read-only: erasing, resuming capture, removing exclusions and changing retention " +
+  "need a sidebar opened from the Shadowdesk client with full access.";
 
 const $ = (id) => document.getElementById(id);
 
@@ -50,8 +54,10 @@ function toLocalInput(date) {
 // --- status line -------------------------------------------------------------------------------
 
 let statusTimer = 0;
+let signedOut = false; // then the signed-out message stays, whatever fails afterwards
 
 function showStatus(message, kind = "info") {
+  if (signedOut) return;
   const status = $("status");
   status.textContent = message;
   status.dataset.kind = kind;
@@ -89,6 +95,43 @@ function confirmAction(message, okLabel) {
   });
 }
 
+// --- signed out --------------------------------------------------------------------------------
+
+// Without a sign-in nothing works: say so and turn every control off for good (inert, so that no
+// late answer can turn one back on).
+function showSignedOut(message = SIGNED_OUT) {
+  showStatus(message, "error");
+  signedOut = true;
+  for (const control of document.querySelectorAll("input, textarea, button")) control.disabled = true;
+  for (const part of document.querySelectorAll("nav, main")) part.inert = true;
+  if ($("confirm-dialog").open) $("confirm-dialog").close();
+}
+
+// --- privacy changes that need the manage scope ------------------------------------------------
+
+// What replacing ``old`` by ``next`` gives up, as sentences for the confirmation: the same changes
+// the server asks the manage scope for (cloud_infer/privacy/protocol.py, privacy_reductions).
+function privacyReductions(old, next) {
+  const reductions = [];
+  if (old.paused && !next.paused) reductions.push("Capture resumes: your screen is recorded again.");
+  const apps = new Set(next.excluded_apps.map((app) => app.trim().toLowerCase()));
+  const appsFreed = old.excluded_apps.filter((app) => !apps.has(app));
+  if (appsFreed.length) reductions.push(`${appsFreed.join(", ")} will be captured again.`);
+  const patterns = new Set(next.excluded_title_patterns);
+  const patternsFreed = old.excluded_title_patterns.filter((pattern) => !patterns.has(pattern));
+  if (patternsFreed.length) {
+    reductions.push(`Windows titled like ${patternsFreed.join(", ")} will be captured again.`);
+  }
+  if (old.retention_days !== next.retention_days || old.retention_max_bytes !== next.retention_max_bytes) {
+    const days = (value) => (value === null ? "forever" : `${value} days`);
+    const shorter =
+      next.retention_days !== null && (old.retention_days === null || next.retention_days < old.retention_days);
+    const loss = shorter ? ": anything older is deleted for good" : "";
+    reductions.push(`History is kept ${days(next.retention_days)} instead of ${days(old.retention_days)}${loss}.`);
+  }
+  return reductions;
+}
+
 // --- tabs --------------------------------------------------------------------------------------
 
 const TABS = ["search", "ask", "assist", "privacy"];
@@ -122,6 +165,7 @@ function setUpTabs() {
 class Sidebar {
   constructor(api) {
     this.api = api;
+    this.manage = api.can("manage");
     this.searchAbort = null;
     this.searchTimer = 0;
     this.liveTimer = 0;
@@ -187,6 +231,15 @@ class Sidebar {
     const now = new Date();
     $("erase-start").value = toLocalInput(new Date(now.getTime() - 3_600_000));
     $("erase-end").value = toLocalInput(now);
+    if (!this.manage) {
+      for (const id of ["erase-range", "erase-all", "moment-forget", "privacy-retention"]) {
+        $(id).disabled = true;
+        $(id).title = READ_ONLY;
+        $(id).setAttribute("aria-describedby", "read-only-note");
+      }
+      $("read-only-note").textContent = READ_ONLY;
+      $("read-only-note").hidden = false;
+    }
 
     this.live = this.api.live({
       onMessage: (message) => this.#onLive(message),
@@ -202,6 +255,20 @@ class Sidebar {
     const assist = new AssistPanel(this.api);
     assist.start();
     tabShown.set("assist", () => assist.show());
+  }
+
+  // The sign-in ended (too old, or revoked): no history stays on screen.
+  signOut() {
+    clearTimeout(this.searchTimer);
+    clearTimeout(this.liveTimer);
+    this.searchAbort?.abort();
+    this.closeMoment();
+    this.api.forgetFrames();
+    $("results").replaceChildren();
+    $("answer").replaceChildren();
+    $("citations").replaceChildren();
+    $("assist-output").replaceChildren();
+    showSignedOut();
   }
 
   // --- search ----------------------------------------------------------------------------------
@@ -554,13 +621,28 @@ class Sidebar {
   #showPrivacy(settings) {
     this.privacy = settings;
     $("privacy-pause").checked = settings.paused;
+    // Pausing needs no more than read; resuming needs manage.
+    const locked = signedOut || (settings.paused && !this.manage);
+    $("privacy-pause").disabled = locked;
+    $("privacy-pause").title = locked && !signedOut ? READ_ONLY : "";
     $("paused-badge").hidden = !settings.paused;
     $("privacy-apps").value = settings.excluded_apps.join("\n");
     $("privacy-titles").value = settings.excluded_title_patterns.join("\n");
     $("privacy-retention").value = settings.retention_days ?? "";
   }
 
-  async #savePrivacy(settings) {
+  // Changes that give up privacy are confirmed first, and refused here without the manage scope.
+  async #savePrivacy(settings, okLabel = "Save") {
+    const reductions = privacyReductions(this.privacy, settings);
+    if (reductions.length) {
+      const refused = !this.manage;
+      const ok = !refused && (await confirmAction(reductions.join(" "), okLabel));
+      if (!ok) {
+        if (refused) showStatus(READ_ONLY, "error");
+        this.#showPrivacy(this.privacy); // back to what the server holds
+        return false;
+      }
+    }
     try {
       this.#showPrivacy(await this.api.savePrivacy(settings));
       return true;
@@ -573,7 +655,7 @@ class Sidebar {
 
   async setPaused(paused) {
     if (!this.privacy) return;
-    if (await this.#savePrivacy({ ...this.privacy, paused })) {
+    if (await this.#savePrivacy({ ...this.privacy, paused }, "Resume capture")) {
       showStatus(paused ? "Capture paused." : "Capture resumed.");
     }
   }
@@ -651,17 +733,38 @@ class Sidebar {
   }
 }
 
-function main() {
+async function signIn() {
+  // A login ticket rides in the fragment (never sent to a server): drop it from the address bar and
+  // the history at once, before it is redeemed. A reload has none: it resumes this tab's sign-in.
+  const ticket = new URLSearchParams(location.hash.slice(1)).get("login");
+  if (location.hash) history.replaceState(null, "", location.pathname + location.search);
+  if (!ticket) return Session.restore();
+  Session.forget(); // a new sign-in replaces the one this tab had
+  try {
+    return await Session.signIn(ticket);
+  } catch (error) {
+    if (!(error instanceof ApiError) || error.status !== 401) {
+      showSignedOut(`Could not sign in (${error.message}). Open the sidebar from the Shadowdesk client again.`);
+    }
+    return null;
+  }
+}
+
+async function main() {
   setUpTabs();
-  // The token rides in the fragment (never sent to a server); keep it in memory and drop it from the URL.
-  const token = new URLSearchParams(location.hash.slice(1)).get("token");
-  history.replaceState(null, "", location.pathname + location.search);
-  if (!token) {
-    showStatus("No access token: open the sidebar from the Shadowdesk client.", "error");
-    for (const control of document.querySelectorAll("input, textarea, button")) control.disabled = true;
+  // A new sign-in link opened in this tab changes only the fragment: load the page afresh for it.
+  window.addEventListener("hashchange", () => {
+    if (new URLSearchParams(location.hash.slice(1)).has("login")) location.reload();
+  });
+  const session = await signIn();
+  if (!session) {
+    showSignedOut();
     return;
   }
-  new Sidebar(new Api(token)).start();
+  const sidebar = new Sidebar(new Api(session));
+  session.onEnd(() => sidebar.signOut());
+  session.start();
+  sidebar.start();
 }
 
 main();

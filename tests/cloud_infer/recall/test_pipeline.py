@@ -125,7 +125,8 @@ async def test_erasure_removes_events_frames_and_index_rows(recall: RecallRuntim
 
     everything = await recall.service.erase_everything(alice)
     assert everything.deleted_objects > 0
-    assert await store.usage(alice) == 0
+    # Left: the tombstones that keep it erased (no content), nothing of the history.
+    assert await store.list_keys(alice) == ["erasure/tombstones.json"]
     assert (await recall.service.search(alice, "kafka")).hits == []
 
 

@@ -1,0 +1,70 @@
+"""``Services``: everything the HTTP API serves from, in one typed object on ``app.state``.
+
+The server builds it once (``Services.create``) around the store, the gateway and Recall that it owns
+and closes; routers reach each part through one ``Annotated`` dependency (``cloud_infer.api_deps``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cloud_infer.assist.service import AssistService
+from cloud_infer.auth import TokenAuthority
+from cloud_infer.config import ServerSettings
+from cloud_infer.llm.config import LLMSettings
+from cloud_infer.llm.gateway import LLMGateway
+from cloud_infer.login import LoginTickets
+from cloud_infer.privacy.service import PrivacyService
+from cloud_infer.recall.runtime import RecallRuntime
+from cloud_infer.revocation import Revocations
+from cloud_infer.tenancy.config import TenantLimitSettings
+from cloud_infer.tenancy.requests import RequestLimiter
+from cloud_infer.timeline.service import TimelineService
+from recall_store.event_log import EventLog
+from recall_store.store import ObjectStore
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    settings: ServerSettings
+    store: ObjectStore
+    tokens: TokenAuthority
+    revocations: Revocations
+    logins: LoginTickets
+    limits: RequestLimiter
+    privacy: PrivacyService
+    timeline: TimelineService
+    llm: LLMGateway
+    assist: AssistService
+    recall: RecallRuntime | None  # None: Recall is off and its routes answer 503
+
+    @classmethod
+    def create(
+        cls,
+        settings: ServerSettings,
+        store: ObjectStore,
+        *,
+        privacy: PrivacyService | None = None,
+        recall: RecallRuntime | None = None,
+        llm: LLMGateway | None = None,
+        revocations: Revocations | None = None,
+        limits: TenantLimitSettings | None = None,
+    ) -> Services:
+        """Services over ``store``; pass the parts ingest shares (privacy cache, revocations).
+
+        Without ``llm`` the features that need a model answer 503.
+        """
+        gateway = llm or LLMGateway(LLMSettings(backend="none"), None)
+        return cls(
+            settings=settings,
+            store=store,
+            tokens=TokenAuthority.from_settings(settings),
+            revocations=revocations or Revocations(store),
+            logins=LoginTickets(),
+            limits=RequestLimiter(limits or TenantLimitSettings()),
+            privacy=privacy or PrivacyService(store),
+            timeline=TimelineService(EventLog(store)),
+            llm=gateway,
+            assist=AssistService(recall.service if recall else None, gateway),
+            recall=recall,
+        )

@@ -1,0 +1,124 @@
+"""Erasure is final: raced against in-flight indexing and replayed batches, repeatedly, on both stores.
+
+Each round sends a batch with a unique canary (in a title, accessibility text and on a screen frame)
+through the real gRPC ingest server, erases its time range while the pipeline is still indexing it
+(after a varying delay), then replays the batch and sends a late batch captured in the same range. In
+the end no object in the user's space (segments, frames, LanceDB files, moment state) holds any
+canary, search finds none, and the consistency check is clean; a control canary never erased is found
+by the same byte scan, so the scan can fail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import pytest
+
+from cloud_infer.config import ServerSettings
+from cloud_infer.recall.reconcile import Consistency
+from cloud_infer.recall.runtime import RecallRuntime
+from cloud_infer.server import create_grpc_server, ingest_service
+from protos.shadowdesk.v1 import ingest_pb2 as pb
+from recall_store.config import StoreSettings
+from tests.cloud_infer.helpers import AgentStream, ingest_token
+from tests.cloud_infer.recall.conftest import screen
+from tests.cloud_infer.recall.test_pipeline import focus, frame, space_objects, utc
+
+pytestmark = pytest.mark.slow
+
+SESSION = "desk-race"
+NS_PER_S = 1_000_000_000
+ROUNDS = 6
+
+
+@dataclass
+class Wired:
+    recall: RecallRuntime
+    target: str
+    user: str
+
+    async def send(self, *batches: list[pb.Event]) -> list[int]:
+        """The batches on a fresh stream (each round reconnects, as an agent does after a lost ack)."""
+        agent = AgentStream(self.target, ingest_token(self.user, SESSION))
+        try:
+            await agent.open(self.user, SESSION)
+            return [await agent.ack(events) for events in batches]
+        finally:
+            await agent.close()
+
+
+@pytest.fixture
+async def wired(recall: RecallRuntime, settings: ServerSettings, alice: str) -> AsyncIterator[Wired]:
+    """The ingest server as ``serve`` wires it: sharing Recall's tombstones and feeding its pipeline."""
+    service = ingest_service(
+        settings,
+        recall.service.store,
+        tombstones=recall.service.tombstones,
+        on_commit=recall.pipeline.submit,
+    )
+    server, port = await create_grpc_server(settings, service)
+    yield Wired(recall, f"127.0.0.1:{port}", alice)
+    await server.stop(None)
+
+
+def text(seq: int, t: int, body: str) -> pb.Event:
+    return pb.Event(
+        seq=seq,
+        time_unix_nano=t,
+        text=pb.TextSnapshot(window_id=7, app_id="mousepad", source="atspi", text=body),
+    )
+
+
+def round_events(seq: int, t: int, canary: str) -> list[pb.Event]:
+    return [
+        focus(seq, t, 7, "mousepad", f"Notes {canary}"),
+        text(seq + 1, t + NS_PER_S, f"the code is {canary}\nkeep it secret"),
+        frame(seq + 2, t + 2 * NS_PER_S, 7, screen([f"Code {canary}", "keep it secret"])),
+    ]
+
+
+async def test_erasure_racing_indexing_and_replays_leaves_nothing(
+    wired: Wired, store_settings: StoreSettings, alice: str
+) -> None:
+    recall = wired.recall
+    rng = random.Random(20261202)
+    start = time.time_ns() - 2 * 3600 * NS_PER_S
+    canaries = []
+    for n in range(ROUNDS):
+        canary = f"CANARY{n}Q{rng.randrange(10**6):06d}"
+        canaries.append(canary)
+        seq, t = 1 + 10 * n, start + n * 60 * NS_PER_S
+        events = round_events(seq, t, canary)
+        assert await wired.send(events) == [seq + 2]
+        await asyncio.sleep(rng.uniform(0.0, 0.4))  # erase at a different point of the indexing each time
+        await recall.service.erase_range(alice, utc(t - NS_PER_S), utc(t + 10 * NS_PER_S))
+        # The agent replays its spool (a lost ack) and delivers a late batch captured in the range.
+        late = [text(seq + 5, t + 5 * NS_PER_S, f"late copy of {canary}")]
+        assert await wired.send(events, late) == [seq + 2, seq + 5]
+
+    control = "KEEPME" + str(rng.randrange(10**6))
+    kept_at = start + ROUNDS * 60 * NS_PER_S
+    assert await wired.send(round_events(1 + 10 * ROUNDS, kept_at, control)) == [3 + 10 * ROUNDS]
+    await recall.pipeline.idle()
+
+    for canary in canaries:
+        found = (await recall.service.search(alice, canary)).hits
+        assert not [hit for hit in found if canary in hit.title + "".join(f.text for f in hit.snippet)]
+    kept = (await recall.service.search(alice, control)).hits
+    assert kept and control in kept[0].title, "the control must be searchable"
+
+    objects = space_objects(store_settings, alice)
+    assert any(control.encode() in data for data in objects.values()), "the scan can see text"
+    for name, data in objects.items():
+        for canary in canaries:
+            assert canary.encode() not in data, f"{canary} survives in {name}"
+    frames = sorted(name for name in objects if name.startswith("frames/"))
+    assert frames == [f"frames/{SESSION}/{3 + 10 * ROUNDS:012d}.webp"], "only the control's frame"
+
+    report = await Consistency(recall.service, recall.pipeline).check(alice)
+    assert report.ok, report
+    assert report.pending_erasures == 0 and report.erased_leftovers == 0
