@@ -12,6 +12,10 @@ server:
 MinIO, the client processes and this driver run on the other cores (on a 2-core machine: all of them
 share the second core), so the server core is measured alone; their CPU is reported beside it.
 
+One simulated agent is one user sending thousands of events a second, far above the per-user ingest
+rate a real desktop needs (``SHADOWDESK_LIMIT_INGEST_EVENTS_PER_S``, default 200 events/s): to measure
+the server rather than that limit, the bench raises it to ``--user-events-per-s`` and says so.
+
 Run: ``.venv/bin/python -m bench.ingest_bench --agents 10 100 1000 --seconds 20``
 """
 
@@ -37,6 +41,7 @@ from bench.ingest_load import AgentSpec, GoQueue, LoadResult, LoadSpec, ReadyQue
 from bench.process_stats import Usage, UsageMeter
 from bench.report import command_line, fmt, markdown_table, percentile
 from cloud_infer.auth import issue_token
+from cloud_infer.tenancy.config import TenantLimitSettings
 from tests.support.minio import MinioServer
 from tests.support.processes import TOKEN_SECRET, ServerProcess, minio_store_env
 
@@ -46,6 +51,9 @@ _READY_DEADLINE_S = 300.0
 # After the run, agents get --ack-timeout to drain their window, then this long to close and report.
 _REPORT_MARGIN_S = 60.0
 _START_DELAY_S = 0.5
+
+
+_DEFAULT_USER_RATE = TenantLimitSettings.model_fields["ingest_events_per_s"].default
 
 
 @dataclass(frozen=True, slots=True)
@@ -288,6 +296,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--agents-per-channel", type=int, default=100, help="streams sharing one TCP connection"
     )
     parser.add_argument("--ack-timeout", type=float, default=60.0, help="seconds an agent waits for an ack")
+    parser.add_argument(
+        "--user-events-per-s",
+        type=float,
+        default=1_000_000.0,
+        help="per-user ingest rate limit of the server under test (raised far above its default)",
+    )
     parser.add_argument("--server-cpu", type=int, default=0, help="core the server is pinned to")
     parser.add_argument("--no-pin", action="store_true", help="let every process use every core")
     parser.add_argument(
@@ -317,6 +331,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 **minio_store_env(minio.endpoint, minio.access_key, minio.secret_key),
                 "SHADOWDESK_OTEL_EXPORTER": "none",
                 "SHADOWDESK_OTEL_LOG_LEVEL": "WARNING",
+                "SHADOWDESK_LIMIT_INGEST_EVENTS_PER_S": str(args.user_events_per_s),
+                "SHADOWDESK_LIMIT_INGEST_BURST_EVENTS": str(int(args.user_events_per_s)),
+                "SHADOWDESK_LIMIT_INGEST_BYTES_PER_S": str(args.user_events_per_s * 1024),
+                "SHADOWDESK_LIMIT_INGEST_BURST_BYTES": str(int(args.user_events_per_s * 1024)),
             }
             if args.store_workers is not None:
                 server_env["SHADOWDESK_STORE_WORKERS"] = str(args.store_workers)
@@ -342,6 +360,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     sys.stdout.write(
         f"\n{command_line('bench.ingest_bench', argv)}\n\n"
         f"machine: {cpus} cpus; {pinning}; window {args.window} batches/agent; "
+        f"per-user ingest limit raised to {args.user_events_per_s:,.0f} events/s "
+        f"(default {_DEFAULT_USER_RATE:,.0f}); "
         f"{args.client_procs} client processes; small events (focus, metrics, input), no frames; "
         f"1-min load average {load_before:.2f} before, {load_after:.2f} after\n\n"
         f"{render(results)}\n"
