@@ -7,7 +7,8 @@ One bidirectional stream per desktop session. The agent authenticates with a per
 token in the `authorization` metadata, sends Hello, waits for Welcome (which carries the highest
 sequence number the cloud has durably stored), then streams EventBatch messages starting after
 that number. The cloud answers with Ack messages once a batch is durably stored, and may send
-Command messages at any time.
+Command messages at any time. The agent reports what it did with a command as CommandResult
+events in its normal, acknowledged event stream (at-least-once delivery, at-most-once execution).
 """
 
 import builtins
@@ -130,6 +131,8 @@ class Event(google.protobuf.message.Message):
     URL_FIELD_NUMBER: builtins.int
     INPUT_FIELD_NUMBER: builtins.int
     METRICS_FIELD_NUMBER: builtins.int
+    COMMAND_STARTED_FIELD_NUMBER: builtins.int
+    COMMAND_RESULT_FIELD_NUMBER: builtins.int
     seq: builtins.int
     """Per-session, strictly increasing, starting at 1. The cloud deduplicates on it."""
     time_unix_nano: builtins.int
@@ -150,6 +153,14 @@ class Event(google.protobuf.message.Message):
     def input(self) -> Global___InputActivity: ...
     @property
     def metrics(self) -> Global___SystemMetrics: ...
+    @property
+    def command_started(self) -> Global___CommandStarted:
+        """The executor took up a command (written to the spool before it acts, so that a crash
+        mid-command is reported as interrupted instead of running it twice).
+        """
+
+    @property
+    def command_result(self) -> Global___CommandResult: ...
     def __init__(
         self,
         *,
@@ -163,10 +174,12 @@ class Event(google.protobuf.message.Message):
         url: Global___UrlVisit | None = ...,
         input: Global___InputActivity | None = ...,
         metrics: Global___SystemMetrics | None = ...,
+        command_started: Global___CommandStarted | None = ...,
+        command_result: Global___CommandResult | None = ...,
     ) -> None: ...
-    def HasField(self, field_name: typing.Literal["app", b"app", "clipboard", b"clipboard", "frame", b"frame", "input", b"input", "kind", b"kind", "metrics", b"metrics", "text", b"text", "url", b"url", "window_focus", b"window_focus"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["app", b"app", "clipboard", b"clipboard", "frame", b"frame", "input", b"input", "kind", b"kind", "metrics", b"metrics", "seq", b"seq", "text", b"text", "time_unix_nano", b"time_unix_nano", "url", b"url", "window_focus", b"window_focus"]) -> None: ...
-    def WhichOneof(self, oneof_group: typing.Literal["kind", b"kind"]) -> typing.Literal["window_focus", "app", "frame", "text", "clipboard", "url", "input", "metrics"] | None: ...
+    def HasField(self, field_name: typing.Literal["app", b"app", "clipboard", b"clipboard", "command_result", b"command_result", "command_started", b"command_started", "frame", b"frame", "input", b"input", "kind", b"kind", "metrics", b"metrics", "text", b"text", "url", b"url", "window_focus", b"window_focus"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["app", b"app", "clipboard", b"clipboard", "command_result", b"command_result", "command_started", b"command_started", "frame", b"frame", "input", b"input", "kind", b"kind", "metrics", b"metrics", "seq", b"seq", "text", b"text", "time_unix_nano", b"time_unix_nano", "url", b"url", "window_focus", b"window_focus"]) -> None: ...
+    def WhichOneof(self, oneof_group: typing.Literal["kind", b"kind"]) -> typing.Literal["window_focus", "app", "frame", "text", "clipboard", "url", "input", "metrics", "command_started", "command_result"] | None: ...
 
 Global___Event: typing_extensions.TypeAlias = Event
 
@@ -492,26 +505,99 @@ Global___Ack: typing_extensions.TypeAlias = Ack
 
 @typing.final
 class Command(google.protobuf.message.Message):
-    """Work the cloud asks the agent to do. Workflow steps and remediations arrive in later versions."""
+    """Work the cloud asks the agent to do. Delivered at least once (again after every reconnect until a
+    CommandResult for it is acknowledged); the agent executes a command_id at most once.
+    """
 
     DESCRIPTOR: google.protobuf.descriptor.Descriptor
 
     COMMAND_ID_FIELD_NUMBER: builtins.int
+    ISSUER_FIELD_NUMBER: builtins.int
+    DEADLINE_UNIX_NANO_FIELD_NUMBER: builtins.int
+    IDEMPOTENCY_KEY_FIELD_NUMBER: builtins.int
+    ISSUED_UNIX_NANO_FIELD_NUMBER: builtins.int
+    SECRET_FIELD_NUMBER: builtins.int
     NOTICE_FIELD_NUMBER: builtins.int
+    WORKFLOW_STEP_FIELD_NUMBER: builtins.int
+    REMEDIATION_FIELD_NUMBER: builtins.int
+    CANCEL_FIELD_NUMBER: builtins.int
     command_id: builtins.str
+    deadline_unix_nano: builtins.int
+    """The agent does not start a command after this time (CommandResult STATUS_EXPIRED instead)."""
+    idempotency_key: builtins.str
+    """Issuing twice with the same key (per session) gives the same command_id."""
+    issued_unix_nano: builtins.int
+    secret: builtins.str
+    """A run-time secret the user gave for this command (typed into a password field by TypeText with
+    use_secret). Held in memory only: never written to the outbox, the spool or a log.
+    """
+    @property
+    def issuer(self) -> Global___Issuer: ...
     @property
     def notice(self) -> Global___Notice: ...
+    @property
+    def workflow_step(self) -> Global___WorkflowStep: ...
+    @property
+    def remediation(self) -> Global___Remediation: ...
+    @property
+    def cancel(self) -> Global___CancelCommand:
+        """Cancel another command of this session: dropped if still queued, stopped between actions if running."""
+
     def __init__(
         self,
         *,
         command_id: builtins.str = ...,
+        issuer: Global___Issuer | None = ...,
+        deadline_unix_nano: builtins.int = ...,
+        idempotency_key: builtins.str = ...,
+        issued_unix_nano: builtins.int = ...,
+        secret: builtins.str = ...,
         notice: Global___Notice | None = ...,
+        workflow_step: Global___WorkflowStep | None = ...,
+        remediation: Global___Remediation | None = ...,
+        cancel: Global___CancelCommand | None = ...,
     ) -> None: ...
-    def HasField(self, field_name: typing.Literal["kind", b"kind", "notice", b"notice"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["command_id", b"command_id", "kind", b"kind", "notice", b"notice"]) -> None: ...
-    def WhichOneof(self, oneof_group: typing.Literal["kind", b"kind"]) -> typing.Literal["notice"] | None: ...
+    def HasField(self, field_name: typing.Literal["cancel", b"cancel", "issuer", b"issuer", "kind", b"kind", "notice", b"notice", "remediation", b"remediation", "workflow_step", b"workflow_step"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["cancel", b"cancel", "command_id", b"command_id", "deadline_unix_nano", b"deadline_unix_nano", "idempotency_key", b"idempotency_key", "issued_unix_nano", b"issued_unix_nano", "issuer", b"issuer", "kind", b"kind", "notice", b"notice", "remediation", b"remediation", "secret", b"secret", "workflow_step", b"workflow_step"]) -> None: ...
+    def WhichOneof(self, oneof_group: typing.Literal["kind", b"kind"]) -> typing.Literal["notice", "workflow_step", "remediation", "cancel"] | None: ...
 
 Global___Command: typing_extensions.TypeAlias = Command
+
+@typing.final
+class Issuer(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    class _Kind:
+        ValueType = typing.NewType("ValueType", builtins.int)
+        V: typing_extensions.TypeAlias = ValueType
+
+    class _KindEnumTypeWrapper(google.protobuf.internal.enum_type_wrapper._EnumTypeWrapper[Issuer._Kind.ValueType], builtins.type):
+        DESCRIPTOR: google.protobuf.descriptor.EnumDescriptor
+        KIND_UNSPECIFIED: Issuer._Kind.ValueType  # 0
+        KIND_USER: Issuer._Kind.ValueType  # 1
+        KIND_ADMIN: Issuer._Kind.ValueType  # 2
+        KIND_SYSTEM: Issuer._Kind.ValueType  # 3
+
+    class Kind(_Kind, metaclass=_KindEnumTypeWrapper): ...
+    KIND_UNSPECIFIED: Issuer.Kind.ValueType  # 0
+    KIND_USER: Issuer.Kind.ValueType  # 1
+    KIND_ADMIN: Issuer.Kind.ValueType  # 2
+    KIND_SYSTEM: Issuer.Kind.ValueType  # 3
+
+    KIND_FIELD_NUMBER: builtins.int
+    ID_FIELD_NUMBER: builtins.int
+    kind: Global___Issuer.Kind.ValueType
+    id: builtins.str
+    """The user id, admin id or system component that issued the command."""
+    def __init__(
+        self,
+        *,
+        kind: Global___Issuer.Kind.ValueType = ...,
+        id: builtins.str = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["id", b"id", "kind", b"kind"]) -> None: ...
+
+Global___Issuer: typing_extensions.TypeAlias = Issuer
 
 @typing.final
 class Notice(google.protobuf.message.Message):
@@ -530,3 +616,509 @@ class Notice(google.protobuf.message.Message):
     def ClearField(self, field_name: typing.Literal["body", b"body", "title", b"title"]) -> None: ...
 
 Global___Notice: typing_extensions.TypeAlias = Notice
+
+@typing.final
+class CancelCommand(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    COMMAND_ID_FIELD_NUMBER: builtins.int
+    command_id: builtins.str
+    def __init__(
+        self,
+        *,
+        command_id: builtins.str = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["command_id", b"command_id"]) -> None: ...
+
+Global___CancelCommand: typing_extensions.TypeAlias = CancelCommand
+
+@typing.final
+class WindowRef(google.protobuf.message.Message):
+    """A top-level window, matched by any fields that are set (all must match)."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    WINDOW_ID_FIELD_NUMBER: builtins.int
+    APP_ID_FIELD_NUMBER: builtins.int
+    TITLE_CONTAINS_FIELD_NUMBER: builtins.int
+    window_id: builtins.int
+    app_id: builtins.str
+    title_contains: builtins.str
+    """Substring of the window title."""
+    def __init__(
+        self,
+        *,
+        window_id: builtins.int = ...,
+        app_id: builtins.str = ...,
+        title_contains: builtins.str = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["app_id", b"app_id", "title_contains", b"title_contains", "window_id", b"window_id"]) -> None: ...
+
+Global___WindowRef: typing_extensions.TypeAlias = WindowRef
+
+@typing.final
+class ElementRef(google.protobuf.message.Message):
+    """An element found by its accessibility identity inside a window."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    WINDOW_FIELD_NUMBER: builtins.int
+    ROLE_FIELD_NUMBER: builtins.int
+    NAME_FIELD_NUMBER: builtins.int
+    PATH_FIELD_NUMBER: builtins.int
+    role: builtins.str
+    """AT-SPI role name, e.g. "push button", "text", "entry"."""
+    name: builtins.str
+    """Accessible name (exact match when set)."""
+    @property
+    def window(self) -> Global___WindowRef: ...
+    @property
+    def path(self) -> google.protobuf.internal.containers.RepeatedScalarFieldContainer[builtins.int]:
+        """Child indexes from the window's accessible down to the element; tried first when set, then
+        role + name are searched for.
+        """
+
+    def __init__(
+        self,
+        *,
+        window: Global___WindowRef | None = ...,
+        role: builtins.str = ...,
+        name: builtins.str = ...,
+        path: collections.abc.Iterable[builtins.int] | None = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["window", b"window"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["name", b"name", "path", b"path", "role", b"role", "window", b"window"]) -> None: ...
+
+Global___ElementRef: typing_extensions.TypeAlias = ElementRef
+
+@typing.final
+class WorkflowStep(google.protobuf.message.Message):
+    """One bounded desktop action of a workflow."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    FOCUS_WINDOW_FIELD_NUMBER: builtins.int
+    LAUNCH_APP_FIELD_NUMBER: builtins.int
+    CLICK_ELEMENT_FIELD_NUMBER: builtins.int
+    TYPE_TEXT_FIELD_NUMBER: builtins.int
+    PRESS_KEYS_FIELD_NUMBER: builtins.int
+    SET_CLIPBOARD_FIELD_NUMBER: builtins.int
+    GET_CLIPBOARD_FIELD_NUMBER: builtins.int
+    READ_ELEMENT_FIELD_NUMBER: builtins.int
+    WAIT_FOR_FIELD_NUMBER: builtins.int
+    TAKE_FRAME_FIELD_NUMBER: builtins.int
+    @property
+    def focus_window(self) -> Global___FocusWindow: ...
+    @property
+    def launch_app(self) -> Global___LaunchApp: ...
+    @property
+    def click_element(self) -> Global___ClickElement: ...
+    @property
+    def type_text(self) -> Global___TypeText: ...
+    @property
+    def press_keys(self) -> Global___PressKeys: ...
+    @property
+    def set_clipboard(self) -> Global___SetClipboard: ...
+    @property
+    def get_clipboard(self) -> Global___GetClipboard: ...
+    @property
+    def read_element(self) -> Global___ReadElement: ...
+    @property
+    def wait_for(self) -> Global___WaitFor: ...
+    @property
+    def take_frame(self) -> Global___TakeFrame: ...
+    def __init__(
+        self,
+        *,
+        focus_window: Global___FocusWindow | None = ...,
+        launch_app: Global___LaunchApp | None = ...,
+        click_element: Global___ClickElement | None = ...,
+        type_text: Global___TypeText | None = ...,
+        press_keys: Global___PressKeys | None = ...,
+        set_clipboard: Global___SetClipboard | None = ...,
+        get_clipboard: Global___GetClipboard | None = ...,
+        read_element: Global___ReadElement | None = ...,
+        wait_for: Global___WaitFor | None = ...,
+        take_frame: Global___TakeFrame | None = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["action", b"action", "click_element", b"click_element", "focus_window", b"focus_window", "get_clipboard", b"get_clipboard", "launch_app", b"launch_app", "press_keys", b"press_keys", "read_element", b"read_element", "set_clipboard", b"set_clipboard", "take_frame", b"take_frame", "type_text", b"type_text", "wait_for", b"wait_for"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["action", b"action", "click_element", b"click_element", "focus_window", b"focus_window", "get_clipboard", b"get_clipboard", "launch_app", b"launch_app", "press_keys", b"press_keys", "read_element", b"read_element", "set_clipboard", b"set_clipboard", "take_frame", b"take_frame", "type_text", b"type_text", "wait_for", b"wait_for"]) -> None: ...
+    def WhichOneof(self, oneof_group: typing.Literal["action", b"action"]) -> typing.Literal["focus_window", "launch_app", "click_element", "type_text", "press_keys", "set_clipboard", "get_clipboard", "read_element", "wait_for", "take_frame"] | None: ...
+
+Global___WorkflowStep: typing_extensions.TypeAlias = WorkflowStep
+
+@typing.final
+class FocusWindow(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    WINDOW_FIELD_NUMBER: builtins.int
+    @property
+    def window(self) -> Global___WindowRef: ...
+    def __init__(
+        self,
+        *,
+        window: Global___WindowRef | None = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["window", b"window"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["window", b"window"]) -> None: ...
+
+Global___FocusWindow: typing_extensions.TypeAlias = FocusWindow
+
+@typing.final
+class LaunchApp(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    EXECUTABLE_FIELD_NUMBER: builtins.int
+    ARGS_FIELD_NUMBER: builtins.int
+    WAIT_WINDOW_MS_FIELD_NUMBER: builtins.int
+    executable: builtins.str
+    """An executable on the agent's PATH (no shell), and its arguments."""
+    wait_window_ms: builtins.int
+    """Wait until a window of this app_id appears (0: do not wait)."""
+    @property
+    def args(self) -> google.protobuf.internal.containers.RepeatedScalarFieldContainer[builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        executable: builtins.str = ...,
+        args: collections.abc.Iterable[builtins.str] | None = ...,
+        wait_window_ms: builtins.int = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["args", b"args", "executable", b"executable", "wait_window_ms", b"wait_window_ms"]) -> None: ...
+
+Global___LaunchApp: typing_extensions.TypeAlias = LaunchApp
+
+@typing.final
+class ClickElement(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    ELEMENT_FIELD_NUMBER: builtins.int
+    @property
+    def element(self) -> Global___ElementRef: ...
+    def __init__(
+        self,
+        *,
+        element: Global___ElementRef | None = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["element", b"element"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["element", b"element"]) -> None: ...
+
+Global___ClickElement: typing_extensions.TypeAlias = ClickElement
+
+@typing.final
+class TypeText(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    ELEMENT_FIELD_NUMBER: builtins.int
+    TEXT_FIELD_NUMBER: builtins.int
+    USE_SECRET_FIELD_NUMBER: builtins.int
+    REPLACE_FIELD_NUMBER: builtins.int
+    text: builtins.str
+    use_secret: builtins.bool
+    """Type Command.secret instead of text; the only way anything is typed into a password field."""
+    replace: builtins.bool
+    """Replace the element's text (true) or insert at the caret (false)."""
+    @property
+    def element(self) -> Global___ElementRef: ...
+    def __init__(
+        self,
+        *,
+        element: Global___ElementRef | None = ...,
+        text: builtins.str = ...,
+        use_secret: builtins.bool = ...,
+        replace: builtins.bool = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["element", b"element"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["element", b"element", "replace", b"replace", "text", b"text", "use_secret", b"use_secret"]) -> None: ...
+
+Global___TypeText: typing_extensions.TypeAlias = TypeText
+
+@typing.final
+class PressKeys(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    KEYS_FIELD_NUMBER: builtins.int
+    keys: builtins.str
+    """X keysym names joined by "+", e.g. "ctrl+s", "Return"."""
+    def __init__(
+        self,
+        *,
+        keys: builtins.str = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["keys", b"keys"]) -> None: ...
+
+Global___PressKeys: typing_extensions.TypeAlias = PressKeys
+
+@typing.final
+class SetClipboard(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    TEXT_FIELD_NUMBER: builtins.int
+    text: builtins.str
+    def __init__(
+        self,
+        *,
+        text: builtins.str = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["text", b"text"]) -> None: ...
+
+Global___SetClipboard: typing_extensions.TypeAlias = SetClipboard
+
+@typing.final
+class GetClipboard(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+
+Global___GetClipboard: typing_extensions.TypeAlias = GetClipboard
+
+@typing.final
+class ReadElement(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    ELEMENT_FIELD_NUMBER: builtins.int
+    @property
+    def element(self) -> Global___ElementRef: ...
+    def __init__(
+        self,
+        *,
+        element: Global___ElementRef | None = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["element", b"element"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["element", b"element"]) -> None: ...
+
+Global___ReadElement: typing_extensions.TypeAlias = ReadElement
+
+@typing.final
+class WaitFor(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    WINDOW_FOCUSED_FIELD_NUMBER: builtins.int
+    ELEMENT_EXISTS_FIELD_NUMBER: builtins.int
+    TIMEOUT_MS_FIELD_NUMBER: builtins.int
+    timeout_ms: builtins.int
+    @property
+    def window_focused(self) -> Global___WindowRef: ...
+    @property
+    def element_exists(self) -> Global___ElementRef: ...
+    def __init__(
+        self,
+        *,
+        window_focused: Global___WindowRef | None = ...,
+        element_exists: Global___ElementRef | None = ...,
+        timeout_ms: builtins.int = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["condition", b"condition", "element_exists", b"element_exists", "window_focused", b"window_focused"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["condition", b"condition", "element_exists", b"element_exists", "timeout_ms", b"timeout_ms", "window_focused", b"window_focused"]) -> None: ...
+    def WhichOneof(self, oneof_group: typing.Literal["condition", b"condition"]) -> typing.Literal["window_focused", "element_exists"] | None: ...
+
+Global___WaitFor: typing_extensions.TypeAlias = WaitFor
+
+@typing.final
+class TakeFrame(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+
+Global___TakeFrame: typing_extensions.TypeAlias = TakeFrame
+
+@typing.final
+class Remediation(google.protobuf.message.Message):
+    """One operation of ops remediation."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    KILL_PROCESS_FIELD_NUMBER: builtins.int
+    RESTART_PROCESS_FIELD_NUMBER: builtins.int
+    FREE_TEMP_SPACE_FIELD_NUMBER: builtins.int
+    DIAGNOSTIC_SNAPSHOT_FIELD_NUMBER: builtins.int
+    @property
+    def kill_process(self) -> Global___KillProcess: ...
+    @property
+    def restart_process(self) -> Global___RestartProcess: ...
+    @property
+    def free_temp_space(self) -> Global___FreeTempSpace: ...
+    @property
+    def diagnostic_snapshot(self) -> Global___DiagnosticSnapshot: ...
+    def __init__(
+        self,
+        *,
+        kill_process: Global___KillProcess | None = ...,
+        restart_process: Global___RestartProcess | None = ...,
+        free_temp_space: Global___FreeTempSpace | None = ...,
+        diagnostic_snapshot: Global___DiagnosticSnapshot | None = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["action", b"action", "diagnostic_snapshot", b"diagnostic_snapshot", "free_temp_space", b"free_temp_space", "kill_process", b"kill_process", "restart_process", b"restart_process"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["action", b"action", "diagnostic_snapshot", b"diagnostic_snapshot", "free_temp_space", b"free_temp_space", "kill_process", b"kill_process", "restart_process", b"restart_process"]) -> None: ...
+    def WhichOneof(self, oneof_group: typing.Literal["action", b"action"]) -> typing.Literal["kill_process", "restart_process", "free_temp_space", "diagnostic_snapshot"] | None: ...
+
+Global___Remediation: typing_extensions.TypeAlias = Remediation
+
+@typing.final
+class KillProcess(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    PID_FIELD_NUMBER: builtins.int
+    EXPECT_EXECUTABLE_FIELD_NUMBER: builtins.int
+    pid: builtins.int
+    expect_executable: builtins.str
+    """Executable name the process must have (guards against a reused pid)."""
+    def __init__(
+        self,
+        *,
+        pid: builtins.int = ...,
+        expect_executable: builtins.str = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["expect_executable", b"expect_executable", "pid", b"pid"]) -> None: ...
+
+Global___KillProcess: typing_extensions.TypeAlias = KillProcess
+
+@typing.final
+class RestartProcess(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    PID_FIELD_NUMBER: builtins.int
+    EXPECT_EXECUTABLE_FIELD_NUMBER: builtins.int
+    pid: builtins.int
+    expect_executable: builtins.str
+    def __init__(
+        self,
+        *,
+        pid: builtins.int = ...,
+        expect_executable: builtins.str = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["expect_executable", b"expect_executable", "pid", b"pid"]) -> None: ...
+
+Global___RestartProcess: typing_extensions.TypeAlias = RestartProcess
+
+@typing.final
+class FreeTempSpace(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    OLDER_THAN_S_FIELD_NUMBER: builtins.int
+    older_than_s: builtins.int
+    """Only files untouched for at least this long are removed."""
+    def __init__(
+        self,
+        *,
+        older_than_s: builtins.int = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["older_than_s", b"older_than_s"]) -> None: ...
+
+Global___FreeTempSpace: typing_extensions.TypeAlias = FreeTempSpace
+
+@typing.final
+class DiagnosticSnapshot(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+
+Global___DiagnosticSnapshot: typing_extensions.TypeAlias = DiagnosticSnapshot
+
+@typing.final
+class CommandStarted(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    COMMAND_ID_FIELD_NUMBER: builtins.int
+    command_id: builtins.str
+    def __init__(
+        self,
+        *,
+        command_id: builtins.str = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["command_id", b"command_id"]) -> None: ...
+
+Global___CommandStarted: typing_extensions.TypeAlias = CommandStarted
+
+@typing.final
+class CommandResult(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    class _Status:
+        ValueType = typing.NewType("ValueType", builtins.int)
+        V: typing_extensions.TypeAlias = ValueType
+
+    class _StatusEnumTypeWrapper(google.protobuf.internal.enum_type_wrapper._EnumTypeWrapper[CommandResult._Status.ValueType], builtins.type):
+        DESCRIPTOR: google.protobuf.descriptor.EnumDescriptor
+        STATUS_UNSPECIFIED: CommandResult._Status.ValueType  # 0
+        STATUS_SUCCEEDED: CommandResult._Status.ValueType  # 1
+        STATUS_FAILED: CommandResult._Status.ValueType  # 2
+        STATUS_REFUSED: CommandResult._Status.ValueType  # 3
+        """The agent's allow-list or its checks refused the command; nothing was done."""
+        STATUS_EXPIRED: CommandResult._Status.ValueType  # 4
+        """Past its deadline before it started (set by the agent, or by the cloud for one never delivered)."""
+        STATUS_CANCELLED: CommandResult._Status.ValueType  # 5
+        STATUS_INTERRUPTED: CommandResult._Status.ValueType  # 6
+        """The agent stopped while the command ran; it is not run again."""
+
+    class Status(_Status, metaclass=_StatusEnumTypeWrapper): ...
+    STATUS_UNSPECIFIED: CommandResult.Status.ValueType  # 0
+    STATUS_SUCCEEDED: CommandResult.Status.ValueType  # 1
+    STATUS_FAILED: CommandResult.Status.ValueType  # 2
+    STATUS_REFUSED: CommandResult.Status.ValueType  # 3
+    """The agent's allow-list or its checks refused the command; nothing was done."""
+    STATUS_EXPIRED: CommandResult.Status.ValueType  # 4
+    """Past its deadline before it started (set by the agent, or by the cloud for one never delivered)."""
+    STATUS_CANCELLED: CommandResult.Status.ValueType  # 5
+    STATUS_INTERRUPTED: CommandResult.Status.ValueType  # 6
+    """The agent stopped while the command ran; it is not run again."""
+
+    @typing.final
+    class ObservedEntry(google.protobuf.message.Message):
+        DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: builtins.int
+        VALUE_FIELD_NUMBER: builtins.int
+        key: builtins.str
+        value: builtins.str
+        def __init__(
+            self,
+            *,
+            key: builtins.str = ...,
+            value: builtins.str = ...,
+        ) -> None: ...
+        def ClearField(self, field_name: typing.Literal["key", b"key", "value", b"value"]) -> None: ...
+
+    COMMAND_ID_FIELD_NUMBER: builtins.int
+    STATUS_FIELD_NUMBER: builtins.int
+    RECEIVED_UNIX_NANO_FIELD_NUMBER: builtins.int
+    STARTED_UNIX_NANO_FIELD_NUMBER: builtins.int
+    FINISHED_UNIX_NANO_FIELD_NUMBER: builtins.int
+    OBSERVED_FIELD_NUMBER: builtins.int
+    ERROR_FIELD_NUMBER: builtins.int
+    FRAME_SEQ_FIELD_NUMBER: builtins.int
+    command_id: builtins.str
+    status: Global___CommandResult.Status.ValueType
+    received_unix_nano: builtins.int
+    started_unix_nano: builtins.int
+    finished_unix_nano: builtins.int
+    error: builtins.str
+    frame_seq: builtins.int
+    """seq of the ScreenFrame event a TakeFrame produced (0: none)."""
+    @property
+    def observed(self) -> google.protobuf.internal.containers.ScalarMap[builtins.str, builtins.str]:
+        """What the agent observed after the action: e.g. "value" (ReadElement, GetClipboard), "focused_title",
+        "pid"; never a secret or the text of a password field.
+        """
+
+    def __init__(
+        self,
+        *,
+        command_id: builtins.str = ...,
+        status: Global___CommandResult.Status.ValueType = ...,
+        received_unix_nano: builtins.int = ...,
+        started_unix_nano: builtins.int = ...,
+        finished_unix_nano: builtins.int = ...,
+        observed: collections.abc.Mapping[builtins.str, builtins.str] | None = ...,
+        error: builtins.str = ...,
+        frame_seq: builtins.int = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["command_id", b"command_id", "error", b"error", "finished_unix_nano", b"finished_unix_nano", "frame_seq", b"frame_seq", "observed", b"observed", "received_unix_nano", b"received_unix_nano", "started_unix_nano", b"started_unix_nano", "status", b"status"]) -> None: ...
+
+Global___CommandResult: typing_extensions.TypeAlias = CommandResult

@@ -7,7 +7,8 @@ One bidirectional stream per desktop session. The agent authenticates with a per
 token in the `authorization` metadata, sends Hello, waits for Welcome (which carries the highest
 sequence number the cloud has durably stored), then streams EventBatch messages starting after
 that number. The cloud answers with Ack messages once a batch is durably stored, and may send
-Command messages at any time.
+Command messages at any time. The agent reports what it did with a command as CommandResult
+events in its normal, acknowledged event stream (at-least-once delivery, at-most-once execution).
 """
 
 import abc
