@@ -33,11 +33,11 @@ import psutil
 from bench.process_stats import Usage, UsageMeter, peak_rss_mb
 from bench.report import command_line, fmt, markdown_table
 from cloud_infer.auth import issue_token
+from harness.chromium import chromium_argv
+from harness.processes import TOKEN_SECRET, ServerProcess, agent_env
 from protos.shadowdesk.v1 import ingest_pb2 as pb
 from recall_store.naming import user_bucket
-from shadowdesk.desktop import VirtualDesktop
-from tests.support.chromium import chromium_argv
-from tests.support.processes import TOKEN_SECRET, ServerProcess, agent_env
+from shadowdesk_common.desktop import VirtualDesktop
 
 logger = logging.getLogger(__name__)
 

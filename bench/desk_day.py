@@ -15,9 +15,9 @@ from datetime import datetime
 from pathlib import Path
 
 from cloud_infer.auth import issue_token
-from shadowdesk.desktop import VirtualDesktop
-from tests.support.dbus import SessionBus
-from tests.support.processes import TOKEN_SECRET, ServerProcess, ShadowdeskProcess, agent_env
+from harness.dbus import SessionBus
+from harness.processes import TOKEN_SECRET, ServerProcess, ShadowdeskProcess, agent_env
+from shadowdesk_common.desktop import VirtualDesktop
 
 
 @dataclass(frozen=True)

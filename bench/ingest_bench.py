@@ -42,8 +42,8 @@ from bench.process_stats import Usage, UsageMeter
 from bench.report import command_line, fmt, markdown_table, percentile
 from cloud_infer.auth import issue_token
 from cloud_infer.tenancy.config import TenantLimitSettings
-from tests.support.minio import MinioServer
-from tests.support.processes import TOKEN_SECRET, ServerProcess, minio_store_env
+from harness.minio import MinioServer
+from harness.processes import TOKEN_SECRET, ServerProcess, minio_store_env
 
 logger = logging.getLogger(__name__)
 

@@ -39,7 +39,7 @@ from cloud_infer.llm.fleet import OpenAIFleet
 from cloud_infer.llm.gateway import LLMGateway
 from cloud_infer.llm.openai_compat import OpenAIEndpoint
 from cloud_infer.llm.prompts import layout
-from tests.support.llama_server import SERVED_MODEL, START_DEADLINE_S, LlamaServer
+from harness.llama_server import SERVED_MODEL, START_DEADLINE_S, LlamaServer
 
 WORDS = (
     "invoice",

@@ -42,8 +42,8 @@ from PIL import Image, ImageDraw, ImageFont
 
 from bench.report import command_line, fmt, markdown_table, percentile
 from cloud_infer.auth import issue_token
+from harness.processes import TOKEN_SECRET, ServerProcess
 from protos.shadowdesk.v1 import ingest_pb2 as pb
-from tests.support.processes import TOKEN_SECRET, ServerProcess
 
 BOB, MALLORY = "bob-neighbour", "mallory-flood"
 FLOODS = ("embeddings", "search", "timeline", "export", "frames", "ingest", "ask")

@@ -54,10 +54,10 @@ from cloud_infer.recall.config import RecallSettings
 from cloud_infer.recall.embedder import DIMENSIONS
 from cloud_infer.recall.index import SCHEMA, TABLE, Filters, RecallIndex, index_location
 from cloud_infer.recall.text import query_terms, tokenize
+from harness.minio import MinioServer
 from recall_store.config import StoreSettings
 from recall_store.factory import open_store
 from recall_store.naming import user_bucket
-from tests.support.minio import MinioServer
 
 logger = logging.getLogger(__name__)
 

@@ -42,14 +42,14 @@ from cloud_infer.privacy.service import PrivacyService
 from cloud_infer.recall.config import RecallSettings
 from cloud_infer.recall.ocr import FrameReader, OcrEngine
 from cloud_infer.recall.runtime import open_recall
+from harness.chromium import chromium_argv
+from harness.dbus import SessionBus
+from harness.minio import MinioServer
+from harness.processes import TOKEN_SECRET, ServerProcess, minio_store_env
 from recall_store.event_log import EventLog
 from recall_store.factory import open_store
 from recall_store.naming import user_bucket
-from shadowdesk.desktop import VirtualDesktop
-from tests.support.chromium import chromium_argv
-from tests.support.dbus import SessionBus
-from tests.support.minio import MinioServer
-from tests.support.processes import TOKEN_SECRET, ServerProcess, minio_store_env
+from shadowdesk_common.desktop import VirtualDesktop
 
 USER, SESSION = "bench-day-user", "bench-day-desk"
 _SEARCHABLE_DEADLINE_S = 30.0

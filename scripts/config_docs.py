@@ -18,7 +18,7 @@ from cloud_infer.recall.config import RecallSettings
 from cloud_infer.tenancy.config import TenantLimitSettings
 from recall_store.config import StoreSettings
 from session_agent.config import AgentSettings
-from shadowdesk.telemetry import TelemetrySettings
+from shadowdesk_common.telemetry import TelemetrySettings
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "configuration.md"
 SECTIONS: list[tuple[str, type[BaseSettings]]] = [

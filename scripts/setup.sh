@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything Shadowdesk needs on a fresh Debian machine, idempotently:
-#   scripts/setup.sh            runtime: desktop packages for the demo, .venv with the project
+#   scripts/setup.sh            runtime: desktop packages for the demo, .venv with the agent and the cloud tier
 #   scripts/setup.sh --test     also test tools, Chromium, and a real MinIO server binary (scripts/minio.sh)
+# A desktop that only runs the agent needs neither: `pip install shadowdesk` (docs/deployment.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,7 +30,8 @@ stamp=.venv/.shadowdesk-installed
 want="$(sha256sum pyproject.toml | cut -d' ' -f1)-$WANT_TEST"
 if [[ "$(cat "$stamp" 2>/dev/null)" != "$want" ]]; then
   .venv/bin/python -m pip install -q --upgrade pip
-  if ((WANT_TEST)); then .venv/bin/python -m pip install -q -e '.[dev]'; else .venv/bin/python -m pip install -q -e .; fi
+  if ((WANT_TEST)); then extras=cloud,dev; else extras=cloud; fi
+  .venv/bin/python -m pip install -q -e ".[$extras]"
   echo "$want" > "$stamp"
 fi
 

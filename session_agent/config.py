@@ -2,7 +2,8 @@
 
 Precedence: constructor argument, then environment, then the default below. Every variable is
 ``SHADOWDESK_AGENT_`` + the field name in upper case, e.g. ``SHADOWDESK_AGENT_TOKEN``. List settings
-(``sensors``, ``exclude_apps``, ``exclude_title_patterns``, ``private_window_patterns``) take a
+(``sensors``, ``exclude_apps``, ``exclude_title_patterns``, ``private_window_patterns``,
+``allowed_actions``, ``launch_executables``) take a
 comma-separated list (``window_focus,frames``) or a JSON list (needed for a regular expression with a
 comma). See docs/agent.md.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import tempfile
 from importlib import metadata
 from pathlib import Path
 from typing import Annotated, Any, Self
@@ -19,7 +21,7 @@ from typing import Annotated, Any, Self
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from shadowdesk.patterns import check_patterns
+from shadowdesk_common.patterns import check_patterns
 
 ENV_PREFIX = "SHADOWDESK_AGENT_"
 SENSOR_WINDOW_FOCUS = "window_focus"
@@ -41,6 +43,42 @@ KNOWN_SENSORS = frozenset(
 X11_SENSORS = frozenset(
     {SENSOR_WINDOW_FOCUS, SENSOR_APPS, SENSOR_FRAMES, SENSOR_ACCESSIBILITY, SENSOR_SELECTION}
 )
+# Executor actions: the names of the WorkflowStep and Remediation oneof fields of ingest.proto.
+ACTION_FOCUS_WINDOW = "focus_window"
+ACTION_LAUNCH_APP = "launch_app"
+ACTION_CLICK_ELEMENT = "click_element"
+ACTION_TYPE_TEXT = "type_text"
+ACTION_PRESS_KEYS = "press_keys"
+ACTION_SET_CLIPBOARD = "set_clipboard"
+ACTION_GET_CLIPBOARD = "get_clipboard"
+ACTION_READ_ELEMENT = "read_element"
+ACTION_WAIT_FOR = "wait_for"
+ACTION_TAKE_FRAME = "take_frame"
+ACTION_KILL_PROCESS = "kill_process"
+ACTION_RESTART_PROCESS = "restart_process"
+ACTION_FREE_TEMP_SPACE = "free_temp_space"
+ACTION_DIAGNOSTIC_SNAPSHOT = "diagnostic_snapshot"
+# Every workflow action works on the X display.
+WORKFLOW_ACTIONS = frozenset(
+    {
+        ACTION_FOCUS_WINDOW,
+        ACTION_LAUNCH_APP,
+        ACTION_CLICK_ELEMENT,
+        ACTION_TYPE_TEXT,
+        ACTION_PRESS_KEYS,
+        ACTION_SET_CLIPBOARD,
+        ACTION_GET_CLIPBOARD,
+        ACTION_READ_ELEMENT,
+        ACTION_WAIT_FOR,
+        ACTION_TAKE_FRAME,
+    }
+)
+REMEDIATION_ACTIONS = frozenset(
+    {ACTION_KILL_PROCESS, ACTION_RESTART_PROCESS, ACTION_FREE_TEMP_SPACE, ACTION_DIAGNOSTIC_SNAPSHOT}
+)
+KNOWN_ACTIONS = WORKFLOW_ACTIONS | REMEDIATION_ACTIONS
+# Off by default: what ends processes or deletes files is turned on by whoever runs the desktop.
+DEFAULT_ALLOWED_ACTIONS = WORKFLOW_ACTIONS | {ACTION_DIAGNOSTIC_SNAPSHOT}
 # The cloud refuses clipboard text longer than its max_text_chars (65536 by default).
 MAX_SELECTION_CHARS = 65536
 MAX_BATCH_BYTES = 2 * 1024 * 1024
@@ -147,6 +185,23 @@ class AgentSettings(BaseSettings):
         default_factory=lambda: list(DEFAULT_PRIVATE_WINDOW_PATTERNS),
         description="case-insensitive regexes of private-browsing window titles",
     )
+    allowed_actions: Annotated[set[str], NoDecode] = Field(
+        default_factory=lambda: set(DEFAULT_ALLOWED_ACTIONS),
+        description="command actions the executor runs (subset of KNOWN_ACTIONS); any other is refused",
+    )
+    action_timeout_s: float = Field(30.0, gt=0, le=600, description="bound of one command's action")
+    wait_max_s: float = Field(
+        600.0, gt=0, le=3600, description="longest WaitFor, whatever its timeout_ms says"
+    )
+    command_queue_max: int = Field(64, ge=1, description="commands waiting to run; more are refused")
+    launch_executables: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="executables LaunchApp may start (names on PATH); empty: any on PATH",
+    )
+    temp_dir: Path = Field(
+        default_factory=lambda: Path(tempfile.gettempdir()),
+        description="directory FreeTempSpace cleans (only the desktop user's old files)",
+    )
 
     @field_validator("user_id", "session_id")
     @classmethod
@@ -155,12 +210,18 @@ class AgentSettings(BaseSettings):
             raise ValueError("must be 1-128 characters of [A-Za-z0-9._@-]")
         return value
 
-    @field_validator("sensors", mode="before")
+    @field_validator("sensors", "allowed_actions", mode="before")
     @classmethod
     def _split_sensors(cls, value: Any) -> Any:
         return set(_split_list(value)) if isinstance(value, str) else value
 
-    @field_validator("exclude_apps", "exclude_title_patterns", "private_window_patterns", mode="before")
+    @field_validator(
+        "exclude_apps",
+        "exclude_title_patterns",
+        "private_window_patterns",
+        "launch_executables",
+        mode="before",
+    )
     @classmethod
     def _split_lists(cls, value: Any) -> Any:
         return _split_list(value) if isinstance(value, str) else value
@@ -182,6 +243,28 @@ class AgentSettings(BaseSettings):
         if unknown:
             raise ValueError(f"unknown sensors {sorted(unknown)}; known: {sorted(KNOWN_SENSORS)}")
         return value
+
+    @field_validator("allowed_actions")
+    @classmethod
+    def _check_actions(cls, value: set[str]) -> set[str]:
+        unknown = value - KNOWN_ACTIONS
+        if unknown:
+            raise ValueError(f"unknown actions {sorted(unknown)}; known: {sorted(KNOWN_ACTIONS)}")
+        return value
+
+    @field_validator("launch_executables")
+    @classmethod
+    def _check_executables(cls, value: list[str]) -> list[str]:
+        names = [name.strip() for name in value if name.strip()]
+        if any("/" in name for name in names):
+            raise ValueError("launch_executables are names looked up on PATH, without '/'")
+        return names
+
+    @property
+    def executable_actions(self) -> frozenset[str]:
+        """The allowed actions this agent can run: workflow actions need an X display."""
+        allowed = frozenset(self.allowed_actions)
+        return allowed if self.display else allowed - WORKFLOW_ACTIONS
 
     @model_validator(mode="after")
     def _check_combinations(self) -> Self:

@@ -3,7 +3,7 @@
 A window is private when its app is excluded (``exclude_apps``, matched case-insensitively against
 the app id and each dot-separated part of WM_CLASS) or its title matches one of ``exclude_title_patterns`` or
 ``private_window_patterns`` (case-insensitive RE2 regular expressions, searched anywhere in the title,
-in linear time: ``shadowdesk.patterns``).
+in linear time: ``shadowdesk_common.patterns``).
 Sensors ask ``PrivacyRules.is_private`` from their own threads; the rules are immutable, so that is
 thread-safe.
 """
@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from session_agent.config import DEFAULT_EXCLUDED_APPS, DEFAULT_PRIVATE_WINDOW_PATTERNS, AgentSettings
-from shadowdesk.patterns import TitleMatcher
+from shadowdesk_common.patterns import TitleMatcher
 
 
 class PrivacyRules:

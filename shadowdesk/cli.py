@@ -2,24 +2,47 @@
 ``revoke``, ``fsck``.
 
 Every subcommand reads its configuration from the environment (see docs/configuration.md); flags only
-cover what a person types at a demo.
+cover what a person types at a demo. Each command imports what it runs only when it runs: the base install
+(every desktop's) has the agent; every other command needs the ``cloud`` extra and says so without it.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from shadowdesk.telemetry import configure_telemetry
+from shadowdesk_common.telemetry import configure_telemetry
+
+CLOUD_EXTRA_INSTALL = "pip install 'shadowdesk[cloud]'"
+# A missing module of ours is a broken checkout, not a missing extra: let it raise as it is.
+_OUR_PACKAGES = frozenset(
+    {"shadowdesk", "shadowdesk_common", "protos", "session_agent", "cloud_infer", "recall_store"}
+)
+
+
+@contextlib.contextmanager
+def _cloud_tier(command: str) -> Iterator[None]:
+    """Around a command's imports of the cloud tier: a missing third-party module exits naming the extra."""
+    try:
+        yield
+    except ModuleNotFoundError as exc:
+        if exc.name is None or exc.name.partition(".")[0] in _OUR_PACKAGES:
+            raise
+        raise SystemExit(
+            f"shadowdesk {command}: needs the cloud tier, which this install lacks (no module {exc.name!r}); "
+            f"install it with: {CLOUD_EXTRA_INSTALL}"
+        ) from None
 
 
 def _server(_: argparse.Namespace) -> int:
-    from cloud_infer.config import ServerSettings
-    from cloud_infer.server import serve
-    from recall_store.config import StoreSettings
+    with _cloud_tier("server"):
+        from cloud_infer.config import ServerSettings
+        from cloud_infer.server import serve
+        from recall_store.config import StoreSettings
 
     telemetry = configure_telemetry("shadowdesk-cloud-infer")
     try:
@@ -42,10 +65,16 @@ def _agent(_: argparse.Namespace) -> int:
 
 
 def _token(args: argparse.Namespace) -> int:
-    from cloud_infer.auth import Scope, TokenAuthority
-    from cloud_infer.config import ServerSettings
+    with _cloud_tier("token"):
+        from cloud_infer.auth import Scope, TokenAuthority
+        from cloud_infer.config import ServerSettings
 
-    by_choice: dict[str, list[Scope]] = {"ingest": ["ingest"], "read": ["read"], "manage": ["read", "manage"]}
+    by_choice: dict[str, list[Scope]] = {
+        "ingest": ["ingest"],
+        "read": ["read"],
+        "manage": ["read", "manage"],
+        "admin": ["read", "admin"],
+    }
     scopes = by_choice[args.scope]
     token = TokenAuthority.from_settings(ServerSettings()).issue(
         args.user, scopes, session_id=args.session, ttl_s=args.ttl
@@ -55,14 +84,16 @@ def _token(args: argparse.Namespace) -> int:
 
 
 def _login(args: argparse.Namespace) -> int:
-    from shadowdesk.accounts import login_url
+    with _cloud_tier("login"):
+        from shadowdesk.accounts import login_url
 
     sys.stdout.write(login_url(args.user, manage=not args.read_only, base_url=args.url) + "\n")
     return 0
 
 
 def _revoke(args: argparse.Namespace) -> int:
-    from shadowdesk.accounts import revoke
+    with _cloud_tier("revoke"):
+        from shadowdesk.accounts import revoke
 
     sys.stdout.write(
         f"tokens of {args.user} issued before {asyncio.run(revoke(args.user)):.0f} are revoked\n"
@@ -71,7 +102,8 @@ def _revoke(args: argparse.Namespace) -> int:
 
 
 def _fsck(args: argparse.Namespace) -> int:
-    from shadowdesk.fsck import run_fsck
+    with _cloud_tier("fsck"):
+        from shadowdesk.fsck import run_fsck
 
     telemetry = configure_telemetry("shadowdesk-fsck")
     try:
@@ -81,7 +113,8 @@ def _fsck(args: argparse.Namespace) -> int:
 
 
 def _up(args: argparse.Namespace) -> int:
-    from shadowdesk.demo import DemoOptions, run_demo
+    with _cloud_tier("up"):
+        from shadowdesk.demo import DemoOptions, run_demo
 
     telemetry = configure_telemetry("shadowdesk-demo")
     try:
@@ -123,7 +156,10 @@ def build_parser() -> argparse.ArgumentParser:
     token = sub.add_parser("token", help="issue an access token signed with SHADOWDESK_TOKEN_SECRET")
     token.add_argument("--user", required=True)
     token.add_argument(
-        "--scope", choices=["ingest", "read", "manage"], required=True, help="manage also reads"
+        "--scope",
+        choices=["ingest", "read", "manage", "admin"],
+        required=True,
+        help="manage and admin also read; admin: an operator's remediation commands to any desktop",
     )
     token.add_argument("--session", help="the desktop session an ingest token is bound to")
     token.add_argument(

@@ -27,7 +27,7 @@ from cloud_infer.server import serve
 from recall_store.config import StoreSettings
 from session_agent.agent import run_agent
 from session_agent.config import AgentSettings
-from shadowdesk.desktop import VirtualDesktop
+from shadowdesk_common.desktop import VirtualDesktop
 
 logger = logging.getLogger(__name__)
 

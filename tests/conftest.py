@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from harness.minio import MinioServer
 from recall_store.config import StoreSettings
-from tests.support.minio import MinioServer
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from tests.support.minio import MinioServer
+from harness.minio import MinioServer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

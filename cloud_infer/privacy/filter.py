@@ -7,7 +7,9 @@ none of its content is stored. Readers skip events without a kind.
 
 What is redacted:
 
-* while the user is paused: everything except ``SystemMetrics`` and ``AppLifecycle``;
+* while the user is paused: everything except ``SystemMetrics``, ``AppLifecycle`` and the agent's
+  reports on commands (``CommandStarted``, ``CommandResult`` without what it ``observed``): a command
+  still completes, and nothing seen on screen is kept;
 * ``WindowFocus`` marked private by the agent, or of an app / title the user excluded: kept as focus
   with ``private`` set and ``title``/``wm_class`` cleared;
 * ``ScreenFrame`` of a private window, or taken while a private window had focus;
@@ -37,13 +39,13 @@ from protos.shadowdesk.v1 import ingest_pb2 as pb
 from recall_store.errors import ObjectNotFoundError, StoreError
 from recall_store.naming import validate_key
 from recall_store.store import ObjectStore
-from shadowdesk.patterns import TitleMatcher
+from shadowdesk_common.patterns import TitleMatcher
 
 meter = metrics.get_meter(__name__)
 
 MAX_SESSIONS = 10_000
 MAX_PRIVATE_WINDOWS = 1_000
-_KEPT_WHILE_PAUSED = frozenset({"metrics", "app"})
+_KEPT_WHILE_PAUSED = frozenset({"metrics", "app", "command_started", "command_result"})
 _CONTENT = frozenset({"frame", "text", "clipboard", "url"})
 
 
@@ -184,6 +186,9 @@ class PrivacyFilter:
                 reason = "private_window"
         if rules.paused and kind not in _KEPT_WHILE_PAUSED:
             reason = "paused"
+        if rules.paused and kind == "command_result" and event.command_result.observed:
+            self._redacted.add(1, {"kind": kind, "reason": "paused"})
+            return _without_observed(event)
         if not reason:
             return event
         self._redacted.add(1, {"kind": kind or "", "reason": reason})
@@ -199,3 +204,10 @@ def _private_focus(event: pb.Event) -> pb.Event:
     private.window_focus.ClearField("title")
     private.window_focus.ClearField("wm_class")
     return private
+
+
+def _without_observed(event: pb.Event) -> pb.Event:
+    kept = pb.Event()
+    kept.CopyFrom(event)
+    kept.command_result.ClearField("observed")
+    return kept

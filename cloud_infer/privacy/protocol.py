@@ -6,7 +6,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
-from shadowdesk.patterns import check_patterns
+from shadowdesk_common.patterns import check_patterns
 
 MAX_EXCLUDED_APPS = 200
 MAX_TITLE_PATTERNS = 50

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import Browser, sync_playwright
 
-from tests.support.chromium import chromium_argv
+from harness.chromium import chromium_argv
 
 
 @pytest.fixture(scope="module")

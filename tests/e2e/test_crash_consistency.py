@@ -23,12 +23,12 @@ import pytest
 from minio import Minio
 
 from cloud_infer.auth import issue_token
+from harness.minio import MinioServer
+from harness.processes import TOKEN_SECRET, ServerProcess, minio_store_env, wait_until
 from protos.shadowdesk.v1 import ingest_pb2 as pb
 from recall_store.naming import user_bucket
 from tests.cloud_infer.helpers import AgentStream
 from tests.cloud_infer.recall.conftest import screen
-from tests.support.minio import MinioServer
-from tests.support.processes import TOKEN_SECRET, ServerProcess, minio_store_env, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

@@ -14,10 +14,8 @@ from pathlib import Path
 import pytest
 
 from cloud_infer.auth import issue_token
-from recall_store import EventLog, open_store
-from session_agent.spool import Spool
-from tests.support.minio import MinioServer
-from tests.support.processes import (
+from harness.minio import MinioServer
+from harness.processes import (
     TOKEN_SECRET,
     ServerProcess,
     ShadowdeskProcess,
@@ -25,6 +23,8 @@ from tests.support.processes import (
     minio_store_env,
     wait_until,
 )
+from recall_store import EventLog, open_store
+from session_agent.spool import Spool
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

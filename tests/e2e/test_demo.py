@@ -10,8 +10,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support.minio import free_port
-from tests.support.processes import wait_until
+from harness.minio import free_port
+from harness.processes import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

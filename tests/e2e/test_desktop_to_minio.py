@@ -19,11 +19,9 @@ from minio import Minio
 from PIL import Image
 
 from cloud_infer.auth import issue_token
-from recall_store.naming import user_bucket
-from shadowdesk.desktop import VirtualDesktop
-from tests.support.chromium import chromium_argv
-from tests.support.minio import MinioServer
-from tests.support.processes import (
+from harness.chromium import chromium_argv
+from harness.minio import MinioServer
+from harness.processes import (
     TOKEN_SECRET,
     ServerProcess,
     ShadowdeskProcess,
@@ -31,6 +29,8 @@ from tests.support.processes import (
     minio_store_env,
     wait_until,
 )
+from recall_store.naming import user_bucket
+from shadowdesk_common.desktop import VirtualDesktop
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

@@ -20,17 +20,17 @@ from websockets.typing import Subprotocol
 
 from bench.desk_day import ITEMS, QUERIES, focus_each, open_items, start_agent
 from cloud_infer.auth import issue_token
-from recall_store.naming import user_bucket
-from shadowdesk.desktop import VirtualDesktop
-from tests.support.chromium import chromium_argv
-from tests.support.dbus import SessionBus
-from tests.support.minio import MinioServer
-from tests.support.processes import (
+from harness.chromium import chromium_argv
+from harness.dbus import SessionBus
+from harness.minio import MinioServer
+from harness.processes import (
     TOKEN_SECRET,
     ServerProcess,
     minio_store_env,
     wait_until,
 )
+from recall_store.naming import user_bucket
+from shadowdesk_common.desktop import VirtualDesktop
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

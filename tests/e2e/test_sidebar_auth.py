@@ -19,8 +19,8 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 from cloud_infer.auth import DEFAULT_KEY_ID, TokenAuthority, issue_token
+from harness.processes import TOKEN_SECRET, ServerProcess, wait_until
 from tests.cloud_infer.helpers import focus
-from tests.support.processes import TOKEN_SECRET, ServerProcess, wait_until
 from tests.support.sidebar_page import (
     UI_TIMEOUT_MS,
     Sidebar,

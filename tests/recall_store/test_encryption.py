@@ -15,8 +15,8 @@ from minio import Minio
 from cloud_infer.recall.embedder import DIMENSIONS
 from cloud_infer.recall.index import INDEX_PREFIX, Filters, RecallIndex, row_record
 from cloud_infer.recall.moments import IndexRow
+from harness.minio import MinioServer
 from recall_store import MinioObjectStore, StoreUnavailableError, user_bucket
-from tests.support.minio import MinioServer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

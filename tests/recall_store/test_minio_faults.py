@@ -12,8 +12,8 @@ from typing import TypeVar
 import pytest
 from minio import Minio
 
+from harness.minio import MinioServer, free_port
 from recall_store import MinioObjectStore, StoreSettings, StoreUnavailableError, user_bucket
-from tests.support.minio import MinioServer, free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

@@ -22,7 +22,7 @@ from recall_store.event_log import EventLog
 from recall_store.local import LocalObjectStore
 from session_agent.config import AgentSettings
 from session_agent.sensors.base import Sensor
-from shadowdesk.desktop import VirtualDesktop
+from shadowdesk_common.desktop import VirtualDesktop
 
 SECRET = "session-agent-test-secret-0123456789abcdef"
 

@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 from Xlib.display import Display
 
+from harness.chromium import chromium_argv
+from harness.dbus import SessionBus
 from session_agent.privacy import PrivacyRules
 from session_agent.sensors.accessibility import (
     AccessibilitySensor,
@@ -19,10 +21,8 @@ from session_agent.sensors.accessibility import (
     is_protected,
 )
 from session_agent.sensors.window import describe_window
-from shadowdesk.desktop import VirtualDesktop
+from shadowdesk_common.desktop import VirtualDesktop
 from tests.session_agent.conftest import Collected, wait_until
-from tests.support.chromium import chromium_argv
-from tests.support.dbus import SessionBus
 
 ENGLISH = "Quarterly revenue grew by seven percent"
 CHINESE = "季度收入增长了百分之七"

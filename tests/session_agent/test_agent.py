@@ -19,7 +19,7 @@ from recall_store.event_log import LoggedEvent
 from session_agent.agent import Agent, EventBuffer
 from session_agent.config import ENV_PREFIX, AgentSettings
 from session_agent.spool import Spool
-from shadowdesk.desktop import VirtualDesktop
+from shadowdesk_common.desktop import VirtualDesktop
 from tests.session_agent.conftest import CloudServer, async_wait_until
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -18,7 +18,7 @@ from session_agent.errors import SensorError
 from session_agent.privacy import PrivacyRules
 from session_agent.sensors.base import Sensor
 from session_agent.sensors.selection import SelectionSensor
-from shadowdesk.desktop import VirtualDesktop
+from shadowdesk_common.desktop import VirtualDesktop
 from tests.session_agent.conftest import Collected, wait_until
 
 DEBOUNCE_S = 0.3

@@ -16,7 +16,7 @@ from session_agent.sensors.base import FocusState, Sensor
 from session_agent.sensors.frames import FrameSensor, dhash, hamming
 from session_agent.sensors.metrics import MetricsSensor
 from session_agent.sensors.window import WindowSensor
-from shadowdesk.desktop import VirtualDesktop
+from shadowdesk_common.desktop import VirtualDesktop
 from tests.session_agent.conftest import Collected, wait_until
 
 

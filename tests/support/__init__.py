@@ -1,1 +1,1 @@
-"""Real servers and helpers shared by the test suites."""
+"""Test-only helpers shared by the suites (span capture, the sidebar page); real servers are in harness/."""

@@ -14,7 +14,7 @@ import pytest
 from cloud_infer.llm.backend import ChatBackend, ChatMessage, GenerationRequest, Usage
 from cloud_infer.llm.config import packaged_model_path
 from cloud_infer.llm.embedded import EmbeddedLlama
-from tests.support.llama_server import LlamaServer, running_llama_server
+from harness.llama_server import LlamaServer, running_llama_server
 
 
 @pytest.fixture(scope="session")

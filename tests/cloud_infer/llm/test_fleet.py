@@ -13,6 +13,8 @@ import pytest
 from cloud_infer.llm.errors import LLMUnavailableError
 from cloud_infer.llm.fleet import OpenAIFleet
 from cloud_infer.llm.openai_compat import OpenAIEndpoint
+from harness.llama_server import SERVED_MODEL, LlamaServer, running_llama_server
+from harness.minio import free_port
 from tests.cloud_infer.llm.conftest import (
     ask,
     collect,
@@ -20,8 +22,6 @@ from tests.cloud_infer.llm.conftest import (
     request,
     texts,
 )
-from tests.support.llama_server import SERVED_MODEL, LlamaServer, running_llama_server
-from tests.support.minio import free_port
 
 pytestmark = pytest.mark.slow
 

@@ -11,6 +11,8 @@ import pytest
 
 from cloud_infer.llm.errors import LLMError, LLMTimeoutError, LLMUnavailableError
 from cloud_infer.llm.openai_compat import OpenAIEndpoint
+from harness.llama_server import SERVED_MODEL, LlamaServer
+from harness.minio import free_port
 from tests.cloud_infer.llm.conftest import (
     ask,
     collect,
@@ -22,8 +24,6 @@ from tests.cloud_infer.llm.conftest import (
     texts,
 )
 from tests.cloud_infer.llm.test_embedded import INVOICE_SCHEMA
-from tests.support.llama_server import SERVED_MODEL, LlamaServer
-from tests.support.minio import free_port
 
 pytestmark = pytest.mark.slow
 

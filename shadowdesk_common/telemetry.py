@@ -4,7 +4,7 @@ Exporters are chosen by ``SHADOWDESK_OTEL_EXPORTER``: ``none`` (default; tests),
 ``otlp`` (gRPC to ``OTEL_EXPORTER_OTLP_ENDPOINT``, the standard OpenTelemetry variable). Logs from the
 standard ``logging`` module go to stderr always and, with an exporter, through OpenTelemetry too, with the
 active trace and span ids attached. Both log handlers and the span exporter scrub credentials
-(``shadowdesk.redaction``).
+(``shadowdesk_common.redaction``).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExport
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from shadowdesk.redaction import RedactingFilter, RedactingSpanExporter
+from shadowdesk_common.redaction import RedactingFilter, RedactingSpanExporter
 
 ExporterKind = Literal["none", "console", "otlp"]
 

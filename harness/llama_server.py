@@ -8,8 +8,8 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from tests.support.minio import free_port
-from tests.support.processes import wait_until_serving
+from harness.minio import free_port
+from harness.processes import wait_until_serving
 
 SERVED_MODEL = "smollm2-135m-instruct"
 START_DEADLINE_S = 60.0

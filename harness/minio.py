@@ -29,7 +29,7 @@ from pydantic import SecretStr
 
 from recall_store.config import StoreSettings
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[1]
 BINARY_ENV = "SHADOWDESK_MINIO_BINARY"
 START_DEADLINE_S = 60.0
 STOP_GRACE_S = 10.0

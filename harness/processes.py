@@ -18,7 +18,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-from tests.support.minio import free_port
+from harness.minio import free_port
 
 SHADOWDESK = [sys.executable, "-m", "shadowdesk.cli"]
 TOKEN_SECRET = "e2e-token-secret-that-is-at-least-32-bytes"

@@ -1,0 +1,68 @@
+"""Which of our packages may import which: the floors of the data path, read from the source with ``ast``.
+
+``protos`` (the contract) at the bottom, then ``shadowdesk_common`` (helpers for everyone), then the agent,
+the store, the cloud tier over the store, and ``shadowdesk`` (the CLI) over all of them. The agent never
+imports the cloud tier or the store, and no product package imports ``harness``, ``bench`` or ``tests``;
+``bench`` uses ``harness``, never ``tests``. Lazy imports inside functions count the same.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+PRODUCT = {
+    "protos",
+    "shadowdesk_common",
+    "session_agent",
+    "recall_store",
+    "cloud_infer",
+    "admin_console",
+    "shadowdesk",
+}
+OURS = PRODUCT | {"harness", "bench", "tests"}
+# Besides itself. The ops console will reach the cloud through its API, not by importing the cloud tier.
+MAY_IMPORT = {
+    "protos": set(),
+    "shadowdesk_common": {"protos"},
+    "session_agent": {"protos", "shadowdesk_common"},
+    "recall_store": {"protos", "shadowdesk_common"},
+    "cloud_infer": {"protos", "shadowdesk_common", "recall_store"},
+    "admin_console": {"protos", "shadowdesk_common"},
+    "shadowdesk": PRODUCT - {"shadowdesk"},
+    "harness": PRODUCT,
+    "bench": PRODUCT | {"harness"},
+}
+
+
+def our_imports(package: str) -> Iterator[tuple[str, str]]:
+    """(file, package of ours) for every absolute import of one of our packages under ``package``."""
+    for path in sorted((REPO / package).rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            else:
+                continue
+            for name in names:
+                top = name.partition(".")[0]
+                if top in OURS and top != package:
+                    yield f"{path.relative_to(REPO)}:{node.lineno}", top
+
+
+def test_every_package_of_ours_has_a_floor() -> None:
+    packages = {path.parent.name for path in REPO.glob("*/__init__.py")} - {"tests"}
+    assert packages == set(MAY_IMPORT)
+
+
+@pytest.mark.parametrize("package", sorted(MAY_IMPORT))
+def test_package_imports_only_the_floors_below_it(package: str) -> None:
+    wrong = [
+        f"{where} imports {top}" for where, top in our_imports(package) if top not in MAY_IMPORT[package]
+    ]
+    assert not wrong, wrong
