@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 def open_gateway(settings: LLMSettings, encoder: SentenceEncoder | None = None) -> LLMGateway:
     """The gateway over ``settings``' backends; ``encoder`` serves ``local`` embeddings (none: off).
 
+    The LLM capability's runtime (``cloud_infer.runtime``): ``start()`` it, ``close()`` it last.
     Raises LLMUnavailableError when the embedded backend has no model path and no packaged model.
     """
     return LLMGateway(settings, _chat_backend(settings), _embedding_backend(settings, encoder))

@@ -295,6 +295,11 @@ class LLMGateway:
             span.set_status(Status(StatusCode.ERROR, outcome))
         span.end()
 
+    def start(self) -> None:
+        """Nothing runs before the first request (a backend loads its model or connects then, and a fleet
+        starts its health checks); here so that the gateway has every runtime's lifecycle
+        (``cloud_infer.runtime``)."""
+
     async def close(self) -> None:
         if self._chat is not None:
             await self._chat.close()
