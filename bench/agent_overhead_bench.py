@@ -13,7 +13,9 @@ core. RSS and USS (pages private to the agent) are sampled every 0.2 s. Bytes/s 
 durably stored for the session in the phase (event segments + frame images, from the store's files):
 the payload the agent sent, without gRPC/HTTP2/TCP framing.
 
-Run: ``.venv/bin/python -m bench.agent_overhead_bench --seconds 60``
+Run: ``.venv/bin/python -m bench.agent_overhead_bench --seconds 60``. ``--agent-command`` runs the agent
+from another install, e.g. an agent-only one (``pip install shadowdesk``, no cloud extra), while the
+server runs from this one: ``--agent-command /tmp/agentvenv/bin/shadowdesk``.
 """
 
 from __future__ import annotations
@@ -191,11 +193,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--warmup", type=float, default=15.0, help="seconds after the first stored batch")
     parser.add_argument("--no-chromium", action="store_true", help="only the two xterm windows")
     parser.add_argument("--work-dir", type=Path, default=None, help="store, spool and logs (default: temp)")
+    parser.add_argument(
+        "--agent-command",
+        default=None,
+        help="the `shadowdesk` executable that runs the agent, e.g. an agent-only install's "
+        "venv/bin/shadowdesk (default: this interpreter's -m shadowdesk.cli)",
+    )
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    agent_argv = [args.agent_command] if args.agent_command else [sys.executable, "-m", "shadowdesk.cli"]
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     with tempfile.TemporaryDirectory(prefix="shadowdesk-agent-bench-") as tmp:
         work: Path = args.work_dir or Path(tmp)
@@ -223,7 +232,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             }
             with (work / "agent.log").open("ab") as agent_log:
                 agent = psutil.Popen(
-                    [sys.executable, "-m", "shadowdesk.cli", "agent"],
+                    [*agent_argv, "agent"],
                     env=env,
                     stdout=agent_log,
                     stderr=agent_log,
@@ -248,6 +257,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sys.stdout.write(
         f"\n{command_line('bench.agent_overhead_bench', argv)}\n\n"
         f"machine: {os.cpu_count()} cpus; Xvfb 1280x800 + openbox, {apps} windows; local store; "
+        f"agent: {' '.join([*agent_argv, 'agent'])}; "
         f"agent peak RSS since start (VmHWM): {peak_mb:.1f} MiB\n\n"
         f"{render(results)}\n"
     )
