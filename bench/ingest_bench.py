@@ -9,6 +9,9 @@ server:
 * ``paced``: every agent sends one batch per fixed interval so that all together offer
   each ``--load-fraction`` of the ``max`` throughput. Gives the ack latency of a server with headroom.
 
+Acks do not wait for the consumers of the committed stream (Recall, with default settings): at the
+end of each phase the bench asks the server's ``/health/stream`` how far behind each consumer is.
+
 MinIO, the client processes and this driver run on the other cores (on a 2-core machine: all of them
 share the second core), so the server core is measured alone; their CPU is reported beside it.
 
@@ -22,6 +25,7 @@ Run: ``.venv/bin/python -m bench.ingest_bench --agents 10 100 1000 --seconds 20`
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import multiprocessing as mp
 import os
@@ -30,6 +34,7 @@ import secrets
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass
 from multiprocessing.queues import Queue
@@ -71,6 +76,7 @@ class PhaseResult:
     minio_cpu_percent: float
     clients_cpu_percent: float
     stalls: int
+    stream_lag: str
     errors: list[str]
 
 
@@ -108,6 +114,17 @@ def _agents(run_id: str, n: int) -> list[AgentSpec]:
         token = issue_token(TOKEN_SECRET, user_id=user, scope="ingest", session_id=session, ttl_s=3600)
         specs.append(AgentSpec(user_id=user, session_id=session, token=token))
     return specs
+
+
+def _stream_lag(server: ServerProcess) -> str:
+    """Each committed-stream consumer's lag right now, from the server's health endpoint."""
+    try:
+        with urllib.request.urlopen(f"{server.http_url}/health/stream", timeout=10) as reply:
+            consumers = json.load(reply)["consumers"]
+    except (OSError, ValueError, KeyError) as exc:
+        return f"unavailable ({type(exc).__name__})"
+    lags = [f"{c['consumer']} {c['events_behind']:,} ev, {c['seconds_behind']:.1f} s" for c in consumers]
+    return "; ".join(lags) or "no consumers"
 
 
 def _run_phase(
@@ -177,6 +194,7 @@ def _run_phase(
             merged.latencies_ms += part.latencies_ms
             merged.stalls += part.stalls
             merged.errors += part.errors
+        stream_lag = _stream_lag(server)
     finally:
         for proc in procs:
             proc.join(timeout=10)
@@ -197,6 +215,7 @@ def _run_phase(
         minio_cpu_percent=minio_usage.cpu_percent,
         clients_cpu_percent=clients_usage.cpu_percent,
         stalls=merged.stalls,
+        stream_lag=stream_lag,
         errors=connect_errors + merged.errors,
     )
 
@@ -246,6 +265,7 @@ def render(results: Sequence[PhaseResult]) -> str:
         "server peak RSS MiB",
         "MinIO CPU %",
         "clients CPU %",
+        "consumer lag at end",
         "errors",
     ]
     rows = []
@@ -266,6 +286,7 @@ def render(results: Sequence[PhaseResult]) -> str:
                 fmt(r.server.peak_rss_mb),
                 fmt(r.minio_cpu_percent),
                 fmt(r.clients_cpu_percent),
+                r.stream_lag,
                 "; ".join(r.errors) if r.errors else "0",
             ]
         )

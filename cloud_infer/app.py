@@ -13,6 +13,7 @@ from cloud_infer.privacy.api_router import router as privacy_router
 from cloud_infer.recall.api_router import router as recall_router
 from cloud_infer.services import Services
 from cloud_infer.sidebar.api_router import router as sidebar_router
+from cloud_infer.stream.api_router import router as stream_router
 from cloud_infer.timeline.api_router import router as timeline_router
 
 
@@ -43,6 +44,7 @@ def build_app(services: Services) -> FastAPI:
         assist_router,
         llm_router,
         sidebar_router,
+        stream_router,
     ):
         app.include_router(router)
 

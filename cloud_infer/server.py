@@ -19,7 +19,7 @@ from cloud_infer.auth import TokenAuthority
 from cloud_infer.config import ServerSettings
 from cloud_infer.http_server import http_server
 from cloud_infer.ingest.protocol import IngestLimits
-from cloud_infer.ingest.service import CommitHook, IngestService
+from cloud_infer.ingest.service import IngestService
 from cloud_infer.ingest.servicer import SERVICE_NAME, IngestServicer
 from cloud_infer.llm.config import LLMSettings
 from cloud_infer.llm.factory import open_gateway
@@ -30,6 +30,8 @@ from cloud_infer.recall.embedder import Embedder
 from cloud_infer.recall.runtime import open_recall
 from cloud_infer.revocation import Revocations
 from cloud_infer.services import Services
+from cloud_infer.stream.config import StreamSettings
+from cloud_infer.stream.fanout import Fanout
 from cloud_infer.tenancy.config import TenantLimitSettings
 from cloud_infer.tenancy.ingest_budget import IngestBudget
 from recall_store.config import StoreSettings
@@ -76,9 +78,10 @@ def ingest_service(
     tombstones: Tombstones | None = None,
     directory: UserDirectory | None = None,
     privacy: PrivacyFilter | None = None,
-    on_commit: CommitHook | None = None,
+    stream: Fanout | None = None,
 ) -> IngestService:
-    """Ingest over ``store``; pass the parts Recall shares (tombstones, directory) when it runs too."""
+    """Ingest over ``store``; pass the parts Recall shares (tombstones, directory) when it runs too,
+    and the ``stream`` that hands every committed batch to its consumers."""
     return IngestService(
         EventLog(store),
         IngestLimits.from_settings(settings),
@@ -86,7 +89,7 @@ def ingest_service(
         tombstones or Tombstones(store),
         directory or UserDirectory(store),
         privacy=privacy,
-        on_commit=on_commit,
+        stream=stream,
     )
 
 
@@ -124,6 +127,7 @@ async def serve(
     stop: asyncio.Event | None = None,
     recall_settings: RecallSettings | None = None,
     llm_settings: LLMSettings | None = None,
+    stream_settings: StreamSettings | None = None,
 ) -> None:
     """Run gRPC ingest and the HTTP API until ``stop`` is set (by default: SIGTERM/SIGINT) or either fails."""
     os.umask(0o077)  # users' data (LanceDB writes index files with the umask) is for this user only
@@ -136,12 +140,14 @@ async def serve(
         recall_settings.embed_model_dir, recall_settings.embed_threads, limits.embed_slice_chars
     )
     llm = open_gateway(llm_settings, embedder)
-    recall = None
+    recall, stream = None, None
     try:
         # One PrivacyService: a PUT through the API is seen by the very next ingested batch. One
         # Tombstones: an erasure through the API stops the very next batch that it covers.
         privacy = PrivacyService(store)
         tombstones, directory, revocations = Tombstones(store), UserDirectory(store), Revocations(store)
+        # Every feature reads what ingest commits through this fan-out; consumers register before start.
+        stream = Fanout(stream_settings or StreamSettings(), EventLog(store), directory)
         if recall_settings.enabled:
             recall = open_recall(
                 recall_settings,
@@ -153,6 +159,7 @@ async def serve(
                 tombstones=tombstones,
                 directory=directory,
             )
+            recall.consume(stream)
             recall.start()
         service = ingest_service(
             settings,
@@ -161,11 +168,19 @@ async def serve(
             tombstones=tombstones,
             directory=directory,
             privacy=PrivacyFilter(privacy, store),
-            on_commit=recall.pipeline.submit if recall else None,
+            stream=stream,
         )
+        stream.start()
         grpc_server, grpc_port = await create_grpc_server(settings, service, revocations)
         services = Services.create(
-            settings, store, privacy=privacy, recall=recall, llm=llm, revocations=revocations, limits=limits
+            settings,
+            store,
+            privacy=privacy,
+            recall=recall,
+            llm=llm,
+            revocations=revocations,
+            limits=limits,
+            stream=stream,
         )
         http = http_server(build_app(services), settings)
         loop = asyncio.get_running_loop()
@@ -199,6 +214,8 @@ async def serve(
         if not stop.is_set():
             raise RuntimeError("a server stopped without being asked to; see the log above")
     finally:
+        if stream is not None:
+            await stream.close()  # before its consumers close: calls in progress finish first
         if recall is not None:
             await recall.close()
         await llm.close()

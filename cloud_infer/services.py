@@ -17,6 +17,7 @@ from cloud_infer.login import LoginTickets
 from cloud_infer.privacy.service import PrivacyService
 from cloud_infer.recall.runtime import RecallRuntime
 from cloud_infer.revocation import Revocations
+from cloud_infer.stream.fanout import Fanout
 from cloud_infer.tenancy.config import TenantLimitSettings
 from cloud_infer.tenancy.requests import RequestLimiter
 from cloud_infer.timeline.service import TimelineService
@@ -37,6 +38,7 @@ class Services:
     llm: LLMGateway
     assist: AssistService
     recall: RecallRuntime | None  # None: Recall is off and its routes answer 503
+    stream: Fanout | None = None  # the committed stream's fan-out, when ingest runs in this process
 
     @classmethod
     def create(
@@ -49,6 +51,7 @@ class Services:
         llm: LLMGateway | None = None,
         revocations: Revocations | None = None,
         limits: TenantLimitSettings | None = None,
+        stream: Fanout | None = None,
     ) -> Services:
         """Services over ``store``; pass the parts ingest shares (privacy cache, revocations).
 
@@ -67,4 +70,5 @@ class Services:
             llm=gateway,
             assist=AssistService(recall.service if recall else None, gateway),
             recall=recall,
+            stream=stream,
         )

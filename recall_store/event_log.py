@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from opentelemetry import trace
 
 from protos.shadowdesk.v1 import ingest_pb2 as pb
-from recall_store.errors import InvalidNameError
+from recall_store.errors import InvalidNameError, ObjectNotFoundError
 from recall_store.naming import validate_key
 from recall_store.store import ObjectStore
 
@@ -57,7 +57,9 @@ class LoggedSegment:
 
 
 @dataclass(frozen=True, slots=True)
-class _Segment:
+class Segment:
+    """A stored segment, known from its name alone."""
+
     key: str
     session_id: str
     first_seq: int
@@ -80,13 +82,13 @@ def segment_key(session_id: str, events: Sequence[pb.Event]) -> str:
     return validate_key(f"events/{session_id}/{name}")
 
 
-def _parse_segment(key: str) -> _Segment | None:
+def _parse_segment(key: str) -> Segment | None:
     parts = key.split("/")
     match = _SEGMENT_NAME_RE.fullmatch(parts[-1]) if len(parts) == 3 else None
     if match is None:
         return None
     first, last, tmin, tmax = (int(g) for g in match.groups())
-    return _Segment(key, parts[1], first, last, tmin, tmax)
+    return Segment(key, parts[1], first, last, tmin, tmax)
 
 
 async def read_ahead(
@@ -152,6 +154,43 @@ class EventLog:
         segments = [s for s in map(_parse_segment, keys) if s is not None]
         return max((s.last_seq for s in segments), default=0)
 
+    async def session_heads(self, user_id: str) -> dict[str, int]:
+        """Highest seq stored of every session of the user (from one listing of segment names)."""
+        heads: dict[str, int] = {}
+        for segment in map(_parse_segment, await self._store.list_keys(user_id, prefix="events/")):
+            if segment is not None and segment.last_seq > heads.get(segment.session_id, 0):
+                heads[segment.session_id] = segment.last_seq
+        return heads
+
+    async def segments(self, user_id: str, session_id: str, after_seq: int = 0) -> list[Segment]:
+        """The session's segments holding a seq after ``after_seq``, in seq order (names only)."""
+        keys = await self._store.list_keys(user_id, prefix=validate_key(f"events/{session_id}") + "/")
+        return [s for s in map(_parse_segment, keys) if s is not None and s.last_seq > after_seq]
+
+    async def read_segments(
+        self, user_id: str, segments: Sequence[Segment], after_seq: int, through_seq: int
+    ) -> list[pb.Event]:
+        """Events of ``segments`` (one session's) with ``after_seq < seq <= through_seq``, in seq order.
+
+        The segments are fetched ``_READ_CONCURRENCY`` at a time; one erased since it was listed
+        holds nothing.
+        """
+        limit = asyncio.Semaphore(_READ_CONCURRENCY)
+
+        async def fetch(segment: Segment) -> bytes:
+            async with limit:
+                try:
+                    return await self._store.get(user_id, segment.key)
+                except ObjectNotFoundError:
+                    return b""
+
+        by_seq: dict[int, pb.Event] = {}
+        for data in await asyncio.gather(*(fetch(s) for s in segments)):
+            for event in pb.EventBatch.FromString(data).events:
+                if after_seq < event.seq <= through_seq:
+                    by_seq.setdefault(event.seq, event)
+        return [by_seq[seq] for seq in sorted(by_seq)]
+
     async def read(self, user_id: str, start_ns: int, end_ns: int) -> list[LoggedEvent]:
         """Events of all the user's sessions with ``start_ns <= time < end_ns``, ordered by time."""
         keys = await self._store.list_keys(user_id, prefix="events/")
@@ -162,7 +201,7 @@ class EventLog:
         ]
         limit = asyncio.Semaphore(_READ_CONCURRENCY)
 
-        async def fetch(segment: _Segment) -> tuple[_Segment, bytes]:
+        async def fetch(segment: Segment) -> tuple[Segment, bytes]:
             async with limit:
                 return segment, await self._store.get(user_id, segment.key)
 
@@ -264,8 +303,8 @@ class EventLog:
     async def _erase(
         self,
         user_id: str,
-        segments: list[_Segment],
-        overlaps: Callable[[_Segment], bool],
+        segments: list[Segment],
+        overlaps: Callable[[Segment], bool],
         doomed: Callable[[pb.Event], bool],
     ) -> int:
         """Rewrite overlapping segments without the doomed events and delete their frames.

@@ -15,6 +15,7 @@ from pydantic_settings import BaseSettings
 from cloud_infer.config import ServerSettings
 from cloud_infer.llm.config import LLMSettings
 from cloud_infer.recall.config import RecallSettings
+from cloud_infer.stream.config import StreamSettings
 from cloud_infer.tenancy.config import TenantLimitSettings
 from recall_store.config import StoreSettings
 from session_agent.config import AgentSettings
@@ -25,6 +26,7 @@ SECTIONS: list[tuple[str, type[BaseSettings]]] = [
     ("Cloud server (`shadowdesk server`)", ServerSettings),
     ("Per-user limits (server side)", TenantLimitSettings),
     ("Object store (server side)", StoreSettings),
+    ("Committed stream (server side)", StreamSettings),
     ("Recall (server side)", RecallSettings),
     ("LLM (server side)", LLMSettings),
     ("Session agent (`shadowdesk agent`)", AgentSettings),

@@ -2,7 +2,7 @@
 
 Prints one JSON report per user (``cloud_infer.recall.reconcile.ConsistencyReport``) and exits 1 when
 any user needs repair. ``--repair`` redoes erasures that left anything behind; sessions left unindexed
-are caught up by a running server's reconcile job, which has the models.
+are caught up by a running server's committed stream, which has the models.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ async def run_fsck(users: list[str] | None, repair: bool = False, orphans: bool 
         PrivacyService(store),
         LLMGateway(LLMSettings(backend="none"), None),
     )
-    consistency = Consistency(recall.service, None)
+    consistency = Consistency(recall.service)
     failed = 0
     try:
         for user_id in users or await UserDirectory(store).users():

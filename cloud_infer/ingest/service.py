@@ -4,7 +4,8 @@ Every session has a high-water mark (hwm): the highest seq durably stored. It is
 event log when a stream opens a session no other stream holds (so also after a restart), and events
 at or below it are dropped, which makes a resent batch idempotent. One asyncio.Lock per session
 serializes a reconnecting agent's old and new streams. A batch is acknowledged only after EventLog
-has committed it.
+has committed it; then the committed (redacted) batch is published to the stream's consumers
+(``cloud_infer.stream``) without waiting for any of them, so no consumer can slow an ack.
 
 Before a batch is stored it waits for the user's ingest rate and is checked against their storage
 quota (``cloud_infer.tenancy.ingest_budget``), privacy settings redact it, and whatever the user has
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
@@ -27,6 +28,7 @@ from cloud_infer.errors import BackendUnavailableError, InvalidMessageError, Per
 from cloud_infer.ingest.metrics import IngestMetrics
 from cloud_infer.ingest.protocol import IngestLimits, validate_batch, validate_hello
 from cloud_infer.privacy.filter import PrivacyFilter
+from cloud_infer.stream.fanout import Fanout
 from cloud_infer.tenancy.ingest_budget import IngestBudget
 from protos.shadowdesk.v1 import ingest_pb2 as pb
 from recall_store.directory import UserDirectory
@@ -35,8 +37,6 @@ from recall_store.event_log import EventLog
 from recall_store.tombstones import Tombstones, redact_erased
 
 tracer = trace.get_tracer(__name__)
-# Called with (user_id, session_id, events) after a batch is durably stored (the recall pipeline).
-CommitHook = Callable[[str, str, Sequence[pb.Event]], Awaitable[None]]
 
 
 @dataclass
@@ -87,9 +87,10 @@ class IngestSession:
                         raise BackendUnavailableError(f"recall store unavailable: {exc}") from exc
                     stored = await self._store(fresh, resumed=hwm > 0)
                     service.budget.stored(self.user_id, size)
-                    if service.on_commit is not None:
-                        # Awaited inside the session lock: a busy indexer slows this agent's acks.
-                        await service.on_commit(self.user_id, self.session_id, stored)
+                    if service.stream is not None:
+                        # Never awaited: each consumer takes the batch at its own pace, or reads it
+                        # back from the log later; the ack does not wait for any of them.
+                        service.stream.publish(self.user_id, self.session_id, stored, after_seq=hwm)
                     hwm = self._state.hwm = fresh[-1].seq
                     service.metrics.events.add(len(fresh))
                     service.metrics.bytes.add(size)
@@ -139,7 +140,7 @@ class IngestService:
         directory: UserDirectory,
         clock: Callable[[], int] = time.time_ns,
         privacy: PrivacyFilter | None = None,
-        on_commit: CommitHook | None = None,
+        stream: Fanout | None = None,
     ) -> None:
         self.event_log = event_log
         self.limits = limits
@@ -148,7 +149,7 @@ class IngestService:
         self.directory = directory
         self.clock = clock
         self.privacy = privacy
-        self.on_commit = on_commit
+        self.stream = stream
         self.metrics = IngestMetrics()
         self._sessions: dict[tuple[str, str], _SessionState] = {}
 

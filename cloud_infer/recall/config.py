@@ -31,11 +31,6 @@ class RecallSettings(BaseSettings):
     moment_max_span_s: float = Field(
         default=600.0, gt=0, description="A moment of one focused window rolls over after this many seconds."
     )
-    queue_batches: int = Field(
-        default=16,
-        ge=1,
-        description="Committed batches a session may queue for indexing before ingest waits.",
-    )
     compact_every_rows: int = Field(
         default=2000,
         ge=1,
@@ -69,7 +64,8 @@ class RecallSettings(BaseSettings):
     reconcile_interval_s: float = Field(
         default=600.0,
         gt=0,
-        description="How often every user's erasures left unfinished and batches left unindexed are redone.",
+        description="How often every user's erasures left unfinished are redone (batches left unindexed are "
+        "caught up by the committed stream's sweep).",
     )
     timezone: str = Field(
         default="UTC", description="IANA zone for relative dates in queries when the client sends none."

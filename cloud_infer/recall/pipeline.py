@@ -1,14 +1,15 @@
 """The recall pipeline: committed event batches → moments → OCR and embeddings → the user's index.
 
-Ingest hands every committed batch to ``submit``. Each session has its own queue and worker task, so
-a session's events are indexed in order while sessions proceed in parallel; a full queue makes
-``submit`` wait, which slows that agent's acks (backpressure) instead of dropping work. OCR and the
-embedding model are shared by all users and taken in turns (``cloud_infer.tenancy.fair_pool``), so one
-user's flood of frames delays others by at most one frame per OCR thread. After each batch the
-session's ``MomentTracker`` (including the last seq done) is saved to ``recall/state/<session>.json``;
-a batch that starts after a gap (a crash, a failed batch, a restart) first re-reads the missing events
-from the event log, and ``catch_up`` asks for that without a new batch, so nothing committed is ever
-left unindexed.
+Recall is a consumer of the committed stream (``cloud_infer.stream``, registered as ``recall``): the
+stream calls ``handle`` with each session's committed events in seq order, one call at a time per
+session, while sessions proceed in parallel; it never holds up ingest's acks. OCR and the embedding
+model are shared by all users and taken in turns (``cloud_infer.tenancy.fair_pool``), so one user's
+flood of frames delays others by at most one frame per OCR thread.
+
+After each call the session's ``MomentTracker`` (including the last seq done) is saved to
+``recall/state/<session>.json``, and that seq is Recall's cursor in the stream (``cursors``): what is
+indexed has one owner, written together with the rows. A seq at or below it is skipped, so events
+delivered again (after a crash) change nothing.
 
 Erasure: rows are added, and the tracker saved, while holding the user's tombstone gate shared
 (``recall_store.tombstones``); whatever a tombstone covers is dropped there, so an erasure that ran
@@ -21,7 +22,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from opentelemetry import metrics, trace
 
@@ -60,24 +61,27 @@ class PipelineStats:
     rows_per_frame_read: float = 0.0  # sum of read fractions (rows of pixels OCR'd / frame height)
     ocr_seconds: float = 0.0
     rows: int = 0
-    index_latencies_s: list[float] = field(default_factory=list)  # commit → searchable, per batch
-
-
-@dataclass(frozen=True, slots=True)
-class _Work:
-    events: list[pb.Event]
-    submitted: float
-    through_seq: int = 0  # index at least up to this seq, reading the log for what is missing
 
 
 @dataclass
 class _Session:
     user_id: str
     session_id: str
-    queue: asyncio.Queue[_Work]
     reader: FrameReader
-    task: asyncio.Task[None] | None = None
     tracker: MomentTracker | None = None
+
+
+class TrackerCursors:
+    """Recall's cursors in the committed stream: the seq of each session's saved moment state."""
+
+    def __init__(self, pipeline: RecallPipeline) -> None:
+        self._pipeline = pipeline
+
+    async def load(self, user_id: str, session_id: str) -> int:
+        return await self._pipeline.indexed_seq(user_id, session_id)
+
+    async def save(self, user_id: str, session_id: str, seq: int) -> None:
+        await self._pipeline.skip_to(user_id, session_id, seq)
 
 
 class RecallPipeline:
@@ -103,36 +107,43 @@ class RecallPipeline:
         self._rows_since_optimize: dict[str, int] = {}
         self._optimizing: dict[str, asyncio.Task[None]] = {}
         self.stats = PipelineStats()
-        self._latency = meter.create_histogram(
-            "shadowdesk.recall.index_latency",
-            unit="s",
-            description="Commit of a batch to its rows searchable",
-        )
+        self.cursors = TrackerCursors(self)
         self._frames = meter.create_counter("shadowdesk.recall.frames", description="Frames seen by OCR")
         self._frames_skipped = meter.create_counter(
             "shadowdesk.recall.frames_unchanged", description="Frames skipped because nothing changed"
         )
 
-    async def submit(self, user_id: str, session_id: str, events: Sequence[pb.Event]) -> None:
-        """Queue a committed batch; waits while the session's queue is full."""
-        await self._enqueue(user_id, session_id, _Work(list(events), time.monotonic()))
+    async def handle(self, user_id: str, session_id: str, events: Sequence[pb.Event]) -> None:
+        """Index committed events of one session, in seq order (the stream calls it, one at a time).
 
-    async def catch_up(self, user_id: str, session_id: str, through_seq: int) -> None:
-        """Index what the log holds of the session up to ``through_seq`` (reconcile after a crash)."""
-        await self._enqueue(user_id, session_id, _Work([], time.monotonic(), through_seq))
+        Events at or below the saved seq are skipped. On any failure the in-memory state is dropped
+        (the saved one is read again) and the error raised, so the stream can retry the same events.
+        """
+        session = self._session(user_id, session_id)
+        try:
+            await self._process(session, events)
+        except BaseException:  # cancelled too: the tracker may hold events whose rows were not written
+            session.tracker = None
+            raise
 
-    async def _enqueue(self, user_id: str, session_id: str, work: _Work) -> None:
+    async def skip_to(self, user_id: str, session_id: str, seq: int) -> None:
+        """Record the session as taken in up to ``seq`` though no event came (the log holds none there)."""
+        session = self._session(user_id, session_id)
+        tracker = session.tracker or await self._stored_tracker(user_id, session_id)
+        if tracker.seq < seq:
+            tracker.skip(seq)
+            async with self._tombstones.writing(user_id) as dead:
+                tracker.forget(dead)
+                await self._store.put(user_id, state_key(session_id), tracker.to_json(), "application/json")
+        session.tracker = tracker
+
+    def _session(self, user_id: str, session_id: str) -> _Session:
         key = (user_id, session_id)
         session = self._sessions.get(key)
         if session is None:
             engine = self._engines[hash(key) % len(self._engines)]
-            session = _Session(
-                user_id, session_id, asyncio.Queue(self._settings.queue_batches), FrameReader(engine)
-            )
-            self._sessions[key] = session
-        await session.queue.put(work)
-        if session.task is None or session.task.done():
-            session.task = asyncio.create_task(self._run(session), name=f"recall-{session_id}")
+            session = self._sessions[key] = _Session(user_id, session_id, FrameReader(engine))
+        return session
 
     def subscribe(self, user_id: str) -> asyncio.Queue[list[IndexRow]]:
         """A queue receiving the user's newly indexed rows (for live sidebar updates)."""
@@ -142,11 +153,6 @@ class RecallPipeline:
 
     def unsubscribe(self, user_id: str, queue: asyncio.Queue[list[IndexRow]]) -> None:
         self._listeners.get(user_id, set()).discard(queue)
-
-    async def idle(self) -> None:
-        """Wait until every queued batch is indexed (tests, benchmarks, shutdown)."""
-        for session in list(self._sessions.values()):
-            await session.queue.join()
 
     def reset_user(self, user_id: str) -> None:
         """Forget in-memory moment state of the user's sessions (after erasure)."""
@@ -171,36 +177,16 @@ class RecallPipeline:
         self.reset_user(user_id)
 
     async def close(self) -> None:
-        tasks = [s.task for s in self._sessions.values() if s.task] + list(self._optimizing.values())
+        tasks = list(self._optimizing.values())
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._ocr.close()
 
-    async def _run(self, session: _Session) -> None:
-        while not session.queue.empty():
-            work = await session.queue.get()
-            try:
-                await self._process(session, work)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                # The tracker keeps the last seq done; the next batch re-reads the gap from the log.
-                logger.exception("recall indexing failed for session %s; will retry", session.session_id)
-                session.tracker = None
-            finally:
-                session.queue.task_done()
-
-    async def _process(self, session: _Session, work: _Work) -> None:
+    async def _process(self, session: _Session, events: Sequence[pb.Event]) -> None:
         with tracer.start_as_current_span("recall.index_batch") as span:
             user_id = session.user_id
             tracker = session.tracker or await self._stored_tracker(user_id, session.session_id)
-            events = work.events
-            first = events[0].seq if events else work.through_seq + 1
-            if first > tracker.seq + 1:
-                gap = await self._log.read_session(user_id, session.session_id, tracker.seq, first)
-                events = gap + events
-                span.set_attribute("shadowdesk.recall.gap_events", len(gap))
             dead = await self._tombstones.current(user_id)
             rows: list[IndexRow] = []
             for event in events:
@@ -229,10 +215,7 @@ class RecallPipeline:
                 )
             rows = [row for row, _ in kept]
             session.tracker = tracker
-            latency = time.monotonic() - work.submitted
-            self.stats.index_latencies_s.append(latency)
             self.stats.rows += len(rows)
-            self._latency.record(latency)
             span.set_attribute("shadowdesk.recall.rows", len(rows))
             if rows:
                 self._publish(session.user_id, rows)

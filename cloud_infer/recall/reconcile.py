@@ -3,13 +3,16 @@
 ``Consistency.check`` is the full scan behind ``shadowdesk fsck``: it reads every segment, lists every
 frame, pages through the index and every saved moment state, and counts what a tombstone covers but
 still exists (events, frames, rows, moment states), frames no stored event refers to, and sessions
-whose log is ahead of their index. ``repair`` redoes every erasure that left something behind, has the
-pipeline (when there is one) catch up, and (with ``orphans``) deletes unreferenced frames, which only a
-quiescent server should do: a frame is written a moment before the segment that refers to it.
+whose log is ahead of their index (the seq of their saved moment state, Recall's cursor in the
+committed stream). ``repair`` redoes every erasure that left something behind and (with ``orphans``)
+deletes unreferenced frames, which only a quiescent server should do: a frame is written a moment
+before the segment that refers to it. Sessions left unindexed are caught up by a running server's
+committed stream (``cloud_infer.stream``), which sweeps every user's sessions at start and then
+periodically, for every consumer alike.
 
 ``ReconcileJob`` is the cheap, periodic part a server runs: it finishes erasures a crash interrupted
-(tombstones still marked unapplied) and has the pipeline catch up sessions left unindexed, for every
-user in the directory, so neither waits for the user's agent to come back.
+(tombstones still marked unapplied) for every user in the directory, so none waits for the user's
+agent to come back.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import logging
 from pydantic import BaseModel, Field
 
 from cloud_infer.recall.moments import MomentTracker
-from cloud_infer.recall.pipeline import RecallPipeline, state_key
+from cloud_infer.recall.pipeline import state_key
 from cloud_infer.recall.service import RecallService
 from recall_store.directory import UserDirectory
 from recall_store.errors import ObjectNotFoundError
@@ -64,9 +67,8 @@ class ConsistencyReport(BaseModel):
 
 
 class Consistency:
-    def __init__(self, service: RecallService, pipeline: RecallPipeline | None) -> None:
+    def __init__(self, service: RecallService) -> None:
         self._service = service
-        self._pipeline = pipeline
         self._log = EventLog(service.store)
 
     async def check(self, user_id: str) -> ConsistencyReport:
@@ -105,7 +107,7 @@ class Consistency:
         return report
 
     async def repair(self, user_id: str, orphans: bool = False) -> ConsistencyReport:
-        """Redo erasures that left anything behind, catch up unindexed sessions; then check again."""
+        """Redo erasures that left anything behind (and delete orphan frames); then check again."""
         report = await self.check(user_id)
         if report.pending_erasures or report.erased_leftovers:
             dead = await self._service.tombstones.current(user_id)
@@ -114,21 +116,17 @@ class Consistency:
                     await self._service.apply(user_id, tombstone, always_purge=True)
         if orphans and report.orphan_frames:
             await self._service.store.delete(user_id, report.orphan_frames)
-        await self._catch_up(user_id, report.unindexed)
         return await self.check(user_id)
 
     async def reconcile(self, user_id: str) -> int:
-        """The cheap part: finish interrupted erasures, catch up lagging sessions. Returns the fixes."""
+        """The cheap part: finish interrupted erasures. Returns how many."""
         tombstones = self._service.tombstones
         pending = (await tombstones.current(user_id)).pending()
         for tombstone in pending:
             async with tombstones.reapplying(user_id, tombstone.id):
                 await self._service.apply(user_id, tombstone, always_purge=True)
             logger.info("finished an interrupted erasure")
-        keys = await self._service.store.list_keys(user_id, "events/")
-        lagging = await self._lagging(user_id, sorted({key.split("/")[1] for key in keys}))
-        await self._catch_up(user_id, lagging)
-        return len(pending) + len(lagging)
+        return len(pending)
 
     async def _lagging(self, user_id: str, sessions: list[str]) -> list[SessionLag]:
         lagging = []
@@ -140,18 +138,10 @@ class Consistency:
         return lagging
 
     async def _indexed_seq(self, user_id: str, session_id: str) -> int:
-        if self._pipeline is not None:
-            return await self._pipeline.indexed_seq(user_id, session_id)
         try:
             return MomentTracker.from_json(await self._service.store.get(user_id, state_key(session_id))).seq
         except ObjectNotFoundError:
             return 0
-
-    async def _catch_up(self, user_id: str, lagging: list[SessionLag]) -> None:
-        if self._pipeline is None:
-            return
-        for lag in lagging:
-            await self._pipeline.catch_up(user_id, lag.session_id, lag.stored_seq)
 
 
 def _seq_covered(dead: TombstoneSet, frame_key: str) -> bool:

@@ -1,4 +1,7 @@
-"""Builds and owns Recall's parts for one server: index, models, pipeline, services, retention job."""
+"""Builds and owns Recall's parts for one server: index, models, pipeline, services, retention job.
+
+Recall reads the committed stream as the consumer ``recall`` (``consume``).
+"""
 
 from __future__ import annotations
 
@@ -18,12 +21,14 @@ from cloud_infer.recall.reconcile import Consistency, ReconcileJob
 from cloud_infer.recall.retention import RetentionJob
 from cloud_infer.recall.rewrite import QueryRewriter
 from cloud_infer.recall.service import RecallService
+from cloud_infer.stream.fanout import Fanout
 from recall_store.config import StoreSettings
 from recall_store.directory import UserDirectory
 from recall_store.store import ObjectStore
 from recall_store.tombstones import Tombstones
 
 _ASK_EXCERPTS = 4
+CONSUMER = "recall"  # its name in the committed stream
 
 
 @dataclass
@@ -38,6 +43,10 @@ class RecallRuntime:
     retention: RetentionJob
     reconcile: ReconcileJob
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    def consume(self, stream: Fanout) -> None:
+        """Index what ``stream`` delivers; the cursor is the pipeline's saved moment state."""
+        stream.register(CONSUMER, self.pipeline.handle, self.pipeline.cursors)
 
     def start(self) -> None:
         """Start the background jobs (call inside the running event loop) and warm the models up."""
@@ -96,5 +105,5 @@ def open_recall(
         service=service,
         ask=AskService(service, llm, _ASK_EXCERPTS),
         retention=RetentionJob(service, privacy, directory, settings.retention_interval_s),
-        reconcile=ReconcileJob(Consistency(service, pipeline), directory, settings.reconcile_interval_s),
+        reconcile=ReconcileJob(Consistency(service), directory, settings.reconcile_interval_s),
     )

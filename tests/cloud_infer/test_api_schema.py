@@ -119,8 +119,7 @@ async def record_history(recall: RecallRuntime, user: str) -> None:
     """What ingest does with a batch: store it, then index it."""
     events = history(time.time_ns() - 600 * NS)
     await EventLog(recall.service.store).append(user, SESSION, events)
-    await recall.pipeline.submit(user, SESSION, events)
-    await recall.pipeline.idle()
+    await recall.pipeline.handle(user, SESSION, events)
 
 
 @pytest.fixture(scope="module")

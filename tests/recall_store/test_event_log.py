@@ -48,6 +48,23 @@ async def test_append_writes_frames_then_a_segment_named_by_seq_and_time(
     assert stored.events[1].frame.stored_key == "frames/desk-1/000000000002.png"
 
 
+async def test_session_heads_and_reading_segments_after_a_seq(store: FaultyStore, user: str) -> None:
+    log = EventLog(store)
+    assert await log.session_heads(user) == {}
+    await log.append(user, "desk-1", [metrics(1, T0), metrics(2, T0)])
+    await log.append(user, "desk-1", [metrics(5, T0), metrics(6, T0), metrics(7, T0)])
+    await log.append(user, "desk-1", [metrics(9, T0)])
+    await log.append(user, "desk-10", [metrics(30, T0)])
+    assert await log.session_heads(user) == {"desk-1": 9, "desk-10": 30}
+
+    segments = await log.segments(user, "desk-1", after_seq=5)
+    assert [(s.first_seq, s.last_seq) for s in segments] == [(5, 7), (9, 9)]
+    read = await log.read_segments(user, segments, after_seq=5, through_seq=7)
+    assert [e.seq for e in read] == [6, 7]
+    await store.delete(user, [segments[0].key])  # erased since it was listed: holds nothing
+    assert [e.seq for e in await log.read_segments(user, segments, 0, 100)] == [9]
+
+
 async def test_last_seq_per_session(store: FaultyStore, user: str) -> None:
     log = EventLog(store)
     assert await log.last_seq(user, "desk-1") == 0

@@ -22,8 +22,11 @@ from cloud_infer.config import ServerSettings
 from cloud_infer.recall.reconcile import Consistency
 from cloud_infer.recall.runtime import RecallRuntime
 from cloud_infer.server import create_grpc_server, ingest_service
+from cloud_infer.stream import Fanout, StreamSettings
 from protos.shadowdesk.v1 import ingest_pb2 as pb
 from recall_store.config import StoreSettings
+from recall_store.directory import UserDirectory
+from recall_store.event_log import EventLog
 from tests.cloud_infer.helpers import AgentStream, ingest_token
 from tests.cloud_infer.recall.conftest import screen
 from tests.cloud_infer.recall.test_pipeline import focus, frame, space_objects, utc
@@ -38,6 +41,7 @@ ROUNDS = 6
 @dataclass
 class Wired:
     recall: RecallRuntime
+    stream: Fanout
     target: str
     user: str
 
@@ -53,16 +57,16 @@ class Wired:
 
 @pytest.fixture
 async def wired(recall: RecallRuntime, settings: ServerSettings, alice: str) -> AsyncIterator[Wired]:
-    """The ingest server as ``serve`` wires it: sharing Recall's tombstones and feeding its pipeline."""
-    service = ingest_service(
-        settings,
-        recall.service.store,
-        tombstones=recall.service.tombstones,
-        on_commit=recall.pipeline.submit,
-    )
+    """The ingest server as ``serve`` wires it: sharing Recall's tombstones, its stream feeding Recall."""
+    store = recall.service.store
+    stream = Fanout(StreamSettings(), EventLog(store), UserDirectory(store))
+    recall.consume(stream)
+    stream.start()
+    service = ingest_service(settings, store, tombstones=recall.service.tombstones, stream=stream)
     server, port = await create_grpc_server(settings, service)
-    yield Wired(recall, f"127.0.0.1:{port}", alice)
+    yield Wired(recall, stream, f"127.0.0.1:{port}", alice)
     await server.stop(None)
+    await stream.close()
 
 
 def text(seq: int, t: int, body: str) -> pb.Event:
@@ -103,7 +107,7 @@ async def test_erasure_racing_indexing_and_replays_leaves_nothing(
     control = "KEEPME" + str(rng.randrange(10**6))
     kept_at = start + ROUNDS * 60 * NS_PER_S
     assert await wired.send(round_events(1 + 10 * ROUNDS, kept_at, control)) == [3 + 10 * ROUNDS]
-    await recall.pipeline.idle()
+    await wired.stream.idle()
 
     for canary in canaries:
         found = (await recall.service.search(alice, canary)).hits
@@ -119,6 +123,6 @@ async def test_erasure_racing_indexing_and_replays_leaves_nothing(
     frames = sorted(name for name in objects if name.startswith("frames/"))
     assert frames == [f"frames/{SESSION}/{3 + 10 * ROUNDS:012d}.webp"], "only the control's frame"
 
-    report = await Consistency(recall.service, recall.pipeline).check(alice)
+    report = await Consistency(recall.service).check(alice)
     assert report.ok, report
     assert report.pending_erasures == 0 and report.erased_leftovers == 0

@@ -61,10 +61,9 @@ def day(start_ns: int) -> list[pb.Event]:
 
 
 async def ingest(runtime: RecallRuntime, user: str, events: list[pb.Event]) -> None:
-    """What ingest does: store the batch, then hand it to the pipeline."""
+    """What ingest and the committed stream do: store the batch, then hand it to the pipeline."""
     await EventLog(runtime.service.store).append(user, SESSION, events)
-    await runtime.pipeline.submit(user, SESSION, events)
-    await runtime.pipeline.idle()
+    await runtime.pipeline.handle(user, SESSION, events)
 
 
 async def test_search_finds_the_right_moment_in_english_and_chinese(

@@ -1,0 +1,65 @@
+"""Settings of the committed-stream fan-out, from ``SHADOWDESK_STREAM_*`` variables.
+
+Precedence: constructor argument, then environment, then the default below.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "SHADOWDESK_STREAM_"
+
+
+class StreamSettings(BaseSettings):
+    """How much each consumer of the committed stream may hold in memory, and how it catches up."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
+
+    queue_batches: int = Field(
+        default=16,
+        ge=1,
+        description="Committed batches one consumer holds in memory per session; past it, that session "
+        "is read back from the event log.",
+    )
+    queue_events: int = Field(
+        default=200_000,
+        ge=1,
+        description="Committed events one consumer holds in memory over all sessions; past it, sessions "
+        "are read back from the event log.",
+    )
+    chunk_events: int = Field(
+        default=2000,
+        ge=1,
+        description="Most events handed to a consumer in one call (a batch larger than this still goes "
+        "whole).",
+    )
+    cursor_save_interval_s: float = Field(
+        default=2.0,
+        ge=0,
+        description="Longest a consumer's progress stays unsaved (0: after every call); after a crash "
+        "at most this much is delivered again.",
+    )
+    retry_initial_s: float = Field(
+        default=0.5, gt=0, description="First wait before a failed consumer call is retried."
+    )
+    retry_max_s: float = Field(
+        default=30.0, gt=0, description="Longest wait between retries of a failing consumer call."
+    )
+    sweep_interval_s: float = Field(
+        default=600.0,
+        gt=0,
+        description="How often every user's sessions are checked for events a consumer has not taken "
+        "(also at start).",
+    )
+    idle_evict_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="A caught-up session is forgotten from memory after this long without a new batch.",
+    )
+    close_grace_s: float = Field(
+        default=5.0, ge=0, description="On shutdown, how long calls in progress may finish."
+    )
+    metrics_interval_s: float = Field(
+        default=5.0, gt=0, description="How often each consumer's lag is published as metrics."
+    )
