@@ -1,4 +1,5 @@
-"""The agent: sensors (threads) → in-memory buffer → spool (group commit) → sender (gRPC stream).
+"""The agent: sensors (threads) → in-memory buffer → spool (group commit) → sender (gRPC stream), and
+the cloud's commands: sender → executor (its own threads) → spool.
 
 ``run_agent`` runs until ``stop`` is set or SIGTERM/SIGINT arrives, then stops the sensors, commits
 what they sensed to the spool, stops the sender and closes the spool; unsent events wait in the spool
@@ -8,9 +9,11 @@ for the next start.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import threading
+from collections.abc import Callable
 
 from opentelemetry import metrics, trace
 
@@ -25,6 +28,7 @@ from session_agent.config import (
     AgentSettings,
 )
 from session_agent.errors import AgentError, SensorError, SpoolError
+from session_agent.executor import open_executor
 from session_agent.privacy import PrivacyRules
 from session_agent.sender import Sender
 from session_agent.sensors.accessibility import AccessibilitySensor
@@ -96,7 +100,20 @@ class Agent:
     async def run(self, stop: asyncio.Event) -> None:
         settings = self.settings
         spool = await AsyncSpool.open(settings.spool_path, settings.session_id, settings.spool_max_bytes)
-        sender = Sender(settings, spool, tracer=self._tracer, meter=self._meter)
+        loop = asyncio.get_running_loop()
+        executor = open_executor(
+            settings, spool.spool, self.privacy, notify=lambda: _wake(loop, sender.notify), meter=self._meter
+        )
+        sender = Sender(
+            settings,
+            spool,
+            tracer=self._tracer,
+            meter=self._meter,
+            on_command=executor.submit,
+            capabilities=executor.capabilities,
+        )
+        # Commands a previous run left unfinished are answered INTERRUPTED before anything is sent.
+        await asyncio.to_thread(executor.start)
         sensor_stop = threading.Event()
         threads = [
             threading.Thread(
@@ -126,6 +143,7 @@ class Agent:
         finally:
             sensor_stop.set()
             await asyncio.to_thread(_join_all, threads)
+            await asyncio.to_thread(executor.stop)
             sender_stop.set()
             stop_task.cancel()
             for task in tasks:
@@ -226,6 +244,12 @@ def _supervise(sensor: Sensor, stop: threading.Event) -> None:
         except Exception:
             logger.exception("sensor %s crashed; restarting in %.0fs", sensor.name, SENSOR_RESTART_S)
         stop.wait(SENSOR_RESTART_S)
+
+
+def _wake(loop: asyncio.AbstractEventLoop, callback: Callable[[], None]) -> None:
+    """Run ``callback`` on ``loop`` from any thread; nothing once the loop is closed."""
+    with contextlib.suppress(RuntimeError):
+        loop.call_soon_threadsafe(callback)
 
 
 def _join_all(threads: list[threading.Thread]) -> None:

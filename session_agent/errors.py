@@ -4,12 +4,19 @@ AgentError                     base of everything below
 ├── SpoolError                 the local spool cannot be opened, read or written (sqlite3 errors, disk)
 │   └── SpoolSessionMismatchError  the spool file holds another session's events
 ├── SensorError                a sensor cannot reach its source (X display, screen grabber)
-└── StreamError                the ingest stream failed; ``retryable`` says whether to reconnect soon
-    ├── AckTimeoutError        the cloud did not acknowledge a batch within ack_timeout_s (retryable)
-    └── StreamRejectedError    the cloud refused the agent: bad token, permission, argument (not retryable)
+├── StreamError                the ingest stream failed; ``retryable`` says whether to reconnect soon
+│   ├── AckTimeoutError        the cloud did not acknowledge a batch within ack_timeout_s (retryable)
+│   └── StreamRejectedError    the cloud refused the agent: bad token, permission, argument (not retryable)
+└── ExecutorError              a command was not carried out; becomes its CommandResult status and error
+    ├── ActionRefusedError     the agent's rules refuse it (allow-list, password field, private window,
+    │                          process guards): STATUS_REFUSED, nothing was done
+    ├── ActionFailedError      the desktop did not do it (no such window or element, timed out): STATUS_FAILED
+    └── CommandCancelledError  a CancelCommand, or the agent stopping, stopped it between two steps
 
-Lower-level exceptions (sqlite3.Error, Xlib errors, grpc.aio.AioRpcError) are translated to these at
-the module that talks to them, so callers only handle AgentError.
+Lower-level exceptions (sqlite3.Error, Xlib errors, grpc.aio.AioRpcError, D-Bus errors, psutil errors)
+are translated to these at the module that talks to them, so callers only handle AgentError. An
+ExecutorError's message and ``observed`` go to the cloud in the CommandResult: they never hold a
+secret or the text of a password field.
 """
 
 from __future__ import annotations
@@ -51,3 +58,23 @@ class StreamRejectedError(StreamError):
 
     def __init__(self, message: str, *, code: grpc.StatusCode | None = None) -> None:
         super().__init__(message, code=code, retryable=False)
+
+
+class ExecutorError(AgentError):
+    """A command was not carried out; ``observed`` is what the agent saw on the way (may be empty)."""
+
+    def __init__(self, message: str, *, observed: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.observed = dict(observed or {})
+
+
+class ActionRefusedError(ExecutorError):
+    """The agent's own rules refuse the command; nothing was done."""
+
+
+class ActionFailedError(ExecutorError):
+    """The action could not be done on the desktop (or not within its time)."""
+
+
+class CommandCancelledError(ExecutorError):
+    """The command was stopped between two of its steps (cancelled, or the agent is stopping)."""

@@ -8,6 +8,8 @@ starts after a jittered exponential backoff and resends whatever the new Welcome
 nothing is lost and the cloud's dedup on seq drops what it already had. A rejection
 (UNAUTHENTICATED, PERMISSION_DENIED, INVALID_ARGUMENT, ...) is logged as an error and retried only
 after ``rejected_backoff_s``: a fixed token or server may accept the agent later, spinning would not.
+Commands the cloud sends on the stream go to ``on_command`` (the executor's intake) in the order they
+arrive; Hello advertises the executor's ``capabilities`` beside the sensors.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import random
 import socket
 import time
 from collections import deque
-from collections.abc import Coroutine, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -118,8 +120,12 @@ class Sender:
         *,
         tracer: trace.Tracer | None = None,
         meter: metrics.Meter | None = None,
+        on_command: Callable[[pb.Command], Awaitable[None]] | None = None,
+        capabilities: Sequence[str] = (),
     ) -> None:
         self._settings = settings
+        self._on_command = on_command
+        self._capabilities = list(capabilities)
         self._spool = spool
         self._tracer = tracer or trace.get_tracer(__name__)
         meter = meter or metrics.get_meter(__name__)
@@ -234,7 +240,7 @@ class Sender:
             session_id=settings.session_id,
             user_id=settings.user_id,
             agent_version=settings.agent_version,
-            capabilities=sorted(settings.sensors),
+            capabilities=[*sorted(settings.sensors), *self._capabilities],
             hostname=socket.gethostname()[:255],
         )
 
@@ -278,9 +284,16 @@ class Sender:
                 state.progressed = True
                 state.acked.set()
             elif body == "command":
-                logger.info("command %s received: %s", message.command.command_id, message.command)
+                await self._take_command(message.command)
             else:
                 logger.warning("unexpected %s message on an open stream; ignored", body)
+
+    async def _take_command(self, command: pb.Command) -> None:
+        # Never the whole message in a log: it may carry the user's secret.
+        if self._on_command is None:
+            logger.info("command %s received; this agent runs no executor", command.command_id)
+            return
+        await self._on_command(command)
 
     async def _watch_acks(self, state: _StreamState) -> None:
         timeout_s = self._settings.ack_timeout_s

@@ -20,6 +20,13 @@ an agent crash loses nothing that was committed. Policy:
   acknowledged more than this spool ever assigned, the spool was lost or reset: pending rows are
   renumbered after the cloud's number, so the cloud does not discard them as duplicates.
 * A spool file belongs to one session; opening it for another raises SpoolSessionMismatchError.
+* **Commands** (``session_agent.executor``): the ``commands`` table keeps the id of every command the
+  executor took up, so a command delivered again is never run twice. ``begin_command`` records the id
+  and appends its CommandStarted event in one transaction, before the action; ``finish_command``
+  appends the CommandResult and marks the id finished, again in one transaction. A command started
+  but never finished (the agent died mid-action) is listed by ``unfinished_commands``. Command events
+  are small and are never dropped by the bound. Ids are forgotten ``COMMAND_RETENTION_NS`` after they
+  finished, once their deadline has passed too: a late copy is then refused as expired, not run.
 """
 
 from __future__ import annotations
@@ -28,9 +35,11 @@ import asyncio
 import logging
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from protos.shadowdesk.v1 import ingest_pb2 as pb
@@ -39,11 +48,24 @@ from session_agent.errors import SpoolError, SpoolSessionMismatchError
 logger = logging.getLogger(__name__)
 
 FRAME_BOUND_FRACTION = 0.75
+COMMAND_RETENTION_NS = 7 * 24 * 3600 * 10**9
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY, is_frame INTEGER NOT NULL,"
     " data BLOB NOT NULL)",
+    # finished_ns IS NULL: started and not finished (the agent stopped mid-action).
+    "CREATE TABLE IF NOT EXISTS commands (command_id TEXT PRIMARY KEY, received_ns INTEGER NOT NULL,"
+    " started_ns INTEGER NOT NULL, deadline_ns INTEGER NOT NULL, finished_ns INTEGER)",
 )
+
+
+@dataclass(frozen=True)
+class StartedCommand:
+    """A command the executor took up and never finished."""
+
+    command_id: str
+    received_ns: int
+    started_ns: int
 
 
 class Spool:
@@ -139,6 +161,79 @@ class Spool:
             self._last_seq, self._bytes, self._depth = seq, total, self._depth + len(rows)
         return [row[0] for row in rows]
 
+    def knows_command(self, command_id: str) -> bool:
+        """Whether ``command_id`` was taken up or answered before (then it must not run again)."""
+        with self._lock:
+            try:
+                row = self._db.execute(
+                    "SELECT 1 FROM commands WHERE command_id = ?", (command_id,)
+                ).fetchone()
+            except sqlite3.Error as exc:
+                raise SpoolError(f"cannot read commands of spool {self.path}: {exc}") from exc
+        return row is not None
+
+    def begin_command(
+        self, command_id: str, *, received_ns: int, deadline_ns: int, event: pb.Event
+    ) -> int | None:
+        """Record that ``command_id`` starts now and commit its CommandStarted ``event``, in one
+        transaction; the event's seq, or None when the id is known already (nothing written)."""
+        with self._lock:
+            try:
+                with self._transaction():
+                    if self._db.execute(
+                        "SELECT 1 FROM commands WHERE command_id = ?", (command_id,)
+                    ).fetchone():
+                        return None
+                    self._db.execute(
+                        "INSERT INTO commands (command_id, received_ns, started_ns, deadline_ns)"
+                        " VALUES (?, ?, ?, ?)",
+                        (command_id, received_ns, event.time_unix_nano, deadline_ns),
+                    )
+                    seq, size = self._insert_unbounded_locked(event)
+            except sqlite3.Error as exc:
+                raise SpoolError(f"cannot record command in spool {self.path}: {exc}") from exc
+            self._last_seq, self._bytes, self._depth = seq, self._bytes + size, self._depth + 1
+        return seq
+
+    def finish_command(self, command_id: str, *, deadline_ns: int, event: pb.Event) -> int | None:
+        """Mark ``command_id`` finished and commit its CommandResult ``event``, in one transaction (also
+        for a command never started); the event's seq, or None when it had finished already."""
+        now = event.time_unix_nano or time.time_ns()
+        with self._lock:
+            try:
+                with self._transaction():
+                    row = self._db.execute(
+                        "SELECT finished_ns FROM commands WHERE command_id = ?", (command_id,)
+                    ).fetchone()
+                    if row is not None and row[0] is not None:
+                        return None
+                    self._db.execute(
+                        "INSERT INTO commands (command_id, received_ns, started_ns, deadline_ns, finished_ns)"
+                        " VALUES (?, 0, 0, ?, ?) ON CONFLICT (command_id) DO UPDATE SET finished_ns = ?",
+                        (command_id, deadline_ns, now, now),
+                    )
+                    self._db.execute(
+                        "DELETE FROM commands WHERE finished_ns < ? AND deadline_ns > 0 AND deadline_ns < ?",
+                        (now - COMMAND_RETENTION_NS, now),
+                    )
+                    seq, size = self._insert_unbounded_locked(event)
+            except sqlite3.Error as exc:
+                raise SpoolError(f"cannot record command result in spool {self.path}: {exc}") from exc
+            self._last_seq, self._bytes, self._depth = seq, self._bytes + size, self._depth + 1
+        return seq
+
+    def unfinished_commands(self) -> list[StartedCommand]:
+        """Commands started and never finished, oldest first."""
+        with self._lock:
+            try:
+                rows = self._db.execute(
+                    "SELECT command_id, received_ns, started_ns FROM commands WHERE finished_ns IS NULL"
+                    " ORDER BY started_ns"
+                ).fetchall()
+            except sqlite3.Error as exc:
+                raise SpoolError(f"cannot read commands of spool {self.path}: {exc}") from exc
+        return [StartedCommand(str(row[0]), int(row[1]), int(row[2])) for row in rows]
+
     def read_after(self, after_seq: int, max_events: int, max_bytes: int) -> list[pb.Event]:
         """Oldest pending events with seq > ``after_seq``: at most ``max_events``, and at most
         ``max_bytes`` serialized unless a single event is larger (it is then returned alone)."""
@@ -199,6 +294,15 @@ class Spool:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+    def _insert_unbounded_locked(self, event: pb.Event) -> tuple[int, int]:
+        """Insert one event with the next seq in the caller's transaction, whatever the bound; its seq and
+        size, for the caller to count once the transaction committed."""
+        seq = self._last_seq + 1
+        data = event.SerializeToString()
+        self._db.execute("INSERT INTO events (seq, is_frame, data) VALUES (?, 0, ?)", (seq, data))
+        self._set_meta("last_seq", str(seq))
+        return seq, len(data)
 
     def _mark_acked_locked(self, seq: int) -> None:
         if seq <= 0:

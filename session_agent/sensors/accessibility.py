@@ -132,18 +132,31 @@ class AtspiClient:
     def close(self) -> None:
         self._connection.close()
 
-    def call(self, node: tuple[str, str], interface: str, method: str, timeout: float, *args: Any) -> Any:
-        signature = "".join("i" if isinstance(arg, int) else "s" for arg in args) or None
+    def call(
+        self,
+        node: tuple[str, str],
+        interface: str,
+        method: str,
+        timeout: float,
+        *args: Any,
+        signature: str | None = None,
+    ) -> Any:
+        """The first value of the reply; ``signature`` defaults to "i" per int and "s" per other argument."""
+        if signature is None:
+            signature = "".join("i" if isinstance(arg, int) else "s" for arg in args) or None
         address = DBusAddress(node[1], bus_name=node[0], interface=interface)
         return _reply(self._connection, new_method_call(address, method, signature, args), timeout)[0]
 
+    def get_property(self, node: tuple[str, str], interface: str, name: str, timeout: float) -> Any:
+        address = DBusAddress(node[1], bus_name=node[0], interface=interface)
+        return _reply(self._connection, Properties(address).get(name), timeout)[0][1]
+
     def name(self, node: tuple[str, str], timeout: float) -> str:
-        address = DBusAddress(node[1], bus_name=node[0], interface=ACCESSIBLE)
-        return str(_reply(self._connection, Properties(address).get("Name"), timeout)[0][1])
+        return str(self.get_property(node, ACCESSIBLE, "Name", timeout))
 
     def applications(self) -> list[tuple[str, str]]:
         registry = ("org.a11y.atspi.Registry", "/org/a11y/atspi/accessible/root")
-        return _nodes(self.call(registry, ACCESSIBLE, "GetChildren", CALL_TIMEOUT_S))
+        return node_refs(self.call(registry, ACCESSIBLE, "GetChildren", CALL_TIMEOUT_S))
 
     def pid(self, bus_name: str) -> int:
         daemon = DBusAddress(
@@ -153,7 +166,7 @@ class AtspiClient:
         return int(_reply(self._connection, message, CALL_TIMEOUT_S)[0])
 
 
-def _nodes(references: Any) -> list[tuple[str, str]]:
+def node_refs(references: Any) -> list[tuple[str, str]]:
     """(bus name, object path) pairs of an ``a(so)`` reply."""
     return [(str(bus_name), str(path)) for bus_name, path in references]
 
@@ -183,16 +196,29 @@ class TreeReader:
         candidates = [app for app in apps if self._pids[app[0]] == window.pid] or apps
         for app in candidates:
             try:
-                frames = _nodes(self._client.call(app, ACCESSIBLE, "GetChildren", CALL_TIMEOUT_S))
+                frames = node_refs(self._client.call(app, ACCESSIBLE, "GetChildren", CALL_TIMEOUT_S))
                 for frame in frames:
                     if self._client.name(frame, CALL_TIMEOUT_S) == window.title:
                         return frame
             except (DBusErrorResponse, TimeoutError):
                 continue  # an app that died or hangs is not the one we look for
             # Some toolkits name the frame differently from the X title; one window of the pid is it.
-            if len(frames) == 1 and self._pids[app[0]] == window.pid:
-                return frames[0]
+            if self._pids[app[0]] == window.pid:
+                if len(frames) == 1:
+                    return frames[0]
+                # A title that just changed (a page's) may not have reached the tree yet; Chromium also
+                # lists hidden frames: the only showing frame of the pid is the window.
+                showing = [frame for frame in frames if self._showing(frame)]
+                if len(showing) == 1:
+                    return showing[0]
         return None
+
+    def _showing(self, node: tuple[str, str]) -> bool:
+        try:
+            low, _ = self._client.call(node, ACCESSIBLE, "GetState", CALL_TIMEOUT_S)
+        except (DBusErrorResponse, TimeoutError):
+            return False
+        return bool(int(low) >> STATE_SHOWING & 1)
 
     def _greet(self, app: tuple[str, str]) -> int:
         """The pid of a newly seen app, after asking its root's attributes: Chromium builds its tree
@@ -245,7 +271,7 @@ class TreeReader:
             if is_protected(role, single_line, attributes):
                 return role, ""
         if TEXT not in interfaces:
-            children = _nodes(self._call(walk, node, ACCESSIBLE, "GetChildren"))
+            children = node_refs(self._call(walk, node, ACCESSIBLE, "GetChildren"))
             return role, "\n".join(self._visit(child, depth + 1, walk)[1] for child in children)
         text = str(self._call(walk, node, TEXT, "GetText", 0, -1))
         walk.chars += len(text)
@@ -258,7 +284,7 @@ class TreeReader:
         parts = text.split(_EMBEDDED)
         pieces = [parts[0]]
         embedded = 0
-        for child in _nodes(self._call(walk, node, ACCESSIBLE, "GetChildren")):
+        for child in node_refs(self._call(walk, node, ACCESSIBLE, "GetChildren")):
             role, child_text = self._visit(child, depth + 1, walk)
             if role == ROLE_STATIC:
                 continue  # a text leaf: its text is the parent's own, already in ``parts``

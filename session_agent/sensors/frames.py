@@ -54,6 +54,47 @@ def hamming(a: int, b: int) -> int:
     return (a ^ b).bit_count()
 
 
+def capture(
+    grabber: mss.base.MSSBase,
+    monitor: dict[str, int],
+    windows: Display,
+    privacy: PrivacyRules,
+    display_name: str,
+) -> tuple[Image.Image | None, bool]:
+    """The screen with every viewable private window blacked out, and whether it was grabbed at all.
+
+    The image is None while a private window has focus, checked right before and right after the grab.
+    """
+    before = private_view(windows, privacy)
+    if before.focused:
+        return None, False
+    try:
+        shot = grabber.grab(monitor)
+    except ScreenShotError as exc:
+        raise SensorError(f"screen grab failed on {display_name!r}: {exc}") from exc
+    after = private_view(windows, privacy)
+    if after.focused:
+        return None, True
+    image = Image.frombytes("RGB", shot.size, shot.bgra, "raw", "BGRX")
+    del shot
+    if boxes := before.boxes | after.boxes:
+        draw = ImageDraw.Draw(image)
+        left, top = monitor["left"], monitor["top"]
+        for x0, y0, x1, y1 in boxes:
+            draw.rectangle((x0 - left, y0 - top, x1 - left - 1, y1 - top - 1), fill=(0, 0, 0))
+    return image, True
+
+
+def encode(image: Image.Image, max_width: int, quality: int) -> tuple[bytes, tuple[int, int]]:
+    """``image`` downscaled to at most ``max_width`` and encoded as WebP; the bytes and their size."""
+    if image.width > max_width:
+        height = max(1, round(image.height * max_width / image.width))
+        image = image.resize((max_width, height), Image.Resampling.BILINEAR, reducing_gap=2.0)
+    buffer = io.BytesIO()
+    image.save(buffer, "WEBP", quality=quality, method=_WEBP_METHOD)
+    return buffer.getvalue(), image.size
+
+
 class FrameSensor:
     name = "frames"
 
@@ -112,26 +153,11 @@ class FrameSensor:
             grabber.close()
 
     def _grab(self, grabber: mss.base.MSSBase, monitor: dict[str, int], windows: Display) -> None:
-        before = private_view(windows, self._privacy)
-        if before.focused:
+        image, grabbed = capture(grabber, monitor, windows, self._privacy, self._display)
+        self.grabs += grabbed
+        if image is None:
             self.withheld += 1
             return
-        try:
-            shot = grabber.grab(monitor)
-        except ScreenShotError as exc:
-            raise SensorError(f"screen grab failed on {self._display!r}: {exc}") from exc
-        self.grabs += 1
-        after = private_view(windows, self._privacy)
-        if after.focused:
-            self.withheld += 1
-            return
-        image = Image.frombytes("RGB", shot.size, shot.bgra, "raw", "BGRX")
-        del shot
-        if boxes := before.boxes | after.boxes:
-            draw = ImageDraw.Draw(image)
-            left, top = monitor["left"], monitor["top"]
-            for x0, y0, x1, y1 in boxes:
-                draw.rectangle((x0 - left, y0 - top, x1 - left - 1, y1 - top - 1), fill=(0, 0, 0))
         self.consider(image)
 
     def consider(self, image: Image.Image) -> None:
@@ -146,12 +172,7 @@ class FrameSensor:
             and hamming(frame_hash, self._last_hash) < self._min_distance
         ):
             return
-        if image.width > self._max_width:
-            height = max(1, round(image.height * self._max_width / image.width))
-            image = image.resize((self._max_width, height), Image.Resampling.BILINEAR, reducing_gap=2.0)
-        buffer = io.BytesIO()
-        image.save(buffer, "WEBP", quality=self._quality, method=_WEBP_METHOD)
-        encoded = buffer.getvalue()
+        encoded, size = encode(image, self._max_width, self._quality)
         if len(encoded) > self._max_bytes:
             logger.warning("frame of %d bytes is over the batch limit; skipped", len(encoded))
             return
@@ -159,7 +180,7 @@ class FrameSensor:
         frame = event.frame
         frame.image = encoded
         frame.mime_type = MIME_TYPE
-        frame.width, frame.height = image.size
+        frame.width, frame.height = size
         frame.dhash = frame_hash
         frame.window_id = window_id
         self._last_hash, self._last_window = frame_hash, window_id

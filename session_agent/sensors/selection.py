@@ -21,11 +21,13 @@ the selection to ``UTF8_STRING`` into a property of its own unmapped window and 
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import logging
 import select
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,6 +59,69 @@ class _Pending:
     due: float
     # A private window had focus at one of the owner changes: the text may be that window's.
     private: bool
+
+
+class ReadFailure(enum.Enum):
+    TIMEOUT = "the owner did not answer in time"
+    REFUSED = "the owner cannot give UTF8_STRING"
+    INCR = "too large for one transfer (INCR)"
+
+
+@dataclass(frozen=True)
+class TextAtoms:
+    """Atoms of one X connection: the target asked for, INCR, and the property the text goes to."""
+
+    utf8: int
+    incr: int
+    property: int
+
+
+def request_text(
+    display: Display,
+    window: Window,
+    selection: int,
+    atoms: TextAtoms,
+    *,
+    timeout_s: float,
+    max_chars: int,
+    on_event: Callable[[Any], None],
+) -> str | ReadFailure:
+    """Ask the owner of ``selection`` for its text as UTF-8 into ``window`` (ICCCM ConvertSelection) and
+    read at most ``max_chars`` characters of it; other events that arrive meanwhile go to ``on_event``.
+    After a TIMEOUT or INCR the caller should listen on a fresh window: a late answer may still come."""
+    window.delete_property(atoms.property)
+    window.convert_selection(selection, atoms.utf8, atoms.property, X.CurrentTime)
+    display.flush()
+    deadline = time.monotonic() + timeout_s
+    while True:
+        while display.pending_events():
+            event = display.next_event()
+            if (
+                event.type == X.SelectionNotify
+                and _resource_id(event.requestor) == window.id
+                and event.selection == selection
+            ):
+                return _take(display, window, event.property, atoms, max_chars)
+            on_event(event)
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return ReadFailure.TIMEOUT
+        select.select([display], [], [], remaining)
+
+
+def _take(display: Display, window: Window, prop: int, atoms: TextAtoms, max_chars: int) -> str | ReadFailure:
+    if prop == X.NONE:
+        return ReadFailure.REFUSED
+    # The length is in 32-bit units: 4 * max_chars bytes, enough for max_chars characters.
+    reply = window.get_property(atoms.property, X.AnyPropertyType, 0, max_chars)
+    window.delete_property(atoms.property)
+    display.flush()
+    if reply is None or reply.format != 8:
+        return ReadFailure.REFUSED
+    if reply.property_type == atoms.incr:
+        return ReadFailure.INCR
+    # At most 4 bytes a character: a character cut short by the length lies beyond max_chars.
+    return bytes(reply.value).decode("utf-8", "replace")[:max_chars]
 
 
 class SelectionSensor:
@@ -198,47 +263,28 @@ class SelectionSensor:
         """The selection's text, or None when its owner refuses, fails or misses the deadline."""
         window = self._window
         assert window is not None
-        window.delete_property(self._property)
-        window.convert_selection(selection, self._utf8, self._property, X.CurrentTime)
-        display.flush()
-        deadline = time.monotonic() + self._timeout_s
-        while True:
-            while display.pending_events():
-                event = display.next_event()
-                if (
-                    event.type == X.SelectionNotify
-                    and _resource_id(event.requestor) == window.id
-                    and event.selection == selection
-                ):
-                    return self._take(display, window, event.property)
-                self._owner_changed(display, event)
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                logger.info("selection owner did not answer within %.1fs; skipped", self._timeout_s)
-                self.failed_reads += 1
-                self._replace_window(display)
-                return None
-            select.select([display], [], [], remaining)
-
-    def _take(self, display: Display, window: Window, prop: int) -> str | None:
-        if prop == X.NONE:
-            logger.debug("selection owner cannot give UTF8_STRING")
-            self.failed_reads += 1
-            return None
-        # The length is in 32-bit units: 4 * max_chars bytes, enough for max_chars characters.
-        reply = window.get_property(self._property, X.AnyPropertyType, 0, self._max_chars)
-        window.delete_property(self._property)
-        display.flush()
-        if reply is None or reply.format != 8:
-            self.failed_reads += 1
-            return None
-        if reply.property_type == self._incr:
+        atoms = TextAtoms(self._utf8, self._incr, self._property)
+        result = request_text(
+            display,
+            window,
+            selection,
+            atoms,
+            timeout_s=self._timeout_s,
+            max_chars=self._max_chars,
+            on_event=lambda event: self._owner_changed(display, event),
+        )
+        if isinstance(result, str):
+            return result
+        self.failed_reads += 1
+        if result is ReadFailure.TIMEOUT:
+            logger.info("selection owner did not answer within %.1fs; skipped", self._timeout_s)
+        elif result is ReadFailure.INCR:
             logger.info("selection too large for one transfer (INCR); skipped")
-            self.failed_reads += 1
+        else:
+            logger.debug("selection owner cannot give UTF8_STRING")
+        if result in (ReadFailure.TIMEOUT, ReadFailure.INCR):
             self._replace_window(display)
-            return None
-        # At most 4 bytes a character: a character cut short by the length lies beyond max_chars.
-        return bytes(reply.value).decode("utf-8", "replace")[: self._max_chars]
+        return None
 
     def _focus(self, display: Display) -> tuple[str, bool]:
         """The focused window's app id, and whether that window is private."""
