@@ -7,6 +7,7 @@ from fastapi import FastAPI
 from cloud_infer.api_errors import ErrorResponse, install_error_handlers
 from cloud_infer.assist.api_router import router as assist_router
 from cloud_infer.auth_api import router as auth_router
+from cloud_infer.commands.api_router import router as commands_router
 from cloud_infer.http_guard import HttpGuard
 from cloud_infer.llm.api_router import router as llm_router
 from cloud_infer.privacy.api_router import router as privacy_router
@@ -44,6 +45,7 @@ def build_app(services: Services) -> FastAPI:
         assist_router,
         llm_router,
         sidebar_router,
+        commands_router,
         stream_router,
     ):
         app.include_router(router)

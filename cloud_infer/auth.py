@@ -1,8 +1,10 @@
 """Bearer tokens: HS256 JWTs with a key id, an audience, scopes and a bounded lifetime.
 
 Scopes: ``ingest`` (one desktop session's agent; claim ``sid`` binds it to that session), ``read``
-(the caller's own history and settings) and ``manage`` (destructive or privacy-reducing changes:
-erasure, unpausing, removing exclusions, retention). A ``login`` ticket is not an API token: it is
+(the caller's own history and settings), ``manage`` (destructive or privacy-reducing changes:
+erasure, unpausing, removing exclusions, retention; commanding one's own desktops) and ``admin`` (an
+operator: remediation commands to any user's desktop, ``cloud_infer.commands.policy``; nothing of a
+user's history). A ``login`` ticket is not an API token: it is
 redeemed once at ``POST /v1/auth/session`` for a read (and maybe manage) token, so no token ever rides
 in a URL. Every token names its key (``kid``): new tokens are signed with the current key, and earlier
 keys stay valid for verification while their tokens live out a rotation. A token whose lifetime
@@ -25,8 +27,8 @@ from cloud_infer.errors import PermissionDeniedError, TokenExpiredError, TokenIn
 from recall_store.errors import InvalidNameError
 from recall_store.naming import validate_id
 
-Scope = Literal["ingest", "read", "manage", "login"]
-SCOPES: frozenset[str] = frozenset({"ingest", "read", "manage", "login"})
+Scope = Literal["ingest", "read", "manage", "admin", "login"]
+SCOPES: frozenset[str] = frozenset({"ingest", "read", "manage", "admin", "login"})
 ALGORITHM = "HS256"
 ISSUER = "shadowdesk"
 # One audience per kind of token: an agent's token opens no API route and a read token no stream.
@@ -122,7 +124,7 @@ class TokenAuthority:
             raise ValueError("a login ticket carries no other scope; put what it grants in grants")
         kind = _kind(wanted)
         if kind == "api" and "read" not in wanted:
-            raise ValueError("an API token always carries read; manage comes on top of it")
+            raise ValueError("an API token always carries read; manage or admin comes on top of it")
         if kind == "ingest":
             if session_id is None:
                 raise ValueError("an ingest token needs a session id")

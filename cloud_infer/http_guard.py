@@ -77,6 +77,9 @@ def policy_for(method: str, path: str) -> Policy:
         return Policy("frames", 0)
     if path == "/v1/llm/embeddings":
         return Policy("embeddings", 2048 * KIB)
+    if method == "POST" and path.startswith("/v1/sessions/"):
+        # Issuing (an action of at most 16 KiB in protobuf, more as JSON) and cancelling commands.
+        return Policy("commands", 0 if path.endswith("/cancel") else 32 * KIB)
     return Policy("api")
 
 

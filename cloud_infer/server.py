@@ -16,6 +16,8 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from cloud_infer.app import build_app
 from cloud_infer.auth import TokenAuthority
+from cloud_infer.commands.config import CommandSettings
+from cloud_infer.commands.service import CommandService
 from cloud_infer.config import ServerSettings
 from cloud_infer.http_server import http_server
 from cloud_infer.ingest.protocol import IngestLimits
@@ -94,16 +96,24 @@ def ingest_service(
 
 
 async def create_grpc_server(
-    settings: ServerSettings, service: IngestService, revocations: Revocations | None = None
+    settings: ServerSettings,
+    service: IngestService,
+    revocations: Revocations | None = None,
+    commands: CommandService | None = None,
 ) -> tuple[grpc.aio.Server, int]:
     """A started gRPC server with Ingest and standard health checking; returns it and its bound port.
 
-    Pass the ``revocations`` the HTTP API uses, so a revocation there ends this side's tokens at once.
+    Pass the ``revocations`` the HTTP API uses, so a revocation there ends this side's tokens at once,
+    and the ``commands`` it issues, so its streams carry them (without: no commands are sent).
     """
     server = grpc.aio.server(options=_server_options(settings))
     revocations = revocations or Revocations(service.event_log.store)
     servicer = IngestServicer(
-        service, TokenAuthority.from_settings(settings), revocations, settings.hello_timeout_s
+        service,
+        TokenAuthority.from_settings(settings),
+        revocations,
+        settings.hello_timeout_s,
+        commands=commands,
     )
     server.add_generic_rpc_handlers((servicer.rpc_handler(),))
     # grpc_health exposes its asyncio servicer as health.aio, behind an import guard mypy cannot see.
@@ -170,8 +180,12 @@ async def serve(
             privacy=PrivacyFilter(privacy, store),
             stream=stream,
         )
+        # One CommandService: the API issues into the outboxes the streams send from, and the results
+        # agents commit complete them.
+        commands = CommandService(store, CommandSettings())
+        commands.consume(stream)
         stream.start()
-        grpc_server, grpc_port = await create_grpc_server(settings, service, revocations)
+        grpc_server, grpc_port = await create_grpc_server(settings, service, revocations, commands)
         services = Services.create(
             settings,
             store,
@@ -181,6 +195,7 @@ async def serve(
             revocations=revocations,
             limits=limits,
             stream=stream,
+            commands=commands,
         )
         http = http_server(build_app(services), settings)
         loop = asyncio.get_running_loop()

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from cloud_infer.assist.service import AssistService
 from cloud_infer.auth import TokenAuthority
+from cloud_infer.commands.service import CommandService
 from cloud_infer.config import ServerSettings
 from cloud_infer.llm.config import LLMSettings
 from cloud_infer.llm.gateway import LLMGateway
@@ -37,6 +38,7 @@ class Services:
     timeline: TimelineService
     llm: LLMGateway
     assist: AssistService
+    commands: CommandService  # the downlink: shared with the gRPC side when ingest runs in this process
     recall: RecallRuntime | None  # None: Recall is off and its routes answer 503
     stream: Fanout | None = None  # the committed stream's fan-out, when ingest runs in this process
 
@@ -52,6 +54,7 @@ class Services:
         revocations: Revocations | None = None,
         limits: TenantLimitSettings | None = None,
         stream: Fanout | None = None,
+        commands: CommandService | None = None,
     ) -> Services:
         """Services over ``store``; pass the parts ingest shares (privacy cache, revocations).
 
@@ -69,6 +72,7 @@ class Services:
             timeline=TimelineService(EventLog(store)),
             llm=gateway,
             assist=AssistService(recall.service if recall else None, gateway),
+            commands=commands or CommandService(store),
             recall=recall,
             stream=stream,
         )

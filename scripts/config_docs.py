@@ -12,6 +12,7 @@ from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 from pydantic_settings import BaseSettings
 
+from cloud_infer.commands.config import CommandSettings
 from cloud_infer.config import ServerSettings
 from cloud_infer.llm.config import LLMSettings
 from cloud_infer.recall.config import RecallSettings
@@ -27,6 +28,7 @@ SECTIONS: list[tuple[str, type[BaseSettings]]] = [
     ("Per-user limits (server side)", TenantLimitSettings),
     ("Object store (server side)", StoreSettings),
     ("Committed stream (server side)", StreamSettings),
+    ("Commands (server side)", CommandSettings),
     ("Recall (server side)", RecallSettings),
     ("LLM (server side)", LLMSettings),
     ("Session agent (`shadowdesk agent`)", AgentSettings),

@@ -124,3 +124,18 @@ def test_noisy_neighbour_bench_floods_and_limits_engage() -> None:
         # The bench measures the 2x target; a CI machine is too noisy for that, but not for this.
         assert _number(row[5]) < 5, row
     assert re.search(r"^\.venv/bin/python -m bench\.noisy_neighbour_bench --moments 6 ", output, re.MULTILINE)
+
+
+def test_command_latency_bench_measures_a_round_trip_and_a_ping(minio_server: MinioServer) -> None:
+    output = _run("bench.command_latency_bench", "--rounds", "5", "--warmup", "1")
+    rows = {row[0]: row for row in _table_rows(output)}
+    ping = rows["gRPC unary ping (grpc.health.v1.Health/Check)"]
+    round_trip = rows["command round trip: succeeded on the results websocket"]
+    assert ping[1] == round_trip[1] == "5"
+    assert _number(ping[2]) > 0
+    assert 0 < _number(round_trip[2]) <= _number(round_trip[3])
+    # Each step of a command comes after the one before it.
+    steps = ["command: POST answered (durably queued)", "command: Command read by the agent"]
+    steps += ["command: its CommandResult acked", "command round trip: succeeded on the results websocket"]
+    assert [_number(rows[step][2]) for step in steps] == sorted(_number(rows[step][2]) for step in steps)
+    assert re.search(r"^\.venv/bin/python -m bench\.command_latency_bench --rounds 5 ", output, re.MULTILINE)

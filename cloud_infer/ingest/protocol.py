@@ -6,6 +6,7 @@ with a message naming the field, so a rejected agent knows what to fix.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from google.protobuf.message import DecodeError, Message
@@ -26,6 +27,11 @@ _MAX_PATH_CHARS = 4096
 _MAX_CAPABILITIES = 64
 _MAX_TRACE_ENTRIES = 8
 _VALID_APP_KINDS = frozenset({pb.AppLifecycle.KIND_STARTED, pb.AppLifecycle.KIND_EXITED})
+# Command ids are made by the cloud (cloud_infer.commands); an agent only echoes them.
+_COMMAND_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_VALID_RESULT_STATUSES = frozenset(pb.CommandResult.Status.values()) - {pb.CommandResult.STATUS_UNSPECIFIED}
+MAX_OBSERVED_ENTRIES = 32
+MAX_COMMAND_ERROR_CHARS = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +186,36 @@ def _validate_event(event: pb.Event, limits: IngestLimits, now_ns: int) -> None:
         _check_length(f"{where}: url.app_id", event.url.app_id, _MAX_NAME_CHARS)
         _check_length(f"{where}: url.url", event.url.url, limits.max_url_chars)
         _check_length(f"{where}: url.title", event.url.title, limits.max_title_chars)
+    elif kind == "command_started":
+        _check_command_id(f"{where}: command_started.command_id", event.command_started.command_id)
+    elif kind == "command_result":
+        _validate_command_result(where, event.command_result, limits)
+
+
+def _check_command_id(name: str, command_id: str) -> None:
+    if not _COMMAND_ID_RE.fullmatch(command_id):
+        raise InvalidMessageError(
+            f"{name} must be 1-128 characters of [A-Za-z0-9._-], got {command_id[:64]!r}"
+        )
+
+
+def _validate_command_result(where: str, result: pb.CommandResult, limits: IngestLimits) -> None:
+    _check_command_id(f"{where}: command_result.command_id", result.command_id)
+    if result.status not in _VALID_RESULT_STATUSES:
+        raise InvalidMessageError(f"{where}: command_result.status must be set (SUCCEEDED, FAILED, ...)")
+    if len(result.observed) > MAX_OBSERVED_ENTRIES:
+        raise InvalidMessageError(
+            f"{where}: command_result.observed has more than {MAX_OBSERVED_ENTRIES} entries"
+        )
+    for key in result.observed:
+        _check_length(f"{where}: command_result.observed key", key, _MAX_NAME_CHARS)
+    observed_chars = sum(len(value) for value in result.observed.values())
+    if observed_chars > limits.max_text_chars:
+        raise InvalidMessageError(
+            f"{where}: command_result.observed holds {observed_chars} characters, "
+            f"more than the limit of {limits.max_text_chars}"
+        )
+    _check_length(f"{where}: command_result.error", result.error, MAX_COMMAND_ERROR_CHARS)
 
 
 def _validate_frame(where: str, frame: pb.ScreenFrame, limits: IngestLimits) -> None:

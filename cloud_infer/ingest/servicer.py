@@ -6,18 +6,26 @@ problem, where grpc's own deserializer would end the call with a vague INTERNAL.
 
 A stream must send Hello within ``hello_timeout_s``, and a batch sent after the stream's token expired
 ends it (UNAUTHENTICATED), so nobody keeps streaming on a dead token.
+
+After Welcome the stream carries two kinds of replies: acks, in the order of the batches, and the
+session's pending commands (``cloud_infer.commands``), sent whenever there are any. Both go through
+``interleave``, so the stream's write side has one writer.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
 
 import grpc
 
-from cloud_infer.auth import TokenAuthority, bearer_token
+from cloud_infer.auth import TokenAuthority, TokenClaims, bearer_token
+from cloud_infer.commands.registry import Downlink
+from cloud_infer.commands.service import CommandService
 from cloud_infer.errors import (
     AuthError,
     BackendUnavailableError,
@@ -29,8 +37,9 @@ from cloud_infer.errors import (
     RateLimitedError,
     TokenExpiredError,
 )
+from cloud_infer.ingest.duplex import interleave
 from cloud_infer.ingest.protocol import ack, parse_agent_message, welcome
-from cloud_infer.ingest.service import IngestService
+from cloud_infer.ingest.service import IngestService, IngestSession
 from cloud_infer.revocation import Revocations
 from protos.shadowdesk.v1 import ingest_pb2 as pb
 
@@ -63,11 +72,13 @@ class IngestServicer:
         tokens: TokenAuthority,
         revocations: Revocations,
         hello_timeout_s: float,
+        commands: CommandService | None = None,
     ) -> None:
         self._service = service
         self._tokens = tokens
         self._revocations = revocations
         self._hello_timeout_s = hello_timeout_s
+        self._commands = commands
 
     def rpc_handler(self) -> grpc.GenericRpcHandler[bytes, pb.CloudMessage]:
         stream = grpc.stream_stream_rpc_method_handler(
@@ -98,7 +109,10 @@ class IngestServicer:
             hello = parse_agent_message(first)
             if hello.WhichOneof("body") != "hello":
                 raise InvalidMessageError("the first message of a stream must be Hello")
-            async with self._service.open_session(claims, hello.hello) as session:
+            async with (
+                self._service.open_session(claims, hello.hello) as session,
+                self._downlink(session, hello.hello) as downlink,
+            ):
                 acked = await session.acked_seq()
                 logger.info(
                     "session %s opened by %s; resuming after seq %d",
@@ -107,15 +121,32 @@ class IngestServicer:
                     acked,
                 )
                 yield welcome(acked, self._service.limits)
-                async for raw in requests:
-                    if time.time() >= claims.expires_at:
-                        raise TokenExpiredError("token has expired; the agent needs a new one")
-                    message = parse_agent_message(raw)
-                    if message.WhichOneof("body") != "batch":
-                        raise InvalidMessageError("Hello may be sent only once per stream")
-                    yield ack(await session.ingest(message.batch))
+                replies = self._acks(session, claims, requests)
+                if downlink is not None:
+                    replies = interleave(replies, downlink.commands())
+                async for reply in replies:
+                    yield reply
         except CloudInferError as exc:
             code = status_code_for(exc)
             self._service.metrics.rejected.add(1, {"reason": code.name.lower()})
             logger.info("ingest stream from %s ended: %s %s", context.peer(), code.name, exc)
             await context.abort(code, str(exc))
+
+    def _downlink(
+        self, session: IngestSession, hello: pb.Hello
+    ) -> AbstractAsyncContextManager[Downlink | None]:
+        if self._commands is None:
+            return contextlib.nullcontext()
+        return self._commands.connect(session.user_id, session.session_id, hello.capabilities)
+
+    async def _acks(
+        self, session: IngestSession, claims: TokenClaims, requests: AsyncIterator[bytes]
+    ) -> AsyncIterator[pb.CloudMessage]:
+        """Store each batch and answer it with its ack, in order."""
+        async for raw in requests:
+            if time.time() >= claims.expires_at:
+                raise TokenExpiredError("token has expired; the agent needs a new one")
+            message = parse_agent_message(raw)
+            if message.WhichOneof("body") != "batch":
+                raise InvalidMessageError("Hello may be sent only once per stream")
+            yield ack(await session.ingest(message.batch))

@@ -29,6 +29,10 @@ class TenantLimitSettings(BaseSettings):
     erase_per_minute: int = Field(default=10, ge=1, description="Erasures of any kind a minute.")
     embeddings_per_minute: int = Field(default=30, ge=1, description="Embedding API requests a minute.")
     embeddings_concurrency: int = Field(default=1, ge=1, description="Embedding API requests at once.")
+    commands_per_minute: int = Field(
+        default=120, ge=1, description="Commands one user may issue or cancel a minute (to their desktops)."
+    )
+    commands_concurrency: int = Field(default=4, ge=1, description="Command requests of one user at once.")
     api_per_minute: int = Field(default=600, ge=1, description="Any other API request a minute.")
     api_concurrency: int = Field(default=16, ge=1, description="Any other API requests at once.")
     websockets: int = Field(default=8, ge=1, description="Open sidebar websockets of one user.")
