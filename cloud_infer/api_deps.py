@@ -1,7 +1,9 @@
-"""FastAPI dependencies shared by the routers, as ``Annotated`` aliases: one per service, and the caller.
+"""The dependencies every router shares, as ``Annotated`` aliases: the server's settings and the caller.
 
-The caller's claims were verified by ``cloud_infer.http_guard`` before the request body was read; these
-dependencies only take them from the connection and check the scope a route needs.
+``services`` finds the one typed ``Services`` on ``app.state``; each router declares, beside itself, one
+``Annotated`` dependency per service it uses (``TimelineDep`` in ``cloud_infer.timeline.api_router``, ...),
+all through it. The caller's claims were verified by ``cloud_infer.http_guard`` before the request body
+was read; these dependencies only take them from the connection and check the scope a route needs.
 """
 
 from __future__ import annotations
@@ -11,48 +13,23 @@ from typing import Annotated
 from fastapi import Depends
 from starlette.requests import HTTPConnection
 
-from cloud_infer.assist.service import AssistService
 from cloud_infer.auth import TokenClaims
 from cloud_infer.config import ServerSettings
-from cloud_infer.errors import BackendUnavailableError, TokenInvalidError
-from cloud_infer.llm.gateway import LLMGateway
-from cloud_infer.privacy.service import PrivacyService
-from cloud_infer.recall.runtime import RecallRuntime
+from cloud_infer.errors import TokenInvalidError
 from cloud_infer.services import Services
-from cloud_infer.timeline.service import TimelineService
 
 
 def services(connection: HTTPConnection) -> Services:
+    """The ``Services`` the app was built over (``cloud_infer.app.build_app``)."""
     found = connection.app.state.services
     assert isinstance(found, Services)
     return found
 
 
 def _settings(connection: HTTPConnection) -> ServerSettings:
-    return services(connection).settings
-
-
-def _timeline(connection: HTTPConnection) -> TimelineService:
-    return services(connection).timeline
-
-
-def _privacy(connection: HTTPConnection) -> PrivacyService:
-    return services(connection).privacy
-
-
-def _llm(connection: HTTPConnection) -> LLMGateway:
-    return services(connection).llm
-
-
-def _assist(connection: HTTPConnection) -> AssistService:
-    return services(connection).assist
-
-
-def _recall(connection: HTTPConnection) -> RecallRuntime:
-    recall = services(connection).recall
-    if recall is None:
-        raise BackendUnavailableError("recall is disabled on this server")
-    return recall
+    found = connection.app.state.settings
+    assert isinstance(found, ServerSettings)
+    return found
 
 
 def caller(connection: HTTPConnection) -> TokenClaims:
@@ -71,13 +48,7 @@ def _manage_claims(connection: HTTPConnection) -> TokenClaims:
     return caller(connection).require("manage")
 
 
-ServicesDep = Annotated[Services, Depends(services)]
 SettingsDep = Annotated[ServerSettings, Depends(_settings)]
-TimelineDep = Annotated[TimelineService, Depends(_timeline)]
-PrivacyDep = Annotated[PrivacyService, Depends(_privacy)]
-LLMDep = Annotated[LLMGateway, Depends(_llm)]
-AssistDep = Annotated[AssistService, Depends(_assist)]
-RecallDep = Annotated[RecallRuntime, Depends(_recall)]
 # The caller's identity: every read is scoped to the token's subject, never to a parameter.
 ReadClaims = Annotated[TokenClaims, Depends(_read_claims)]
 # Destructive and privacy-reducing changes need the stronger scope.

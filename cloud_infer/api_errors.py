@@ -1,4 +1,9 @@
-"""The one JSON error shape of the HTTP API, and the translation of errors into it."""
+"""The one JSON error shape of the HTTP API and the websockets' error messages, from one table.
+
+``public_error`` gives an exception's ``ErrorCode`` (``cloud_infer.errors.ERRORS``) and the message a client
+may see; an HTTP answer takes its status from the code's row, a websocket ``error`` message carries the
+code and message as they are (``cloud_infer.live_socket.error_fields``).
+"""
 
 from __future__ import annotations
 
@@ -11,27 +16,19 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
-from cloud_infer.errors import (
-    AuthError,
-    BackendUnavailableError,
-    CloudInferError,
-    InvalidMessageError,
-    MessageTooLargeError,
-    NotFoundError,
-    PermissionDeniedError,
-    QuotaExceededError,
-    RateLimitedError,
-)
-from cloud_infer.llm.errors import LLMError, LLMRateLimitedError, LLMTimeoutError, LLMUnavailableError
-from recall_store.errors import InvalidNameError, ObjectNotFoundError, StoreError, StoreUnavailableError
+from cloud_infer.errors import ERRORS, CloudInferError, ErrorCode, error_code
+from cloud_infer.llm.errors import LLMError
+from recall_store.errors import ObjectNotFoundError, StoreError
 
 logger = logging.getLogger(__name__)
+
+_MAX_UPSTREAM_MESSAGE = 300  # a backend's message may quote the prompt back
 
 
 class ErrorResponse(BaseModel):
     """Body of every error answer: a stable machine-readable ``code`` and a human ``message``."""
 
-    code: str
+    code: ErrorCode
     message: str
 
 
@@ -46,73 +43,61 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {status: {"model": ErrorResponse} for status in sorted({*GUARD_STATUSES, *statuses})}
 
 
-# Most specific first: PermissionDeniedError is an AuthError.
-_STATUS: list[tuple[type[Exception], int, str]] = [
-    (PermissionDeniedError, 403, "permission_denied"),
-    (AuthError, 401, "unauthenticated"),
-    (InvalidMessageError, 400, "invalid_argument"),
-    (InvalidNameError, 400, "invalid_argument"),
-    (MessageTooLargeError, 413, "too_large"),
-    (RateLimitedError, 429, "rate_limited"),
-    (QuotaExceededError, 507, "quota_exceeded"),
-    (NotFoundError, 404, "not_found"),
-    (ObjectNotFoundError, 404, "not_found"),
-    (BackendUnavailableError, 503, "unavailable"),
-    (StoreUnavailableError, 503, "unavailable"),
-]
+def public_error(exc: BaseException) -> tuple[ErrorCode, str]:
+    """The code of ``exc`` and the message a client may see; an unexpected error is logged, not shown."""
+    code = error_code(exc)
+    if code is ErrorCode.INTERNAL:
+        logger.error("unexpected error in the API", exc_info=exc)
+        return code, "internal error"
+    if isinstance(exc, ObjectNotFoundError):
+        return code, "no such frame"  # not the store's message, which names the bucket
+    if code is ErrorCode.LLM_FAILED:
+        return code, str(exc)[:_MAX_UPSTREAM_MESSAGE]
+    return code, str(exc)
 
 
-def error_response(status: int, code: str, message: str, retry_after_s: float | None = None) -> JSONResponse:
+def error_response(
+    code: ErrorCode, message: str, retry_after_s: float | None = None, status: int | None = None
+) -> JSONResponse:
+    """The answer for ``code``, with its status from ``ERRORS`` unless ``status`` says otherwise."""
+    status = status or ERRORS[code].http
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else {}
     if retry_after_s is not None:
         headers["Retry-After"] = str(max(1, round(retry_after_s)))
-    body = ErrorResponse(code=code, message=message).model_dump()
+    body = ErrorResponse(code=code, message=message).model_dump(mode="json")
     return JSONResponse(body, status_code=status, headers=headers)
 
 
-def status_of(exc: Exception) -> tuple[int, str]:
-    """The HTTP status and error code of a domain or store error (500 for anything unexpected)."""
-    for kind, status, code in _STATUS:
-        if isinstance(exc, kind):
-            return status, code
-    return 500, "internal"
+def exception_response(exc: BaseException) -> JSONResponse:
+    """The answer for a domain, store or LLM error (500 for anything unexpected)."""
+    code, message = public_error(exc)
+    return error_response(code, message, retry_after_s=getattr(exc, "retry_after_s", None))
 
 
 async def _domain_error(_: Request, exc: Exception) -> JSONResponse:
-    status, code = status_of(exc)
-    if status == 500:
-        logger.exception("unexpected error in the HTTP API", exc_info=exc)
-        return error_response(500, "internal", "internal error")
-    # A missing object is reported as not found, without the bucket name a store message has.
-    message = "no such frame" if isinstance(exc, ObjectNotFoundError) else str(exc)
-    return error_response(status, code, message, retry_after_s=getattr(exc, "retry_after_s", None))
-
-
-async def _llm_error(_: Request, exc: Exception) -> JSONResponse:
-    if isinstance(exc, LLMRateLimitedError):
-        return error_response(429, "rate_limited", str(exc), retry_after_s=exc.retry_after_s)
-    if isinstance(exc, LLMTimeoutError):
-        return error_response(504, "timeout", str(exc))
-    if isinstance(exc, LLMUnavailableError):
-        return error_response(503, "unavailable", str(exc))
-    return error_response(502, "llm_failed", str(exc)[:300])
+    return exception_response(exc)
 
 
 async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     problems = "; ".join(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors())
-    return error_response(400, "invalid_argument", problems)
+    return error_response(ErrorCode.INVALID_ARGUMENT, problems)
+
+
+_BY_STATUS = {edges.http: code for code, edges in ERRORS.items()}
 
 
 async def _http_error(_: Request, exc: Exception) -> JSONResponse:
+    """Starlette's own answers (no such route, method not allowed) under the nearest code."""
     assert isinstance(exc, HTTPException)
-    code = "not_found" if exc.status_code == 404 else f"http_{exc.status_code}"
-    return error_response(exc.status_code, code, str(exc.detail))
+    fallback = ErrorCode.INVALID_ARGUMENT if exc.status_code < 500 else ErrorCode.INTERNAL
+    code = _BY_STATUS.get(exc.status_code, fallback)
+    return error_response(code, str(exc.detail), status=exc.status_code)
 
 
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(CloudInferError, _domain_error)
     app.add_exception_handler(StoreError, _domain_error)
-    app.add_exception_handler(LLMError, _llm_error)
+    app.add_exception_handler(LLMError, _domain_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)

@@ -8,6 +8,7 @@ from cloud_infer.api_errors import ErrorResponse, install_error_handlers
 from cloud_infer.assist.api_router import router as assist_router
 from cloud_infer.auth_api import router as auth_router
 from cloud_infer.commands.api_router import router as commands_router
+from cloud_infer.config import ServerSettings
 from cloud_infer.http_guard import HttpGuard
 from cloud_infer.llm.api_router import router as llm_router
 from cloud_infer.privacy.api_router import router as privacy_router
@@ -18,12 +19,13 @@ from cloud_infer.stream.api_router import router as stream_router
 from cloud_infer.timeline.api_router import router as timeline_router
 
 
-def build_app(services: Services) -> FastAPI:
+def build_app(settings: ServerSettings, services: Services) -> FastAPI:
     """The API over ``services``; the caller owns them (store, gateway, Recall) and closes them after.
 
-    The interactive docs and the OpenAPI schema are served in local mode only.
+    Both go on ``app.state``, where ``cloud_infer.api_deps`` finds them. The interactive docs and the
+    OpenAPI schema are served in local mode only.
     """
-    local = services.settings.environment == "local"
+    local = settings.environment == "local"
     app = FastAPI(
         title="Shadowdesk",
         version="1",
@@ -35,6 +37,7 @@ def build_app(services: Services) -> FastAPI:
         # nothing the request span and ours lack.
         telemetry={"logs": False, "operation_spans": False},
     )
+    app.state.settings = settings
     app.state.services = services
     install_error_handlers(app)
     for router in (
@@ -56,5 +59,5 @@ def build_app(services: Services) -> FastAPI:
         await services.store.check()
         return {"status": "ok"}
 
-    app.add_middleware(HttpGuard, services=services)
+    app.add_middleware(HttpGuard, settings=settings, services=services)
     return app

@@ -29,9 +29,18 @@ from typing import Any
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from cloud_infer.api_errors import error_response, status_of
+from cloud_infer.api_errors import error_response, exception_response
 from cloud_infer.auth import TokenClaims, bearer_token
-from cloud_infer.errors import CloudInferError, InvalidMessageError, MessageTooLargeError, TokenInvalidError
+from cloud_infer.config import ServerSettings
+from cloud_infer.errors import (
+    ERRORS,
+    CloudInferError,
+    ErrorCode,
+    InvalidMessageError,
+    MessageTooLargeError,
+    TokenInvalidError,
+    error_code,
+)
 from cloud_infer.services import Services
 from cloud_infer.tenancy.requests import Resource
 
@@ -41,7 +50,6 @@ SUBPROTOCOL = "shadowdesk.v1"
 _BEARER_PROTOCOL = "bearer."
 KIB = 1024
 _DEFAULT_BODY = 64 * KIB
-WS_POLICY_VIOLATION = 1008
 _SECURITY_HEADERS = (
     (b"x-content-type-options", b"nosniff"),
     (b"referrer-policy", b"no-referrer"),
@@ -84,8 +92,9 @@ def policy_for(method: str, path: str) -> Policy:
 
 
 class HttpGuard:
-    def __init__(self, app: ASGIApp, services: Services) -> None:
+    def __init__(self, app: ASGIApp, settings: ServerSettings, services: Services) -> None:
         self._app = app
+        self._settings = settings
         self._services = services
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -100,7 +109,7 @@ class HttpGuard:
         started = time.perf_counter()
         method, path = scope["method"], scope["path"]
         policy = policy_for(method, path)
-        settings = self._services.settings
+        settings = self._settings
         status = 0
 
         async def send_counted(message: Message) -> None:
@@ -133,7 +142,7 @@ class HttpGuard:
                         await self._app(scope, _replay(body, receive), send_counted)
                 except TimeoutError:
                     if not status:
-                        await error_response(504, "timeout", "the request missed its deadline")(
+                        await error_response(ErrorCode.TIMEOUT, "the request missed its deadline")(
                             scope, receive, send_counted
                         )
         except CloudInferError as exc:
@@ -159,7 +168,7 @@ class HttpGuard:
         except CloudInferError as exc:
             # Before the handshake: the client sees the upgrade refused (403), nothing more.
             logger.info("websocket %s refused: %s", scope["path"], type(exc).__name__)
-            await send({"type": "websocket.close", "code": WS_POLICY_VIOLATION})
+            await send({"type": "websocket.close", "code": ERRORS[error_code(exc)].websocket})
 
     async def _authenticate(self, token: str) -> TokenClaims:
         claims = self._services.tokens.verify(token, "read")
@@ -172,7 +181,7 @@ class HttpGuard:
             return True  # not a browser; it still needs a token
         scheme = "https" if scope.get("scheme") in ("https", "wss") else "http"
         own = f"{scheme}://{headers.get('host', '')}"
-        return origin.rstrip("/") in (own, *self._services.settings.allowed_origins)
+        return origin.rstrip("/") in (own, *self._settings.allowed_origins)
 
 
 def _check_declared_length(headers: Headers, limit: int) -> None:
@@ -228,6 +237,5 @@ def _replay(body: bytes, receive: Receive) -> Receive:
 
 def _error(exc: CloudInferError) -> Any:
     if isinstance(exc, _SlowBodyError):
-        return error_response(408, "timeout", str(exc))
-    status, code = status_of(exc)
-    return error_response(status, code, str(exc), retry_after_s=getattr(exc, "retry_after_s", None))
+        return error_response(ErrorCode.TIMEOUT, str(exc), status=408)
+    return exception_response(exc)

@@ -2,7 +2,8 @@
 
 ``cloud_infer.http_guard`` has already checked the token (offered as a subprotocol) and the Origin;
 ``open_live`` accepts with the Shadowdesk subprotocol and closes the socket when the token expires
-(code 4001: the sidebar reconnects with its refreshed token).
+(the close code of ``unauthenticated``, 4001: the sidebar reconnects with its refreshed token). An error
+message on a socket carries the code and message an HTTP answer would (``error_fields``).
 """
 
 from __future__ import annotations
@@ -17,11 +18,13 @@ from typing import Any
 from fastapi import WebSocket, WebSocketDisconnect
 
 from cloud_infer.api_deps import caller
+from cloud_infer.api_errors import public_error
 from cloud_infer.auth import TokenClaims
+from cloud_infer.errors import ERRORS, ErrorCode
 from cloud_infer.http_guard import SUBPROTOCOL
 
-WS_UNSUPPORTED_DATA = 1003
-WS_TOKEN_EXPIRED = 4001
+WS_UNSUPPORTED_DATA = 1003  # a binary frame: a protocol matter, before any message has a meaning
+WS_TOKEN_EXPIRED = ERRORS[ErrorCode.UNAUTHENTICATED].websocket
 MAX_MESSAGE_BYTES = 64 * 1024  # uvicorn refuses larger frames before they reach a handler
 
 
@@ -68,6 +71,16 @@ def parse_message(raw: str, max_chars: int) -> dict[str, Any] | None:
     except json.JSONDecodeError:
         return None
     return message if isinstance(message, dict) else None
+
+
+def error_fields(exc: BaseException) -> dict[str, Any]:
+    """``code``, ``message`` and ``retry_after_s`` (when the error has one) of an error message."""
+    code, message = public_error(exc)
+    fields: dict[str, Any] = {"code": code, "message": message}
+    retry_after_s = getattr(exc, "retry_after_s", None)
+    if retry_after_s is not None:
+        fields["retry_after_s"] = round(retry_after_s, 1)
+    return fields
 
 
 async def cancel_all(tasks: Iterable[asyncio.Task[None]]) -> None:

@@ -152,6 +152,7 @@ async def serve(
     llm = open_gateway(llm_settings, embedder)
     recall, stream = None, None
     try:
+        llm.start()
         # One PrivacyService: a PUT through the API is seen by the very next ingested batch. One
         # Tombstones: an erasure through the API stops the very next batch that it covers.
         privacy = PrivacyService(store)
@@ -197,7 +198,7 @@ async def serve(
             stream=stream,
             commands=commands,
         )
-        http = http_server(build_app(services), settings)
+        http = http_server(build_app(settings, services), settings)
         loop = asyncio.get_running_loop()
         # A caller that passes its own stop event (the demo) owns the signals.
         own_signals = stop is None

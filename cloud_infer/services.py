@@ -1,7 +1,10 @@
 """``Services``: everything the HTTP API serves from, in one typed object on ``app.state``.
 
 The server builds it once (``Services.create``) around the store, the gateway and Recall that it owns
-and closes; routers reach each part through one ``Annotated`` dependency (``cloud_infer.api_deps``).
+and closes, and passes it with its settings to ``cloud_infer.app.build_app``. Routers reach each part
+through one ``Annotated`` dependency declared beside the router (``TimelineDep`` in
+``cloud_infer.timeline.api_router``, ...), each a field of the one ``Services`` found by
+``cloud_infer.api_deps.services``.
 """
 
 from __future__ import annotations
@@ -28,7 +31,6 @@ from recall_store.store import ObjectStore
 
 @dataclass(frozen=True, slots=True)
 class Services:
-    settings: ServerSettings
     store: ObjectStore
     tokens: TokenAuthority
     revocations: Revocations
@@ -62,7 +64,6 @@ class Services:
         """
         gateway = llm or LLMGateway(LLMSettings(backend="none"), None)
         return cls(
-            settings=settings,
             store=store,
             tokens=TokenAuthority.from_settings(settings),
             revocations=revocations or Revocations(store),

@@ -14,9 +14,10 @@ AgentError                     base of everything below
     └── CommandCancelledError  a CancelCommand, or the agent stopping, stopped it between two steps
 
 Lower-level exceptions (sqlite3.Error, Xlib errors, grpc.aio.AioRpcError, D-Bus errors, psutil errors)
-are translated to these at the module that talks to them, so callers only handle AgentError. An
-ExecutorError's message and ``observed`` go to the cloud in the CommandResult: they never hold a
-secret or the text of a password field.
+are translated to these at the module that talks to them, so callers only handle AgentError. A stream the
+cloud ends with a status in ``RETRYABLE_CODES`` is a ``StreamError`` (reconnect with backoff), any other a
+``StreamRejectedError`` (``stream_error``). An ExecutorError's message and ``observed`` go to the cloud in
+the CommandResult: they never hold a secret or the text of a password field.
 """
 
 from __future__ import annotations
@@ -58,6 +59,36 @@ class StreamRejectedError(StreamError):
 
     def __init__(self, message: str, *, code: grpc.StatusCode | None = None) -> None:
         super().__init__(message, code=code, retryable=False)
+
+
+# The statuses the cloud answers for a failure that may pass: the retryable rows of its error table
+# (cloud_infer.errors.ERRORS, docs/protocol.md#errors). The agent cannot import the cloud's package, so
+# tests/cloud_infer/test_error_table.py keeps the two equal.
+CLOUD_RETRYABLE = frozenset(
+    {
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.INTERNAL,
+    }
+)
+# What the cloud never answers on purpose, but grpc, a proxy or a restarting server gives for a broken link.
+TRANSPORT_FAILURES = frozenset(
+    {
+        grpc.StatusCode.CANCELLED,
+        grpc.StatusCode.UNKNOWN,
+        grpc.StatusCode.ABORTED,
+        grpc.StatusCode.DATA_LOSS,
+    }
+)
+RETRYABLE_CODES = CLOUD_RETRYABLE | TRANSPORT_FAILURES
+
+
+def stream_error(code: grpc.StatusCode, message: str) -> StreamError:
+    """The error of a stream that ended with ``code``: retryable, or a rejection."""
+    if code in RETRYABLE_CODES:
+        return StreamError(message, code=code)
+    return StreamRejectedError(message, code=code)
 
 
 class ExecutorError(AgentError):

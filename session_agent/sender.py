@@ -30,23 +30,11 @@ from opentelemetry import metrics, propagate, trace
 from protos.shadowdesk.v1 import ingest_pb2 as pb
 from protos.shadowdesk.v1 import ingest_pb2_grpc
 from session_agent.config import MAX_BATCH_BYTES, AgentSettings
-from session_agent.errors import AckTimeoutError, StreamError, StreamRejectedError
+from session_agent.errors import AckTimeoutError, StreamError, StreamRejectedError, stream_error
 from session_agent.spool import AsyncSpool
 
 logger = logging.getLogger(__name__)
 
-RETRYABLE_CODES = frozenset(
-    {
-        grpc.StatusCode.UNAVAILABLE,
-        grpc.StatusCode.DEADLINE_EXCEEDED,
-        grpc.StatusCode.RESOURCE_EXHAUSTED,
-        grpc.StatusCode.ABORTED,
-        grpc.StatusCode.INTERNAL,
-        grpc.StatusCode.UNKNOWN,
-        grpc.StatusCode.CANCELLED,
-        grpc.StatusCode.DATA_LOSS,
-    }
-)
 _MS = 1000
 _ENVELOPE_BYTES = 64 * 1024  # room in a message for the batch framing and trace context
 
@@ -87,10 +75,7 @@ def create_channel(settings: AgentSettings) -> grpc.aio.Channel:
 
 
 def translate_rpc_error(exc: grpc.aio.AioRpcError) -> StreamError:
-    message = f"{exc.code().name}: {exc.details()}"
-    if exc.code() in RETRYABLE_CODES:
-        return StreamError(message, code=exc.code())
-    return StreamRejectedError(message, code=exc.code())
+    return stream_error(exc.code(), f"{exc.code().name}: {exc.details()}")
 
 
 @dataclass
@@ -227,10 +212,7 @@ class Sender:
             raise translate_rpc_error(exc) from exc
         except asyncio.InvalidStateError as exc:  # a write after the cloud ended the call
             code = await call.code()
-            message = f"{code.name}: {await call.details()}"
-            raise (StreamError if code in RETRYABLE_CODES else StreamRejectedError)(
-                message, code=code
-            ) from exc
+            raise stream_error(code, f"{code.name}: {await call.details()}") from exc
         finally:
             call.cancel()
 

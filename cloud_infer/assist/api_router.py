@@ -4,23 +4,36 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
-from typing import Any
+from typing import Annotated
 
-from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, Depends, WebSocket, WebSocketDisconnect
 from pydantic import ValidationError
+from starlette.requests import HTTPConnection
 
-from cloud_infer.api_deps import AssistDep, ReadClaims, ServicesDep
+from cloud_infer.api_deps import ReadClaims, services
 from cloud_infer.api_errors import error_responses
 from cloud_infer.assist.protocol import AssistContext, RunMessage
-from cloud_infer.errors import InvalidMessageError
-from cloud_infer.live_socket import JsonSender, cancel_all, open_live, receive_message
-from cloud_infer.llm.errors import LLMError, LLMRateLimitedError, LLMTimeoutError, LLMUnavailableError
-
-logger = logging.getLogger(__name__)
+from cloud_infer.assist.service import AssistService
+from cloud_infer.errors import ErrorCode
+from cloud_infer.live_socket import JsonSender, cancel_all, error_fields, open_live, receive_message
+from cloud_infer.recall.pipeline import RecallPipeline
 
 router = APIRouter(prefix="/v1/assist", tags=["assist"], responses=error_responses())
 _MAX_WS_MESSAGE = 16384  # a selection of MAX_TEXT_CHARS characters, JSON-escaped
+
+
+def _assist(connection: HTTPConnection) -> AssistService:
+    return services(connection).assist
+
+
+def _indexed(connection: HTTPConnection) -> RecallPipeline | None:
+    recall = services(connection).recall
+    return recall.pipeline if recall is not None else None
+
+
+AssistDep = Annotated[AssistService, Depends(_assist)]
+# Where the user's newly indexed content is announced; None while Recall is off.
+IndexedDep = Annotated[RecallPipeline | None, Depends(_indexed)]
 
 
 @router.get("/context", response_model=AssistContext)
@@ -29,15 +42,16 @@ async def context(service: AssistDep, claims: ReadClaims) -> AssistContext:
 
 
 @router.websocket("/live")
-async def live(websocket: WebSocket, services: ServicesDep) -> None:
+async def live(websocket: WebSocket, service: AssistDep, indexed: IndexedDep) -> None:
     """Context updates as the user works, and actions streamed as deltas (subprotocol auth)."""
     async with open_live(websocket) as claims:
-        await _live(websocket, services, claims.user_id)
+        await _live(websocket, service, indexed, claims.user_id)
 
 
-async def _live(websocket: WebSocket, services: ServicesDep, user_id: str) -> None:
-    service, recall = services.assist, services.recall
-    updates = recall.pipeline.subscribe(user_id) if recall is not None else None
+async def _live(
+    websocket: WebSocket, service: AssistService, indexed: RecallPipeline | None, user_id: str
+) -> None:
+    updates = indexed.subscribe(user_id) if indexed is not None else None
     runs: dict[str, asyncio.Task[None]] = {}
     send = JsonSender(websocket)
 
@@ -62,11 +76,8 @@ async def _live(websocket: WebSocket, services: ServicesDep, user_id: str) -> No
             await send({"type": "done", "id": message.id})
         except asyncio.CancelledError:
             raise
-        except (InvalidMessageError, LLMError) as exc:
-            await send({"type": "error", "id": message.id, **_error(exc)})
-        except Exception:
-            logger.exception("assist %s failed", message.action)
-            await send({"type": "error", "id": message.id, "code": "internal", "message": "internal error"})
+        except Exception as exc:
+            await send({"type": "error", "id": message.id, **error_fields(exc)})
 
     pusher = asyncio.create_task(push_context(), name="assist-context-push")
     try:
@@ -80,7 +91,9 @@ async def _live(websocket: WebSocket, services: ServicesDep, user_id: str) -> No
                     request = RunMessage.model_validate(message)
                 except ValidationError as exc:
                     problem = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-                    await send({"type": "error", "id": ident, "code": "invalid_argument", "message": problem})
+                    await send(
+                        {"type": "error", "id": ident, "code": ErrorCode.INVALID_ARGUMENT, "message": problem}
+                    )
                     continue
                 if request.id in runs and not runs[request.id].done():
                     runs[request.id].cancel()
@@ -90,26 +103,16 @@ async def _live(websocket: WebSocket, services: ServicesDep, user_id: str) -> No
             elif kind == "context":
                 await send_context()
             else:
-                await send({"type": "error", "id": ident, "code": "invalid_argument", "message": _UNKNOWN})
+                await send(
+                    {"type": "error", "id": ident, "code": ErrorCode.INVALID_ARGUMENT, "message": _UNKNOWN}
+                )
     except WebSocketDisconnect:
         pass
     finally:
         # A closed sidebar cancels its runs: the generations stop with them.
         await cancel_all([pusher, *runs.values()])
-        if updates is not None and recall is not None:
-            recall.pipeline.unsubscribe(user_id, updates)
+        if updates is not None and indexed is not None:
+            indexed.unsubscribe(user_id, updates)
 
 
 _UNKNOWN = "messages are JSON objects of type run, cancel or context, under 16 KiB"
-
-
-def _error(exc: Exception) -> dict[str, Any]:
-    if isinstance(exc, InvalidMessageError):
-        return {"code": "invalid_argument", "message": str(exc)}
-    if isinstance(exc, LLMRateLimitedError):
-        return {"code": "rate_limited", "message": str(exc), "retry_after_s": round(exc.retry_after_s, 1)}
-    if isinstance(exc, LLMTimeoutError):
-        return {"code": "timeout", "message": str(exc)}
-    if isinstance(exc, LLMUnavailableError):
-        return {"code": "unavailable", "message": str(exc)}
-    return {"code": "failed", "message": str(exc)[:300]}

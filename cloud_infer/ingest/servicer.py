@@ -26,17 +26,7 @@ import grpc
 from cloud_infer.auth import TokenAuthority, TokenClaims, bearer_token
 from cloud_infer.commands.registry import Downlink
 from cloud_infer.commands.service import CommandService
-from cloud_infer.errors import (
-    AuthError,
-    BackendUnavailableError,
-    CloudInferError,
-    InvalidMessageError,
-    MessageTooLargeError,
-    PermissionDeniedError,
-    QuotaExceededError,
-    RateLimitedError,
-    TokenExpiredError,
-)
+from cloud_infer.errors import ERRORS, CloudInferError, InvalidMessageError, TokenExpiredError, error_code
 from cloud_infer.ingest.duplex import interleave
 from cloud_infer.ingest.protocol import ack, parse_agent_message, welcome
 from cloud_infer.ingest.service import IngestService, IngestSession
@@ -48,21 +38,6 @@ SERVICE_NAME = "shadowdesk.v1.Ingest"
 logger = logging.getLogger(__name__)
 
 Context = grpc.aio.ServicerContext[bytes, pb.CloudMessage]
-
-
-def status_code_for(error: CloudInferError) -> grpc.StatusCode:
-    """The gRPC status an agent sees for each error; UNAVAILABLE is the one it retries."""
-    if isinstance(error, PermissionDeniedError):
-        return grpc.StatusCode.PERMISSION_DENIED
-    if isinstance(error, AuthError):
-        return grpc.StatusCode.UNAUTHENTICATED
-    if isinstance(error, MessageTooLargeError | RateLimitedError | QuotaExceededError):
-        return grpc.StatusCode.RESOURCE_EXHAUSTED
-    if isinstance(error, BackendUnavailableError):
-        return grpc.StatusCode.UNAVAILABLE
-    if isinstance(error, InvalidMessageError):
-        return grpc.StatusCode.INVALID_ARGUMENT
-    return grpc.StatusCode.INTERNAL
 
 
 class IngestServicer:
@@ -127,7 +102,7 @@ class IngestServicer:
                 async for reply in replies:
                     yield reply
         except CloudInferError as exc:
-            code = status_code_for(exc)
+            code = ERRORS[error_code(exc)].grpc  # the agent retries the table's retryable statuses
             self._service.metrics.rejected.add(1, {"reason": code.name.lower()})
             logger.info("ingest stream from %s ended: %s %s", context.peer(), code.name, exc)
             await context.abort(code, str(exc))

@@ -4,18 +4,27 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
+from starlette.requests import HTTPConnection
 
-from cloud_infer.api_deps import LLMDep, ReadClaims
+from cloud_infer.api_deps import ReadClaims, services
 from cloud_infer.api_errors import error_responses
 from cloud_infer.llm.accounting import UsageReport
+from cloud_infer.llm.gateway import LLMGateway
 
 router = APIRouter(
     prefix="/v1/llm",
     tags=["llm"],
     responses=error_responses(502),
 )
+
+
+def _llm(connection: HTTPConnection) -> LLMGateway:
+    return services(connection).llm
+
+
+LLMDep = Annotated[LLMGateway, Depends(_llm)]
 
 
 class EmbeddingsRequest(BaseModel):

@@ -6,18 +6,29 @@ that only captures less (pause, a new exclusion) needs just read, so a person ca
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
 
-from cloud_infer.api_deps import PrivacyDep, ReadClaims
+from fastapi import APIRouter, Depends
+from starlette.requests import HTTPConnection
+
+from cloud_infer.api_deps import ReadClaims, services
 from cloud_infer.api_errors import error_responses
 from cloud_infer.errors import PermissionDeniedError
 from cloud_infer.privacy.protocol import PrivacySettings, privacy_reductions
+from cloud_infer.privacy.service import PrivacyService
 
 router = APIRouter(
     prefix="/v1",
     tags=["privacy"],
     responses=error_responses(403),
 )
+
+
+def _privacy(connection: HTTPConnection) -> PrivacyService:
+    return services(connection).privacy
+
+
+PrivacyDep = Annotated[PrivacyService, Depends(_privacy)]
 
 
 @router.get("/privacy", response_model=PrivacySettings)

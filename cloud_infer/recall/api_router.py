@@ -7,13 +7,14 @@ import logging
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Query, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, Depends, Query, WebSocket, WebSocketDisconnect
 from fastapi.responses import StreamingResponse
+from starlette.requests import HTTPConnection
 
-from cloud_infer.api_deps import ManageClaims, ReadClaims, RecallDep, ServicesDep
+from cloud_infer.api_deps import ManageClaims, ReadClaims, services
 from cloud_infer.api_errors import error_responses
-from cloud_infer.http_guard import WS_POLICY_VIOLATION
-from cloud_infer.live_socket import JsonSender, cancel_all, open_live, receive_message
+from cloud_infer.errors import BackendUnavailableError, ErrorCode
+from cloud_infer.live_socket import JsonSender, cancel_all, error_fields, open_live, receive_message
 from cloud_infer.recall.export import export_zip
 from cloud_infer.recall.protocol import EraseRequest, EraseResponse, MomentResponse, SearchResponse
 from cloud_infer.recall.runtime import RecallRuntime
@@ -27,6 +28,22 @@ router = APIRouter(
     responses=error_responses(403, 404),
 )
 _MAX_WS_MESSAGE = 8192
+
+
+def _recall(connection: HTTPConnection) -> RecallRuntime:
+    recall = services(connection).recall
+    if recall is None:
+        raise BackendUnavailableError("recall is disabled on this server")
+    return recall
+
+
+def _limits(connection: HTTPConnection) -> RequestLimiter:
+    return services(connection).limits
+
+
+# A websocket refused here is answered like a request: 503 ``unavailable`` before the handshake.
+RecallDep = Annotated[RecallRuntime, Depends(_recall)]
+LimitsDep = Annotated[RequestLimiter, Depends(_limits)]
 
 
 @router.get("/search", response_model=SearchResponse)
@@ -86,13 +103,10 @@ async def export(claims: ReadClaims, runtime: RecallDep) -> StreamingResponse:
 
 
 @router.websocket("/live")
-async def live(websocket: WebSocket, services: ServicesDep) -> None:
+async def live(websocket: WebSocket, runtime: RecallDep, limits: LimitsDep) -> None:
     """New moments as they are indexed, and questions answered as a stream (subprotocol auth)."""
-    if services.recall is None:
-        await websocket.close(code=WS_POLICY_VIOLATION, reason="recall is disabled")
-        return
     async with open_live(websocket) as claims:
-        await _live(websocket, services.recall, services.limits, claims.user_id)
+        await _live(websocket, runtime, limits, claims.user_id)
 
 
 async def _live(websocket: WebSocket, runtime: RecallRuntime, limits: RequestLimiter, user_id: str) -> None:
@@ -129,14 +143,14 @@ async def _live(websocket: WebSocket, runtime: RecallRuntime, limits: RequestLim
             raise
         except Exception as exc:
             logger.info("ask failed: %s", exc)
-            await send({"type": "answer.error", "id": ask_id, "message": str(exc)[:300]})
+            await send({"type": "answer.error", "id": ask_id, **error_fields(exc)})
 
     pusher = asyncio.create_task(push_updates(), name="recall-live-push")
     try:
         while True:
             message = await receive_message(websocket, _MAX_WS_MESSAGE)
             if message is None:
-                await send({"type": "error", "message": "messages are JSON objects with a type, under 8 KiB"})
+                await send({"type": "error", "code": ErrorCode.INVALID_ARGUMENT, "message": _MALFORMED})
                 continue
             ask_id = str(message.get("id", ""))[:64]
             if message.get("type") == "ask" and isinstance(message.get("question"), str):
@@ -147,10 +161,14 @@ async def _live(websocket: WebSocket, runtime: RecallRuntime, limits: RequestLim
             elif message.get("type") == "cancel" and ask_id in answers:
                 answers.pop(ask_id).cancel()
             else:
-                await send({"type": "error", "message": f"unknown message type {message.get('type')!r}"})
+                unknown = f"unknown message type {message.get('type')!r}"
+                await send({"type": "error", "code": ErrorCode.INVALID_ARGUMENT, "message": unknown})
     except WebSocketDisconnect:
         pass
     finally:
         # A closed sidebar cancels its answers: the generation stops with them.
         await cancel_all([pusher, *answers.values()])
         runtime.pipeline.unsubscribe(user_id, updates)
+
+
+_MALFORMED = "messages are JSON objects with a type, under 8 KiB"

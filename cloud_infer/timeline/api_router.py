@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Depends, Query, Response
+from starlette.requests import HTTPConnection
 
-from cloud_infer.api_deps import ReadClaims, TimelineDep
+from cloud_infer.api_deps import ReadClaims, services
 from cloud_infer.api_errors import error_responses
 from cloud_infer.timeline.protocol import TimelineResponse, parse_window
+from cloud_infer.timeline.service import TimelineService
 from recall_store.event_log import FRAME_EXTENSIONS
 
 router = APIRouter(
@@ -16,6 +18,13 @@ router = APIRouter(
     tags=["timeline"],
     responses=error_responses(404),
 )
+
+
+def _timeline(connection: HTTPConnection) -> TimelineService:
+    return services(connection).timeline
+
+
+TimelineDep = Annotated[TimelineService, Depends(_timeline)]
 
 
 @router.get("/timeline", response_model=TimelineResponse)

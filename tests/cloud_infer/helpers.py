@@ -191,7 +191,7 @@ async def wait_for(predicate: Any, timeout_s: float = 10.0) -> None:
 async def serve_api(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     """``app`` on a real uvicorn on a free port, configured as the server runs it (its settings' TLS,
     limits and header deadline), and a client for it (10 s deadline per request)."""
-    settings = app.state.services.settings.model_copy(update={"http_host": "127.0.0.1", "http_port": 0})
+    settings = app.state.settings.model_copy(update={"http_host": "127.0.0.1", "http_port": 0})
     server = http_server(app, settings)
     task = asyncio.create_task(server.serve())
     await wait_for(lambda: server.started or task.done())

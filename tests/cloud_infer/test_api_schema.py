@@ -74,7 +74,7 @@ def server_settings() -> ServerSettings:
 def served_schema() -> dict[str, Any]:
     """The schema the app serves in local mode: built from its routes alone, no service is called."""
     unused = LocalObjectStore(Path("unused-store"), workers=1)
-    return build_app(Services.create(server_settings(), unused)).openapi()
+    return build_app(server_settings(), Services.create(server_settings(), unused)).openapi()
 
 
 # Schemathesis makes one test per operation at collection, so it needs the schema at import.
@@ -147,7 +147,7 @@ def live_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveApi]:
         services = Services.create(
             server_settings(), store, privacy=privacy, recall=recall, llm=llm, limits=limits
         )
-        app = build_app(services)
+        app = build_app(server_settings(), services)
         assert app.openapi() == API_SCHEMA, "the schema under test is not the one the app serves"
         stop = asyncio.Event()
         running.append((asyncio.get_running_loop(), stop))

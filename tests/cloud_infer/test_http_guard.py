@@ -38,7 +38,7 @@ def guarded(settings: ServerSettings) -> ServerSettings:
 
 @pytest.fixture
 async def api(guarded: ServerSettings, store: FaultyStore) -> AsyncIterator[httpx.AsyncClient]:
-    async with serve_api(build_app(Services.create(guarded, store))) as client:
+    async with serve_api(build_app(guarded, Services.create(guarded, store))) as client:
         yield client
 
 
@@ -185,7 +185,7 @@ async def test_one_user_over_a_limit_gets_429_and_others_do_not(
     guarded: ServerSettings, store: FaultyStore
 ) -> None:
     limits = TenantLimitSettings(api_per_minute=20)
-    async with serve_api(build_app(Services.create(guarded, store, limits=limits))) as api:
+    async with serve_api(build_app(guarded, Services.create(guarded, store, limits=limits))) as api:
         await _flood_and_check(api)
 
 

@@ -33,7 +33,7 @@ async def gateway(request: pytest.FixtureRequest) -> AsyncIterator[LLMGateway]:
 async def api(
     settings: ServerSettings, store: FaultyStore, gateway: LLMGateway
 ) -> AsyncIterator[httpx.AsyncClient]:
-    async with serve_api(build_app(Services.create(settings, store, llm=gateway))) as client:
+    async with serve_api(build_app(settings, Services.create(settings, store, llm=gateway))) as client:
         yield client
 
 

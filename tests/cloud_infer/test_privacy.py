@@ -249,7 +249,7 @@ def test_settings_validation_bounds_patterns_and_rejects_bad_regexes() -> None:
 async def api(
     settings: ServerSettings, store: FaultyStore, privacy: PrivacyService
 ) -> AsyncIterator[httpx.AsyncClient]:
-    async with serve_api(build_app(Services.create(settings, store, privacy=privacy))) as client:
+    async with serve_api(build_app(settings, Services.create(settings, store, privacy=privacy))) as client:
         yield client
 
 

@@ -33,7 +33,7 @@ HTTP_TIMEOUT = httpx.Timeout(10.0)
 
 @pytest.fixture
 async def api(settings: ServerSettings, store: FaultyStore) -> AsyncIterator[httpx.AsyncClient]:
-    async with serve_api(build_app(Services.create(settings, store))) as client:
+    async with serve_api(build_app(settings, Services.create(settings, store))) as client:
         yield client
 
 

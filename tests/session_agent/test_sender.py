@@ -22,8 +22,8 @@ from cloud_infer.server import create_grpc_server, ingest_service
 from protos.shadowdesk.v1 import ingest_pb2 as pb
 from protos.shadowdesk.v1 import ingest_pb2_grpc
 from session_agent.config import AgentSettings
-from session_agent.errors import AckTimeoutError, StreamRejectedError
-from session_agent.sender import RETRYABLE_CODES, Sender, backoff_delay
+from session_agent.errors import RETRYABLE_CODES, AckTimeoutError, StreamRejectedError
+from session_agent.sender import Sender, backoff_delay
 from session_agent.spool import AsyncSpool
 from tests.session_agent.conftest import SECRET, CloudServer, async_wait_until
 
