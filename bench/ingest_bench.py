@@ -1,8 +1,8 @@
 """Ingest throughput and ack latency of ONE server core, against a real MinIO.
 
-For each agent count N: start a fresh ``shadowdesk server`` pinned to one core (taskset), spread N
-simulated agents (bench.ingest_load) over a few client processes, and run two phases on the same
-server:
+For each agent count N: start a fresh MinIO and ``shadowdesk server`` pinned to one core (taskset),
+spread N simulated agents (bench.ingest_load) over a few client processes, and run two phases on the
+same server:
 
 * ``max``: closed loop; every agent keeps ``--window`` batches in flight. Gives the saturation
   throughput (events/s acknowledged) and the ack latency at saturation.
@@ -347,29 +347,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="shadowdesk-bench-") as tmp:
         work: Path = args.work_dir or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
-        with MinioServer(work / "minio") as minio:
-            server_env = {
-                **minio_store_env(minio.endpoint, minio.access_key, minio.secret_key),
-                "SHADOWDESK_OTEL_EXPORTER": "none",
-                "SHADOWDESK_OTEL_LOG_LEVEL": "WARNING",
-                "SHADOWDESK_LIMIT_INGEST_EVENTS_PER_S": str(args.user_events_per_s),
-                "SHADOWDESK_LIMIT_INGEST_BURST_EVENTS": str(int(args.user_events_per_s)),
-                "SHADOWDESK_LIMIT_INGEST_BYTES_PER_S": str(args.user_events_per_s * 1024),
-                "SHADOWDESK_LIMIT_INGEST_BURST_BYTES": str(int(args.user_events_per_s * 1024)),
-            }
-            if args.store_workers is not None:
-                server_env["SHADOWDESK_STORE_WORKERS"] = str(args.store_workers)
-            setup = _Setup(
-                seconds=args.seconds,
-                batch_events=args.batch_events,
-                window=args.window,
-                client_procs=args.client_procs,
-                agents_per_channel=args.agents_per_channel,
-                ack_timeout_s=args.ack_timeout,
-                minio_pid=_minio_pid(minio.binary),
-            )
-            results: list[PhaseResult] = []
-            for n in args.agents:
+        results: list[PhaseResult] = []
+        for n in args.agents:
+            # A fresh MinIO per agent count: a server starting over the last one's data would first
+            # catch its consumers up on that history (as it should), inside this measurement.
+            with MinioServer(work / f"minio-{n}") as minio:
+                server_env = {
+                    **minio_store_env(minio.endpoint, minio.access_key, minio.secret_key),
+                    "SHADOWDESK_OTEL_EXPORTER": "none",
+                    "SHADOWDESK_OTEL_LOG_LEVEL": "WARNING",
+                    "SHADOWDESK_LIMIT_INGEST_EVENTS_PER_S": str(args.user_events_per_s),
+                    "SHADOWDESK_LIMIT_INGEST_BURST_EVENTS": str(int(args.user_events_per_s)),
+                    "SHADOWDESK_LIMIT_INGEST_BYTES_PER_S": str(args.user_events_per_s * 1024),
+                    "SHADOWDESK_LIMIT_INGEST_BURST_BYTES": str(int(args.user_events_per_s * 1024)),
+                }
+                if args.store_workers is not None:
+                    server_env["SHADOWDESK_STORE_WORKERS"] = str(args.store_workers)
+                setup = _Setup(
+                    seconds=args.seconds,
+                    batch_events=args.batch_events,
+                    window=args.window,
+                    client_procs=args.client_procs,
+                    agents_per_channel=args.agents_per_channel,
+                    ack_timeout_s=args.ack_timeout,
+                    minio_pid=_minio_pid(minio.binary),
+                )
                 results += _run_agent_count(setup, n, server_env, work, server_cpu, args.load_fractions)
     load_after = os.getloadavg()[0]
     cpus = os.cpu_count()

@@ -168,14 +168,19 @@ class EventLog:
         return [s for s in map(_parse_segment, keys) if s is not None and s.last_seq > after_seq]
 
     async def read_segments(
-        self, user_id: str, segments: Sequence[Segment], after_seq: int, through_seq: int
+        self,
+        user_id: str,
+        segments: Sequence[Segment],
+        after_seq: int,
+        through_seq: int,
+        limit: asyncio.Semaphore | None = None,
     ) -> list[pb.Event]:
         """Events of ``segments`` (one session's) with ``after_seq < seq <= through_seq``, in seq order.
 
-        The segments are fetched ``_READ_CONCURRENCY`` at a time; one erased since it was listed
-        holds nothing.
+        Each fetch takes a slot of ``limit`` (a caller's budget shared by many reads; default:
+        ``_READ_CONCURRENCY`` for this call); a segment erased since it was listed holds nothing.
         """
-        limit = asyncio.Semaphore(_READ_CONCURRENCY)
+        limit = limit or asyncio.Semaphore(_READ_CONCURRENCY)
 
         async def fetch(segment: Segment) -> bytes:
             async with limit:

@@ -172,7 +172,8 @@ class RecallIndex:
         if records:
             table = await self._table(user_id, create=True)
             assert table is not None
-            await self._deadline(table.add(pa.Table.from_pylist(records, schema=SCHEMA)))
+            data = await asyncio.to_thread(pa.Table.from_pylist, records, schema=SCHEMA)
+            await self._deadline(table.add(data))
 
     async def search(
         self, user_id: str, terms: str, vector: NDArray[np.float32] | None, filters: Filters, limit: int

@@ -209,7 +209,9 @@ class RecallPipeline:
                 ]
                 tracker.forget(dead)
                 if kept:
-                    await self._index.add(user_id, [row_record(r, v) for r, v in kept])
+                    # Tokenizing and copying vectors of a large chunk takes a while: off the event loop.
+                    records = await asyncio.to_thread(lambda: [row_record(r, v) for r, v in kept])
+                    await self._index.add(user_id, records)
                 await self._store.put(
                     user_id, state_key(session.session_id), tracker.to_json(), "application/json"
                 )

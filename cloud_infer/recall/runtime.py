@@ -46,7 +46,10 @@ class RecallRuntime:
 
     def consume(self, stream: Fanout) -> None:
         """Index what ``stream`` delivers; the cursor is the pipeline's saved moment state."""
-        stream.register(CONSUMER, self.pipeline.handle, self.pipeline.cursors)
+        # A turn per OCR thread and one more, so a session's index write overlaps another's OCR and
+        # embedding; sessions waiting for a turn gather larger chunks, and fewer index writes follow.
+        turns = self.settings.ocr_workers + 1
+        stream.register(CONSUMER, self.pipeline.handle, self.pipeline.cursors, concurrency=turns)
 
     def start(self) -> None:
         """Start the background jobs (call inside the running event loop) and warm the models up."""

@@ -34,6 +34,18 @@ class StreamSettings(BaseSettings):
         description="Most events handed to a consumer in one call (a batch larger than this still goes "
         "whole).",
     )
+    consumer_concurrency: int = Field(
+        default=8,
+        ge=1,
+        description="Calls one consumer has in progress at once over all sessions (unless it registers "
+        "its own); sessions waiting for a turn gather larger chunks.",
+    )
+    read_concurrency: int = Field(
+        default=4,
+        ge=1,
+        description="Event-log reads of all consumers at once, so catching up leaves the store's workers to "
+        "ingest.",
+    )
     cursor_save_interval_s: float = Field(
         default=2.0,
         ge=0,

@@ -8,13 +8,16 @@ never awaits a consumer. Each registered consumer (``register(name, handler)``) 
 * a bounded in-memory queue of the batches just committed, so a consumer that keeps up is handed
   each batch as soon as it is stored, with no store read;
 * one worker task that calls the handler with the session's events in seq order, each seq once per
-  run. When the queue is full (``queue_batches`` per session, ``queue_events`` per consumer) the feed
-  stops taking batches in memory and the worker reads what it missed from the event log, in chunks
-  of ``chunk_events``, until it has reached everything committed; then memory takes over again.
+  run, taking turns with the consumer's other sessions (``concurrency`` calls at once). When the
+  queue is full (``queue_batches`` per session, ``queue_events`` per consumer) the feed stops taking
+  batches in memory and the worker reads what it missed from the event log, in chunks of
+  ``chunk_events``, until it has reached everything committed; then memory takes over again.
 
-Consumers are isolated: each has its own queues, cursors and tasks, so a stalled or failing consumer
-delays only itself, and within it only the session it stalls on. A handler that raises is called
-again with the same events after a jittered backoff, forever (the lag metrics show it).
+Consumers are isolated: each has its own queues, cursors, tasks and turns, so a stalled or failing
+consumer delays only itself. What they share is bounded so that ingest keeps its part: reads of the
+event log take one of ``read_concurrency`` slots (the store's worker pool also serves ingest's
+writes). A handler that raises is called again with the same events after a jittered backoff,
+forever (the lag metrics show it).
 
 Delivery is at least once: a handler is never given a seq at or below its saved cursor, but after a
 crash (or a cancelled call at shutdown past ``close_grace_s``) whatever it handled since the last
@@ -66,6 +69,7 @@ class _Consumer:
     name: str
     handler: Handler
     cursors: Cursors
+    slots: asyncio.Semaphore  # calls in progress at once, over all sessions
     feeds: dict[tuple[str, str], Feed] = field(default_factory=dict)
     queued_events: int = 0
     delivered: int = 0
@@ -93,23 +97,30 @@ class Fanout:
         self._clock = clock
         self._consumers: dict[str, _Consumer] = {}
         self._jobs: list[asyncio.Task[None]] = []
+        self._reads = asyncio.Semaphore(settings.read_concurrency)
         self._progress = asyncio.Event()
         self._closed = asyncio.Event()
         self._started = False
         self._last_sweep: float | None = None
         self.metrics = metrics or StreamMetrics()
 
-    def register(self, name: str, handler: Handler, cursors: Cursors | None = None) -> None:
+    def register(
+        self, name: str, handler: Handler, cursors: Cursors | None = None, concurrency: int | None = None
+    ) -> None:
         """Deliver the committed stream to ``handler`` from now on (call before ``start``).
 
         Without ``cursors`` the fan-out keeps the consumer's progress in each user's space
         (``StoreCursors``); a consumer with state of its own passes cursors that read and write it.
+        ``concurrency``: calls in progress at once over all sessions (default ``consumer_concurrency``);
+        sessions waiting for a turn gather larger chunks meanwhile.
         """
         if self._started:
             raise RuntimeError("register every consumer before the stream starts")
         if validate_consumer_name(name) in self._consumers:
             raise ValueError(f"a consumer named {name!r} is registered already")
-        self._consumers[name] = _Consumer(name, handler, cursors or StoreCursors(self._log.store, name))
+        cursors = cursors or StoreCursors(self._log.store, name)
+        slots = asyncio.Semaphore(concurrency or self._settings.consumer_concurrency)
+        self._consumers[name] = _Consumer(name, handler, cursors, slots)
 
     @property
     def consumers(self) -> list[str]:
@@ -244,13 +255,16 @@ class Fanout:
                 if feed.cursor is None:
                     loaded = await consumer.cursors.load(feed.user_id, feed.session_id)
                     feed.cursor, feed.saved, feed.saved_at = loaded, loaded, self._clock()
-                work = work or await self._next(consumer, feed)
-                if work is None:
+                work = work or self._from_memory(consumer, feed)
+                if work is None and self._caught_up(feed):
                     if await self._idle(consumer, feed):
                         return
                     continue
-                if work.events:
-                    await consumer.handler(feed.user_id, feed.session_id, work.events)
+                async with consumer.slots:
+                    # Read the log only with a turn, so what is read is handed over at once.
+                    work = work or await self._read_log(feed)
+                    if work.events:
+                        await consumer.handler(feed.user_id, feed.session_id, work.events)
                 self._handled(consumer, feed, work)
                 work = None
                 if feed.saved < (feed.cursor or 0) and self._save_due(feed):
@@ -260,18 +274,23 @@ class Fanout:
             except Exception:
                 await self._failed(consumer, feed)
 
-    async def _next(self, consumer: _Consumer, feed: Feed) -> _Work | None:
+    def _from_memory(self, consumer: _Consumer, feed: Feed) -> _Work | None:
+        """The queued batches that continue the cursor, if any."""
         consumer.queued_events -= feed.drop_handled()
         taken = feed.take_contiguous(self._settings.chunk_events)
-        if taken is not None:
-            events, through, released = taken
-            consumer.queued_events -= released
-            return _Work(events, through, "memory")
-        if (feed.cursor or 0) >= feed.gap_end():  # caught up: the queue is empty
-            feed.accepting, feed.segments = True, []
-            feed.advance(feed.cursor or 0, self._clock())
+        if taken is None:
             return None
-        return await self._read_log(feed)
+        events, through, released = taken
+        consumer.queued_events -= released
+        return _Work(events, through, "memory")
+
+    def _caught_up(self, feed: Feed) -> bool:
+        """True when nothing committed is left to hand over (then memory takes batches again)."""
+        if (feed.cursor or 0) < feed.gap_end():
+            return False
+        feed.accepting, feed.segments = True, []  # the queue is empty: nothing is missing
+        feed.advance(feed.cursor or 0, self._clock())
+        return True
 
     async def _read_log(self, feed: Feed) -> _Work:
         """The next chunk of what memory does not hold, from the event log (whose listing is kept)."""
@@ -279,7 +298,8 @@ class Fanout:
         segments = [s for s in feed.segments if s.last_seq > cursor]
         if not segments or segments[-1].last_seq < target:
             # Listed after ``target`` was known: every segment up to it is committed, so listed.
-            segments = await self._log.segments(feed.user_id, feed.session_id, cursor)
+            async with self._reads:
+                segments = await self._log.segments(feed.user_id, feed.session_id, cursor)
         wanted = [s for s in segments if s.first_seq <= target]
         chunk: list[Segment] = []
         estimate = 0
@@ -290,7 +310,7 @@ class Fanout:
             chunk.append(segment)
             estimate += size
         through = target if len(chunk) == len(wanted) else chunk[-1].last_seq
-        events = await self._log.read_segments(feed.user_id, chunk, cursor, through)
+        events = await self._log.read_segments(feed.user_id, chunk, cursor, through, self._reads)
         feed.segments = [s for s in segments if s.last_seq > through]
         if not feed.queue and through >= feed.hwm:
             feed.accepting = True  # everything committed is in hand: memory continues from here
