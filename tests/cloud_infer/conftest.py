@@ -1,4 +1,5 @@
-"""Fixtures of the cloud_infer tests: a real gRPC ingest server on port 0 over a real store."""
+"""Fixtures of the cloud_infer tests: a real gRPC ingest server on port 0 over a real store, and Recall
+with the real OCR and embedding models, loaded once per test session."""
 
 from __future__ import annotations
 
@@ -12,6 +13,13 @@ from pydantic import SecretStr
 
 from cloud_infer.config import ServerSettings
 from cloud_infer.ingest.service import IngestService
+from cloud_infer.llm.config import LLMSettings
+from cloud_infer.llm.gateway import LLMGateway
+from cloud_infer.privacy.service import PrivacyService
+from cloud_infer.recall.config import RecallSettings
+from cloud_infer.recall.embedder import Embedder
+from cloud_infer.recall.ocr import OcrEngine
+from cloud_infer.recall.runtime import RecallRuntime, open_recall
 from cloud_infer.server import create_grpc_server, ingest_service
 from recall_store.config import StoreSettings
 from recall_store.factory import open_store
@@ -71,3 +79,41 @@ def user() -> str:
 @pytest.fixture
 def session() -> str:
     return f"desk-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def alice() -> str:
+    """A fresh user id per test: the MinIO server is shared by the whole test session."""
+    return f"alice-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture(scope="session")
+def embedder() -> Embedder:
+    return Embedder()
+
+
+@pytest.fixture(scope="session")
+def ocr_engine() -> OcrEngine:
+    return OcrEngine()
+
+
+@pytest.fixture
+async def recall(
+    store_settings: StoreSettings, embedder: Embedder, ocr_engine: OcrEngine
+) -> AsyncIterator[RecallRuntime]:
+    """A RecallRuntime on each real store backend, sharing the session's models."""
+    store = open_store(store_settings)
+    runtime = open_recall(
+        RecallSettings(),
+        store_settings,
+        store,
+        PrivacyService(store),
+        LLMGateway(LLMSettings(backend="none"), None),
+        embedder,
+        [ocr_engine],
+    )
+    try:
+        yield runtime
+    finally:
+        await runtime.close()
+        await store.close()

@@ -28,8 +28,8 @@ from recall_store.config import StoreSettings
 from recall_store.directory import UserDirectory
 from recall_store.event_log import EventLog
 from tests.cloud_infer.helpers import AgentStream, ingest_token
-from tests.cloud_infer.recall.conftest import screen
 from tests.cloud_infer.recall.test_pipeline import focus, frame, space_objects, utc
+from tests.support.screens import screen
 
 pytestmark = pytest.mark.slow
 

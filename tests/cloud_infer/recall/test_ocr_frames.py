@@ -8,8 +8,8 @@ import logging
 import pytest
 
 from cloud_infer.recall.ocr import FrameReader, FrameText, OcrEngine
-from tests.cloud_infer.recall.conftest import screen
 from tests.cloud_infer.test_frames import png_bomb
+from tests.support.screens import screen
 
 INVOICE = ["Invoice INV-2041", "Total due 1,250.00 EUR"]
 

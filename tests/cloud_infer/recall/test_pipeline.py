@@ -20,7 +20,7 @@ from recall_store.config import StoreSettings
 from recall_store.event_log import EventLog
 from recall_store.factory import open_store
 from recall_store.naming import user_bucket
-from tests.cloud_infer.recall.conftest import screen
+from tests.support.screens import screen
 
 SESSION = "desk-1"
 NS_PER_S = 1_000_000_000
