@@ -133,6 +133,7 @@ class Event(google.protobuf.message.Message):
     METRICS_FIELD_NUMBER: builtins.int
     COMMAND_STARTED_FIELD_NUMBER: builtins.int
     COMMAND_RESULT_FIELD_NUMBER: builtins.int
+    RECORDED_FIELD_NUMBER: builtins.int
     seq: builtins.int
     """Per-session, strictly increasing, starting at 1. The cloud deduplicates on it."""
     time_unix_nano: builtins.int
@@ -161,6 +162,10 @@ class Event(google.protobuf.message.Message):
 
     @property
     def command_result(self) -> Global___CommandResult: ...
+    @property
+    def recorded(self) -> Global___RecordedAction:
+        """What the user did while a recording (RecordingControl) was on; never sent outside one."""
+
     def __init__(
         self,
         *,
@@ -176,10 +181,11 @@ class Event(google.protobuf.message.Message):
         metrics: Global___SystemMetrics | None = ...,
         command_started: Global___CommandStarted | None = ...,
         command_result: Global___CommandResult | None = ...,
+        recorded: Global___RecordedAction | None = ...,
     ) -> None: ...
-    def HasField(self, field_name: typing.Literal["app", b"app", "clipboard", b"clipboard", "command_result", b"command_result", "command_started", b"command_started", "frame", b"frame", "input", b"input", "kind", b"kind", "metrics", b"metrics", "text", b"text", "url", b"url", "window_focus", b"window_focus"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["app", b"app", "clipboard", b"clipboard", "command_result", b"command_result", "command_started", b"command_started", "frame", b"frame", "input", b"input", "kind", b"kind", "metrics", b"metrics", "seq", b"seq", "text", b"text", "time_unix_nano", b"time_unix_nano", "url", b"url", "window_focus", b"window_focus"]) -> None: ...
-    def WhichOneof(self, oneof_group: typing.Literal["kind", b"kind"]) -> typing.Literal["window_focus", "app", "frame", "text", "clipboard", "url", "input", "metrics", "command_started", "command_result"] | None: ...
+    def HasField(self, field_name: typing.Literal["app", b"app", "clipboard", b"clipboard", "command_result", b"command_result", "command_started", b"command_started", "frame", b"frame", "input", b"input", "kind", b"kind", "metrics", b"metrics", "recorded", b"recorded", "text", b"text", "url", b"url", "window_focus", b"window_focus"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["app", b"app", "clipboard", b"clipboard", "command_result", b"command_result", "command_started", b"command_started", "frame", b"frame", "input", b"input", "kind", b"kind", "metrics", b"metrics", "recorded", b"recorded", "seq", b"seq", "text", b"text", "time_unix_nano", b"time_unix_nano", "url", b"url", "window_focus", b"window_focus"]) -> None: ...
+    def WhichOneof(self, oneof_group: typing.Literal["kind", b"kind"]) -> typing.Literal["window_focus", "app", "frame", "text", "clipboard", "url", "input", "metrics", "command_started", "command_result", "recorded"] | None: ...
 
 Global___Event: typing_extensions.TypeAlias = Event
 
@@ -521,6 +527,7 @@ class Command(google.protobuf.message.Message):
     WORKFLOW_STEP_FIELD_NUMBER: builtins.int
     REMEDIATION_FIELD_NUMBER: builtins.int
     CANCEL_FIELD_NUMBER: builtins.int
+    RECORDING_FIELD_NUMBER: builtins.int
     command_id: builtins.str
     deadline_unix_nano: builtins.int
     """The agent does not start a command after this time (CommandResult STATUS_EXPIRED instead)."""
@@ -543,6 +550,10 @@ class Command(google.protobuf.message.Message):
     def cancel(self) -> Global___CancelCommand:
         """Cancel another command of this session: dropped if still queued, stopped between actions if running."""
 
+    @property
+    def recording(self) -> Global___RecordingControl:
+        """Start or stop recording a demonstration on this desktop."""
+
     def __init__(
         self,
         *,
@@ -556,10 +567,11 @@ class Command(google.protobuf.message.Message):
         workflow_step: Global___WorkflowStep | None = ...,
         remediation: Global___Remediation | None = ...,
         cancel: Global___CancelCommand | None = ...,
+        recording: Global___RecordingControl | None = ...,
     ) -> None: ...
-    def HasField(self, field_name: typing.Literal["cancel", b"cancel", "issuer", b"issuer", "kind", b"kind", "notice", b"notice", "remediation", b"remediation", "workflow_step", b"workflow_step"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["cancel", b"cancel", "command_id", b"command_id", "deadline_unix_nano", b"deadline_unix_nano", "idempotency_key", b"idempotency_key", "issued_unix_nano", b"issued_unix_nano", "issuer", b"issuer", "kind", b"kind", "notice", b"notice", "remediation", b"remediation", "secret", b"secret", "workflow_step", b"workflow_step"]) -> None: ...
-    def WhichOneof(self, oneof_group: typing.Literal["kind", b"kind"]) -> typing.Literal["notice", "workflow_step", "remediation", "cancel"] | None: ...
+    def HasField(self, field_name: typing.Literal["cancel", b"cancel", "issuer", b"issuer", "kind", b"kind", "notice", b"notice", "recording", b"recording", "remediation", b"remediation", "workflow_step", b"workflow_step"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["cancel", b"cancel", "command_id", b"command_id", "deadline_unix_nano", b"deadline_unix_nano", "idempotency_key", b"idempotency_key", "issued_unix_nano", b"issued_unix_nano", "issuer", b"issuer", "kind", b"kind", "notice", b"notice", "recording", b"recording", "remediation", b"remediation", "secret", b"secret", "workflow_step", b"workflow_step"]) -> None: ...
+    def WhichOneof(self, oneof_group: typing.Literal["kind", b"kind"]) -> typing.Literal["notice", "workflow_step", "remediation", "cancel", "recording"] | None: ...
 
 Global___Command: typing_extensions.TypeAlias = Command
 
@@ -666,10 +678,19 @@ class ElementRef(google.protobuf.message.Message):
     ROLE_FIELD_NUMBER: builtins.int
     NAME_FIELD_NUMBER: builtins.int
     PATH_FIELD_NUMBER: builtins.int
+    LABEL_FIELD_NUMBER: builtins.int
+    BOUNDS_FIELD_NUMBER: builtins.int
+    ID_ATTRIBUTE_FIELD_NUMBER: builtins.int
     role: builtins.str
     """AT-SPI role name, e.g. "push button", "text", "entry"."""
     name: builtins.str
     """Accessible name (exact match when set)."""
+    label: builtins.str
+    """Alternatives to find the element again when role/name/path no longer match (a changed UI):
+    the text of its label (labelled-by relation, or the nearest text before it),
+    """
+    id_attribute: builtins.str
+    """and a stable id the app exposes (HTML id via the AT-SPI "id" attribute, a GTK widget name)."""
     @property
     def window(self) -> Global___WindowRef: ...
     @property
@@ -678,6 +699,10 @@ class ElementRef(google.protobuf.message.Message):
         role + name are searched for.
         """
 
+    @property
+    def bounds(self) -> Global___Rect:
+        """where it was within the window,"""
+
     def __init__(
         self,
         *,
@@ -685,11 +710,38 @@ class ElementRef(google.protobuf.message.Message):
         role: builtins.str = ...,
         name: builtins.str = ...,
         path: collections.abc.Iterable[builtins.int] | None = ...,
+        label: builtins.str = ...,
+        bounds: Global___Rect | None = ...,
+        id_attribute: builtins.str = ...,
     ) -> None: ...
-    def HasField(self, field_name: typing.Literal["window", b"window"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["name", b"name", "path", b"path", "role", b"role", "window", b"window"]) -> None: ...
+    def HasField(self, field_name: typing.Literal["bounds", b"bounds", "window", b"window"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["bounds", b"bounds", "id_attribute", b"id_attribute", "label", b"label", "name", b"name", "path", b"path", "role", b"role", "window", b"window"]) -> None: ...
 
 Global___ElementRef: typing_extensions.TypeAlias = ElementRef
+
+@typing.final
+class Rect(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    X_FIELD_NUMBER: builtins.int
+    Y_FIELD_NUMBER: builtins.int
+    WIDTH_FIELD_NUMBER: builtins.int
+    HEIGHT_FIELD_NUMBER: builtins.int
+    x: builtins.int
+    y: builtins.int
+    width: builtins.int
+    height: builtins.int
+    def __init__(
+        self,
+        *,
+        x: builtins.int = ...,
+        y: builtins.int = ...,
+        width: builtins.int = ...,
+        height: builtins.int = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["height", b"height", "width", b"width", "x", b"x", "y", b"y"]) -> None: ...
+
+Global___Rect: typing_extensions.TypeAlias = Rect
 
 @typing.final
 class WorkflowStep(google.protobuf.message.Message):
@@ -707,6 +759,9 @@ class WorkflowStep(google.protobuf.message.Message):
     READ_ELEMENT_FIELD_NUMBER: builtins.int
     WAIT_FOR_FIELD_NUMBER: builtins.int
     TAKE_FRAME_FIELD_NUMBER: builtins.int
+    SELECT_OPTION_FIELD_NUMBER: builtins.int
+    FILE_EXISTS_FIELD_NUMBER: builtins.int
+    FIND_TEXT_FIELD_NUMBER: builtins.int
     @property
     def focus_window(self) -> Global___FocusWindow: ...
     @property
@@ -727,6 +782,12 @@ class WorkflowStep(google.protobuf.message.Message):
     def wait_for(self) -> Global___WaitFor: ...
     @property
     def take_frame(self) -> Global___TakeFrame: ...
+    @property
+    def select_option(self) -> Global___SelectOption: ...
+    @property
+    def file_exists(self) -> Global___FileExists: ...
+    @property
+    def find_text(self) -> Global___FindText: ...
     def __init__(
         self,
         *,
@@ -740,12 +801,81 @@ class WorkflowStep(google.protobuf.message.Message):
         read_element: Global___ReadElement | None = ...,
         wait_for: Global___WaitFor | None = ...,
         take_frame: Global___TakeFrame | None = ...,
+        select_option: Global___SelectOption | None = ...,
+        file_exists: Global___FileExists | None = ...,
+        find_text: Global___FindText | None = ...,
     ) -> None: ...
-    def HasField(self, field_name: typing.Literal["action", b"action", "click_element", b"click_element", "focus_window", b"focus_window", "get_clipboard", b"get_clipboard", "launch_app", b"launch_app", "press_keys", b"press_keys", "read_element", b"read_element", "set_clipboard", b"set_clipboard", "take_frame", b"take_frame", "type_text", b"type_text", "wait_for", b"wait_for"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["action", b"action", "click_element", b"click_element", "focus_window", b"focus_window", "get_clipboard", b"get_clipboard", "launch_app", b"launch_app", "press_keys", b"press_keys", "read_element", b"read_element", "set_clipboard", b"set_clipboard", "take_frame", b"take_frame", "type_text", b"type_text", "wait_for", b"wait_for"]) -> None: ...
-    def WhichOneof(self, oneof_group: typing.Literal["action", b"action"]) -> typing.Literal["focus_window", "launch_app", "click_element", "type_text", "press_keys", "set_clipboard", "get_clipboard", "read_element", "wait_for", "take_frame"] | None: ...
+    def HasField(self, field_name: typing.Literal["action", b"action", "click_element", b"click_element", "file_exists", b"file_exists", "find_text", b"find_text", "focus_window", b"focus_window", "get_clipboard", b"get_clipboard", "launch_app", b"launch_app", "press_keys", b"press_keys", "read_element", b"read_element", "select_option", b"select_option", "set_clipboard", b"set_clipboard", "take_frame", b"take_frame", "type_text", b"type_text", "wait_for", b"wait_for"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["action", b"action", "click_element", b"click_element", "file_exists", b"file_exists", "find_text", b"find_text", "focus_window", b"focus_window", "get_clipboard", b"get_clipboard", "launch_app", b"launch_app", "press_keys", b"press_keys", "read_element", b"read_element", "select_option", b"select_option", "set_clipboard", b"set_clipboard", "take_frame", b"take_frame", "type_text", b"type_text", "wait_for", b"wait_for"]) -> None: ...
+    def WhichOneof(self, oneof_group: typing.Literal["action", b"action"]) -> typing.Literal["focus_window", "launch_app", "click_element", "type_text", "press_keys", "set_clipboard", "get_clipboard", "read_element", "wait_for", "take_frame", "select_option", "file_exists", "find_text"] | None: ...
 
 Global___WorkflowStep: typing_extensions.TypeAlias = WorkflowStep
+
+@typing.final
+class SelectOption(google.protobuf.message.Message):
+    """Choose an entry of a drop-down (combo box, HTML select) by its visible text."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    ELEMENT_FIELD_NUMBER: builtins.int
+    OPTION_FIELD_NUMBER: builtins.int
+    option: builtins.str
+    @property
+    def element(self) -> Global___ElementRef: ...
+    def __init__(
+        self,
+        *,
+        element: Global___ElementRef | None = ...,
+        option: builtins.str = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["element", b"element"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["element", b"element", "option", b"option"]) -> None: ...
+
+Global___SelectOption: typing_extensions.TypeAlias = SelectOption
+
+@typing.final
+class FileExists(google.protobuf.message.Message):
+    """Observed "exists" = "true"/"false", "size" in bytes; a path under the user's home or temp dir only."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    PATH_FIELD_NUMBER: builtins.int
+    path: builtins.str
+    def __init__(
+        self,
+        *,
+        path: builtins.str = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["path", b"path"]) -> None: ...
+
+Global___FileExists: typing_extensions.TypeAlias = FileExists
+
+@typing.final
+class FindText(google.protobuf.message.Message):
+    """Observed "found" = "true"/"false" and "text": the first accessible text in the window that contains
+    `text` (e.g. a claim number shown on a confirmation page); `pattern` instead matches an RE2 regex.
+    """
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    WINDOW_FIELD_NUMBER: builtins.int
+    TEXT_FIELD_NUMBER: builtins.int
+    PATTERN_FIELD_NUMBER: builtins.int
+    text: builtins.str
+    pattern: builtins.str
+    @property
+    def window(self) -> Global___WindowRef: ...
+    def __init__(
+        self,
+        *,
+        window: Global___WindowRef | None = ...,
+        text: builtins.str = ...,
+        pattern: builtins.str = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["window", b"window"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["pattern", b"pattern", "text", b"text", "window", b"window"]) -> None: ...
+
+Global___FindText: typing_extensions.TypeAlias = FindText
 
 @typing.final
 class FocusWindow(google.protobuf.message.Message):
@@ -897,22 +1027,26 @@ class WaitFor(google.protobuf.message.Message):
 
     WINDOW_FOCUSED_FIELD_NUMBER: builtins.int
     ELEMENT_EXISTS_FIELD_NUMBER: builtins.int
+    TEXT_IN_WINDOW_FIELD_NUMBER: builtins.int
     TIMEOUT_MS_FIELD_NUMBER: builtins.int
     timeout_ms: builtins.int
     @property
     def window_focused(self) -> Global___WindowRef: ...
     @property
     def element_exists(self) -> Global___ElementRef: ...
+    @property
+    def text_in_window(self) -> Global___FindText: ...
     def __init__(
         self,
         *,
         window_focused: Global___WindowRef | None = ...,
         element_exists: Global___ElementRef | None = ...,
+        text_in_window: Global___FindText | None = ...,
         timeout_ms: builtins.int = ...,
     ) -> None: ...
-    def HasField(self, field_name: typing.Literal["condition", b"condition", "element_exists", b"element_exists", "window_focused", b"window_focused"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["condition", b"condition", "element_exists", b"element_exists", "timeout_ms", b"timeout_ms", "window_focused", b"window_focused"]) -> None: ...
-    def WhichOneof(self, oneof_group: typing.Literal["condition", b"condition"]) -> typing.Literal["window_focused", "element_exists"] | None: ...
+    def HasField(self, field_name: typing.Literal["condition", b"condition", "element_exists", b"element_exists", "text_in_window", b"text_in_window", "window_focused", b"window_focused"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["condition", b"condition", "element_exists", b"element_exists", "text_in_window", b"text_in_window", "timeout_ms", b"timeout_ms", "window_focused", b"window_focused"]) -> None: ...
+    def WhichOneof(self, oneof_group: typing.Literal["condition", b"condition"]) -> typing.Literal["window_focused", "element_exists", "text_in_window"] | None: ...
 
 Global___WaitFor: typing_extensions.TypeAlias = WaitFor
 
@@ -1122,3 +1256,123 @@ class CommandResult(google.protobuf.message.Message):
     def ClearField(self, field_name: typing.Literal["command_id", b"command_id", "error", b"error", "finished_unix_nano", b"finished_unix_nano", "frame_seq", b"frame_seq", "observed", b"observed", "received_unix_nano", b"received_unix_nano", "started_unix_nano", b"started_unix_nano", "status", b"status"]) -> None: ...
 
 Global___CommandResult: typing_extensions.TypeAlias = CommandResult
+
+@typing.final
+class RecordingControl(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    class _Action:
+        ValueType = typing.NewType("ValueType", builtins.int)
+        V: typing_extensions.TypeAlias = ValueType
+
+    class _ActionEnumTypeWrapper(google.protobuf.internal.enum_type_wrapper._EnumTypeWrapper[RecordingControl._Action.ValueType], builtins.type):
+        DESCRIPTOR: google.protobuf.descriptor.EnumDescriptor
+        ACTION_UNSPECIFIED: RecordingControl._Action.ValueType  # 0
+        ACTION_START: RecordingControl._Action.ValueType  # 1
+        ACTION_STOP: RecordingControl._Action.ValueType  # 2
+
+    class Action(_Action, metaclass=_ActionEnumTypeWrapper): ...
+    ACTION_UNSPECIFIED: RecordingControl.Action.ValueType  # 0
+    ACTION_START: RecordingControl.Action.ValueType  # 1
+    ACTION_STOP: RecordingControl.Action.ValueType  # 2
+
+    RECORDING_ID_FIELD_NUMBER: builtins.int
+    ACTION_FIELD_NUMBER: builtins.int
+    recording_id: builtins.str
+    action: Global___RecordingControl.Action.ValueType
+    def __init__(
+        self,
+        *,
+        recording_id: builtins.str = ...,
+        action: Global___RecordingControl.Action.ValueType = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["action", b"action", "recording_id", b"recording_id"]) -> None: ...
+
+Global___RecordingControl: typing_extensions.TypeAlias = RecordingControl
+
+@typing.final
+class RecordedAction(google.protobuf.message.Message):
+    """One thing the user did during a recording, as the agent observed it through accessibility and
+    the window manager (never raw keystrokes: a field's final value, read back, and named key commands).
+    """
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    class _Kind:
+        ValueType = typing.NewType("ValueType", builtins.int)
+        V: typing_extensions.TypeAlias = ValueType
+
+    class _KindEnumTypeWrapper(google.protobuf.internal.enum_type_wrapper._EnumTypeWrapper[RecordedAction._Kind.ValueType], builtins.type):
+        DESCRIPTOR: google.protobuf.descriptor.EnumDescriptor
+        KIND_UNSPECIFIED: RecordedAction._Kind.ValueType  # 0
+        KIND_STARTED: RecordedAction._Kind.ValueType  # 1
+        KIND_FOCUS: RecordedAction._Kind.ValueType  # 2
+        KIND_CLICK: RecordedAction._Kind.ValueType  # 3
+        KIND_FIELD_VALUE: RecordedAction._Kind.ValueType  # 4
+        """The final value of a field the user edited (read through accessibility when focus left it)."""
+        KIND_COPY: RecordedAction._Kind.ValueType  # 5
+        KIND_PASTE: RecordedAction._Kind.ValueType  # 6
+        KIND_KEY_COMMAND: RecordedAction._Kind.ValueType  # 7
+        """A named key command: Return, Tab, Escape, ctrl+s, ctrl+c, ...; never text keys."""
+        KIND_WAIT: RecordedAction._Kind.ValueType  # 8
+        """The user waited for the UI (no input) before the next action."""
+        KIND_STOPPED: RecordedAction._Kind.ValueType  # 9
+
+    class Kind(_Kind, metaclass=_KindEnumTypeWrapper): ...
+    KIND_UNSPECIFIED: RecordedAction.Kind.ValueType  # 0
+    KIND_STARTED: RecordedAction.Kind.ValueType  # 1
+    KIND_FOCUS: RecordedAction.Kind.ValueType  # 2
+    KIND_CLICK: RecordedAction.Kind.ValueType  # 3
+    KIND_FIELD_VALUE: RecordedAction.Kind.ValueType  # 4
+    """The final value of a field the user edited (read through accessibility when focus left it)."""
+    KIND_COPY: RecordedAction.Kind.ValueType  # 5
+    KIND_PASTE: RecordedAction.Kind.ValueType  # 6
+    KIND_KEY_COMMAND: RecordedAction.Kind.ValueType  # 7
+    """A named key command: Return, Tab, Escape, ctrl+s, ctrl+c, ...; never text keys."""
+    KIND_WAIT: RecordedAction.Kind.ValueType  # 8
+    """The user waited for the UI (no input) before the next action."""
+    KIND_STOPPED: RecordedAction.Kind.ValueType  # 9
+
+    RECORDING_ID_FIELD_NUMBER: builtins.int
+    KIND_FIELD_NUMBER: builtins.int
+    WINDOW_FIELD_NUMBER: builtins.int
+    WINDOW_TITLE_FIELD_NUMBER: builtins.int
+    ELEMENT_FIELD_NUMBER: builtins.int
+    VALUE_FIELD_NUMBER: builtins.int
+    SECRET_FIELD_NUMBER: builtins.int
+    KEYS_FIELD_NUMBER: builtins.int
+    WAITED_MS_FIELD_NUMBER: builtins.int
+    recording_id: builtins.str
+    kind: Global___RecordedAction.Kind.ValueType
+    window_title: builtins.str
+    value: builtins.str
+    """A field's final value; copied or pasted text. Empty when secret."""
+    secret: builtins.bool
+    """A password field: recorded as a secret parameter, never its value."""
+    keys: builtins.str
+    waited_ms: builtins.int
+    @property
+    def window(self) -> Global___WindowRef:
+        """The top-level window acted in, with its title at the time."""
+
+    @property
+    def element(self) -> Global___ElementRef:
+        """The element clicked, edited, copied from, pasted into, or focused for a key command."""
+
+    def __init__(
+        self,
+        *,
+        recording_id: builtins.str = ...,
+        kind: Global___RecordedAction.Kind.ValueType = ...,
+        window: Global___WindowRef | None = ...,
+        window_title: builtins.str = ...,
+        element: Global___ElementRef | None = ...,
+        value: builtins.str = ...,
+        secret: builtins.bool = ...,
+        keys: builtins.str = ...,
+        waited_ms: builtins.int = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["element", b"element", "window", b"window"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["element", b"element", "keys", b"keys", "kind", b"kind", "recording_id", b"recording_id", "secret", b"secret", "value", b"value", "waited_ms", b"waited_ms", "window", b"window", "window_title", b"window_title"]) -> None: ...
+
+Global___RecordedAction: typing_extensions.TypeAlias = RecordedAction
