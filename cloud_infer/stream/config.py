@@ -40,14 +40,14 @@ class StreamSettings(BaseSettings):
         description="Calls one consumer has in progress at once over all sessions (unless it registers "
         "its own); sessions waiting for a turn gather larger chunks.",
     )
-    read_concurrency: int = Field(
+    store_concurrency: int = Field(
         default=4,
         ge=1,
-        description="Event-log reads of all consumers at once, so catching up leaves the store's workers to "
-        "ingest.",
+        description="Store calls of the fan-out at once (event-log reads, cursor loads and saves, for all "
+        "consumers), so that the store's workers stay free for ingest.",
     )
     cursor_save_interval_s: float = Field(
-        default=2.0,
+        default=30.0,
         ge=0,
         description="Longest a consumer's progress stays unsaved (0: after every call); after a crash "
         "at most this much is delivered again.",

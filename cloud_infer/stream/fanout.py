@@ -14,10 +14,10 @@ never awaits a consumer. Each registered consumer (``register(name, handler)``) 
   ``chunk_events``, until it has reached everything committed; then memory takes over again.
 
 Consumers are isolated: each has its own queues, cursors, tasks and turns, so a stalled or failing
-consumer delays only itself. What they share is bounded so that ingest keeps its part: reads of the
-event log take one of ``read_concurrency`` slots (the store's worker pool also serves ingest's
-writes). A handler that raises is called again with the same events after a jittered backoff,
-forever (the lag metrics show it).
+consumer delays only itself. What they share is bounded so that ingest keeps its part: the fan-out's
+own store calls (log reads, cursor loads and saves) take one of ``store_concurrency`` slots, since
+the store's worker pool also serves ingest's writes. A handler that raises is called again with the
+same events after a jittered backoff, forever (the lag metrics show it).
 
 Delivery is at least once: a handler is never given a seq at or below its saved cursor, but after a
 crash (or a cancelled call at shutdown past ``close_grace_s``) whatever it handled since the last
@@ -97,7 +97,7 @@ class Fanout:
         self._clock = clock
         self._consumers: dict[str, _Consumer] = {}
         self._jobs: list[asyncio.Task[None]] = []
-        self._reads = asyncio.Semaphore(settings.read_concurrency)
+        self._store_slots = asyncio.Semaphore(settings.store_concurrency)
         self._progress = asyncio.Event()
         self._closed = asyncio.Event()
         self._started = False
@@ -235,7 +235,7 @@ class Fanout:
     async def _catch_up(self, consumer: _Consumer, user_id: str, session_id: str, last_seq: int) -> int:
         feed = consumer.feeds.get((user_id, session_id))
         if feed is None:
-            cursor = await consumer.cursors.load(user_id, session_id)
+            cursor = await self._load(consumer, user_id, session_id)
             if cursor >= last_seq:
                 return 0
             feed = self._feed(consumer, user_id, session_id)  # publish may have made it meanwhile
@@ -253,7 +253,7 @@ class Fanout:
             feed.wake.clear()
             try:
                 if feed.cursor is None:
-                    loaded = await consumer.cursors.load(feed.user_id, feed.session_id)
+                    loaded = await self._load(consumer, feed.user_id, feed.session_id)
                     feed.cursor, feed.saved, feed.saved_at = loaded, loaded, self._clock()
                 work = work or self._from_memory(consumer, feed)
                 if work is None and self._caught_up(feed):
@@ -298,7 +298,7 @@ class Fanout:
         segments = [s for s in feed.segments if s.last_seq > cursor]
         if not segments or segments[-1].last_seq < target:
             # Listed after ``target`` was known: every segment up to it is committed, so listed.
-            async with self._reads:
+            async with self._store_slots:
                 segments = await self._log.segments(feed.user_id, feed.session_id, cursor)
         wanted = [s for s in segments if s.first_seq <= target]
         chunk: list[Segment] = []
@@ -310,7 +310,7 @@ class Fanout:
             chunk.append(segment)
             estimate += size
         through = target if len(chunk) == len(wanted) else chunk[-1].last_seq
-        events = await self._log.read_segments(feed.user_id, chunk, cursor, through, self._reads)
+        events = await self._log.read_segments(feed.user_id, chunk, cursor, through, self._store_slots)
         feed.segments = [s for s in segments if s.last_seq > through]
         if not feed.queue and through >= feed.hwm:
             feed.accepting = True  # everything committed is in hand: memory continues from here
@@ -329,9 +329,14 @@ class Fanout:
     def _save_due(self, feed: Feed) -> bool:
         return self._clock() - feed.saved_at >= self._settings.cursor_save_interval_s
 
+    async def _load(self, consumer: _Consumer, user_id: str, session_id: str) -> int:
+        async with self._store_slots:
+            return await consumer.cursors.load(user_id, session_id)
+
     async def _save(self, consumer: _Consumer, feed: Feed) -> None:
         cursor = feed.cursor or 0
-        await consumer.cursors.save(feed.user_id, feed.session_id, cursor)
+        async with self._store_slots:
+            await consumer.cursors.save(feed.user_id, feed.session_id, cursor)
         feed.saved, feed.saved_at = cursor, self._clock()
 
     async def _idle(self, consumer: _Consumer, feed: Feed) -> bool:
