@@ -131,6 +131,9 @@ class Step(_Model):
     args: list[Text] = Field(default_factory=list, max_length=32)
     # read / find_text: keep the value for later steps; row_pattern splits it into loop rows.
     save_as: Name | None = None
+    # read / find_text: an RE2 pattern applied to the text found; what is kept is its first group
+    # (or the whole match), e.g. the invoice number out of a PDF page's text.
+    pattern: Annotated[str, Field(max_length=512)] = ""
     checks: list[Check] = Field(default_factory=list, max_length=16)
     # submit, pay, send, delete: the run waits for the user's confirmation before acting.
     sensitive: bool = False
@@ -152,6 +155,11 @@ class Step(_Model):
             raise ValueError(f"step {self.id!r}: launch needs an executable")
         if self.action in {"focus", "find_text"} and self.window is None and self.target is None:
             raise ValueError(f"step {self.id!r}: {self.action} needs a window")
+        if self.pattern:
+            try:
+                re2.compile(self.pattern)
+            except re2.error as exc:
+                raise ValueError(f"step {self.id!r}: invalid pattern (RE2 syntax): {exc}") from exc
         return self
 
 
