@@ -9,8 +9,9 @@ cd "$(dirname "$0")/.."
 WANT_TEST=0
 [[ "${1:-}" == "--test" ]] && WANT_TEST=1
 
-# Fonts with Chinese glyphs, a GTK text editor and AT-SPI for the demo desktop and the scripted day.
-APT_PACKAGES=(xvfb xdotool x11-utils openbox xterm fonts-wqy-microhei mousepad at-spi2-core dbus-x11)
+# Fonts with Chinese glyphs, a GTK text editor, a PDF viewer (evince exposes a PDF's text through
+# AT-SPI) and AT-SPI for the demo desktop, the expense scenario and the scripted day.
+APT_PACKAGES=(xvfb xdotool x11-utils openbox xterm fonts-wqy-microhei mousepad evince at-spi2-core dbus-x11)
 ((WANT_TEST)) && APT_PACKAGES+=(chromium)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do

@@ -124,6 +124,8 @@ def _up(args: argparse.Namespace) -> int:
             grpc_port=args.grpc_port,
             duration_s=args.duration,
             desktop=args.desktop,
+            scenario=args.scenario,
+            portal_port=args.portal_port,
         )
         asyncio.run(run_demo(options))
     finally:
@@ -148,6 +150,13 @@ def build_parser() -> argparse.ArgumentParser:
         default="auto",
         help="auto: $DISPLAY if set, else a virtual Xvfb desktop if Xvfb is installed, else metrics only",
     )
+    up.add_argument(
+        "--scenario",
+        choices=["none", "expense"],
+        default="none",
+        help="expense: an expense portal, an invoice in evince and a cost list in mousepad on the desktop",
+    )
+    up.add_argument("--portal-port", type=int, default=8090, help="the expense portal's port")
     up.set_defaults(func=_up)
 
     sub.add_parser("server", help="the cloud tier: gRPC ingest and the HTTP API").set_defaults(func=_server)

@@ -3,6 +3,7 @@
 The demo keeps everything under one data directory: the local object store, the agent's spool and a
 random token secret made on first run. The agent attaches to $DISPLAY, or to a virtual Xvfb desktop
 with a window manager and a terminal that the demo starts, or runs with system metrics only.
+``scenario="expense"`` also opens the expense scenario on the desktop (``shadowdesk.scenario``).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from cloud_infer.server import serve
 from recall_store.config import StoreSettings
 from session_agent.agent import run_agent
 from session_agent.config import AgentSettings
+from shadowdesk.scenario import ExpenseScenario, ScenarioError
 from shadowdesk_common.desktop import VirtualDesktop
 
 logger = logging.getLogger(__name__)
@@ -34,6 +36,7 @@ logger = logging.getLogger(__name__)
 DEMO_USER = "demo"
 DEMO_WINDOW_TITLE = "Shadowdesk demo terminal"
 DesktopChoice = Literal["auto", "virtual", "current", "none"]
+ScenarioChoice = Literal["none", "expense"]
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,8 @@ class DemoOptions:
     grpc_port: int = 50051
     duration_s: float | None = None
     desktop: DesktopChoice = "auto"
+    scenario: ScenarioChoice = "none"
+    portal_port: int = 8090
 
 
 def _token_secret(data_dir: Path) -> str:
@@ -100,7 +105,21 @@ async def run_demo(options: DemoOptions) -> None:
         desktop.launch(["xterm", "-xrm", "XTerm*allowTitleOps: false", "-T", DEMO_WINDOW_TITLE])
         desktop.wait_for_window(DEMO_WINDOW_TITLE)
         display = desktop.display
+    scenario: ExpenseScenario | None = None
+    if options.scenario == "expense":
+        if mode == "none":
+            raise ScenarioError("the expense scenario needs a desktop (--desktop virtual or current)")
+        scenario = ExpenseScenario(data_dir, display, options.portal_port)
+        try:
+            scenario.start(own_bus=mode == "virtual")
+        except BaseException:
+            scenario.stop()
+            if desktop is not None:
+                desktop.stop()
+            raise
     sensors = {"system_metrics"} if mode == "none" else {"window_focus", "apps", "frames", "system_metrics"}
+    if scenario is not None:
+        sensors |= {"accessibility", "selection"}  # the invoice's and the cost list's text, copies
 
     agent_settings = AgentSettings(
         server=f"127.0.0.1:{options.grpc_port}",
@@ -133,7 +152,8 @@ async def run_demo(options: DemoOptions) -> None:
             f"  token   : TOKEN=$({cli} token --user {DEMO_USER} --scope read)\n"
             f"  search  : curl -H \"Authorization: Bearer $TOKEN\" '{base}/v1/recall/search?q=shadowdesk'\n"
             f'  timeline: curl -H "Authorization: Bearer $TOKEN" {base}/v1/timeline\n'
-            "Stop with Ctrl-C.\n\n"
+            + (scenario.banner() if scenario is not None else "")
+            + "Stop with Ctrl-C.\n\n"
         )
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), options.duration_s)
@@ -143,5 +163,7 @@ async def run_demo(options: DemoOptions) -> None:
         stop.set()
         if not server_task.done():
             server_task.cancel()
+        if scenario is not None:
+            scenario.stop()
         if desktop is not None:
             desktop.stop()

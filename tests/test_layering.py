@@ -2,8 +2,9 @@
 
 ``protos`` (the contract) at the bottom, then ``shadowdesk_common`` (helpers for everyone), then the agent,
 the store, the cloud tier over the store, and ``shadowdesk`` (the CLI) over all of them. The agent never
-imports the cloud tier or the store, and no product package imports ``harness``, ``bench`` or ``tests``;
-``bench`` uses ``harness``, never ``tests``. Lazy imports inside functions count the same.
+imports the cloud tier or the store, and no product package imports ``harness``, ``bench``, ``tests`` or
+``demo_apps`` (the apps the demo and the tests work in, which import nothing of ours); ``bench`` uses
+``harness``, never ``tests``. Lazy imports inside functions count the same.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ PRODUCT = {
     "admin_console",
     "shadowdesk",
 }
-OURS = PRODUCT | {"harness", "bench", "tests"}
+OURS = PRODUCT | {"harness", "bench", "tests", "demo_apps"}
 # Besides itself. The ops console will reach the cloud through its API, not by importing the cloud tier.
 MAY_IMPORT = {
     "protos": set(),
@@ -36,6 +37,7 @@ MAY_IMPORT = {
     "shadowdesk": PRODUCT - {"shadowdesk"},
     "harness": PRODUCT,
     "bench": PRODUCT | {"harness"},
+    "demo_apps": set(),
 }
 
 

@@ -1,0 +1,158 @@
+"""The expense portal over HTTP (a real server on port 0): checks, ownership, duplicates, faults, admin."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import httpx
+import pytest
+
+from demo_apps.expense_portal import Faults, PortalDatabase, PortalServer
+from demo_apps.expense_portal.forms import normalise_date, normalise_money
+from tests.demo_apps.conftest import OTHER, OTHER_PASSWORD, signed_in
+
+PAGE_ONE = {"vendor": "Northwind Traders Ltd", "invoice_number": "INV-12345678", "invoice_date": "2025/3/4"}
+PAGE_TWO = {"amount": "¥1,234.5", "tax": "71.89", "category": "office", "cost_centre": "CC-2040"}
+
+
+def fill_claim(client: httpx.Client) -> str:
+    """Post both pages of a new claim; returns the review page's path."""
+    page_one = client.get("/claims/new").url.path
+    page_two = client.post(page_one, data=PAGE_ONE)
+    assert page_two.status_code == 200 and page_two.url.path.endswith("/page/2"), page_two.text
+    review = client.post(page_two.url.path, data=PAGE_TWO)
+    assert review.status_code == 200 and review.url.path.endswith("/review"), review.text
+    return review.url.path
+
+
+def test_dates_and_amounts_are_normalised_or_refused() -> None:
+    assert normalise_date("2025年3月4日") == normalise_date("2025/03/04") == "2025-03-04"
+    assert normalise_money("¥1,234.5") == normalise_money("1234.50") == "1234.50"
+    for bad in ("2025-02-30", "4.3.2025", ""):
+        with pytest.raises(ValueError):
+            normalise_date(bad)
+    for bad in ("12,34", "1.234", "-5", "abc", ""):
+        with pytest.raises(ValueError):
+            normalise_money(bad)
+
+
+def test_signing_in_needs_the_right_password(portal: PortalServer) -> None:
+    client = httpx.Client(base_url=portal.url, follow_redirects=True, timeout=10)
+    assert client.get("/claims/new").url.path == "/login"
+    wrong = client.post("/login", data={"username": "alice", "password": "nope", "next": "/claims/new"})
+    assert wrong.status_code == 401 and 'id="login-error"' in wrong.text
+    assert 'type="password" id="password" name="password"' in wrong.text
+    # An address off the site is never where sign-in leads.
+    away = client.post(
+        "/login", data={"username": "alice", "password": "expenses-2025", "next": "//evil.example/"}
+    )
+    assert away.url.host == "127.0.0.1" and away.url.path.endswith("/page/1")
+
+
+def test_bad_values_are_shown_beside_their_fields_and_nothing_moves_on(portal: PortalServer) -> None:
+    client = signed_in(portal)
+    page_one = client.get("/claims/new").url.path
+    reply = client.post(page_one, data={**PAGE_ONE, "invoice_date": "yesterday"})
+    assert reply.status_code == 422 and reply.url.path == page_one
+    assert 'id="invoice_date-error"' in reply.text and 'aria-describedby="invoice_date-error"' in reply.text
+    page_two = client.post(page_one, data=PAGE_ONE).url.path
+    reply = client.post(page_two, data={**PAGE_TWO, "tax": "5000", "category": "yachts"})
+    assert reply.status_code == 422
+    assert 'id="tax-error"' in reply.text and 'id="category-error"' in reply.text
+
+
+def test_claim_is_filed_once_with_normalised_values(portal: PortalServer, database: PortalDatabase) -> None:
+    client = signed_in(portal)
+    review = fill_claim(client)
+    submit = review.replace("/review", "/submit")
+    filed = client.post(submit)
+    assert filed.status_code == 200
+    number = re.findall(r'id="claim-number">(EXP-\d{6})<', filed.text)
+    assert number == ["EXP-000001"] and filed.url.path == "/filed/EXP-000001"
+    again = client.post(submit)
+    assert again.status_code == 409 and "EXP-000001" in again.text
+    # A submitted form's pages are closed too.
+    assert client.post(review.replace("/review", "/page/1"), data=PAGE_ONE).status_code == 409
+    claims = database.claims()
+    assert len(claims) == 1
+    assert claims[0].fields() == {
+        "vendor": "Northwind Traders Ltd",
+        "invoice_number": "INV-12345678",
+        "invoice_date": "2025-03-04",
+        "amount": "1234.50",
+        "tax": "71.89",
+        "category": "office",
+        "cost_centre": "CC-2040",
+    }
+
+
+def test_a_user_never_reaches_another_users_forms_or_claims(portal: PortalServer) -> None:
+    alice = signed_in(portal)
+    review = fill_claim(alice)
+    alice.post(review.replace("/review", "/submit"))
+    bob = signed_in(portal, OTHER, OTHER_PASSWORD)
+    assert bob.get(review).status_code == 404
+    assert bob.post(review.replace("/review", "/submit")).status_code == 404
+    assert bob.get("/filed/EXP-000001").status_code == 404
+
+
+def test_admin_and_read_api_need_the_admin_token(portal: PortalServer) -> None:
+    for path in ("/api/claims", "/api/reports", "/admin/faults"):
+        assert httpx.get(portal.url + path, headers={"X-Admin-Token": "wrong"}).status_code == 403
+    put = httpx.put(portal.url + "/admin/faults", json={"drop_field": "nonsense"}, headers=_admin(portal))
+    assert put.status_code == 422 and "nonsense" in put.text
+    assert httpx.get(portal.url + "/api/claims", headers=_admin(portal)).json() == []
+
+
+def _admin(portal: PortalServer) -> dict[str, str]:
+    return {"X-Admin-Token": portal.config.admin_token}
+
+
+def test_dropped_field_is_stored_empty_and_shown_so(portal: PortalServer, database: PortalDatabase) -> None:
+    portal.set_faults(Faults(drop_field="invoice_number"))
+    client = signed_in(portal)
+    filed = client.post(fill_claim(client).replace("/review", "/submit"))
+    assert filed.status_code == 200 and 'id="review-invoice_number"></dd>' in filed.text
+    (claim,) = database.claims()
+    assert claim.invoice_number == "" and claim.vendor == PAGE_ONE["vendor"]
+
+
+def test_error_fault_stores_nothing_then_recovers(portal: PortalServer, database: PortalDatabase) -> None:
+    client = signed_in(portal)
+    review = fill_claim(client)
+    portal.set_faults(Faults(error=2))
+    for _ in range(2):
+        failed = client.post(review.replace("/review", "/submit"))
+        assert failed.status_code == 500 and 'id="server-error"' in failed.text
+    assert database.claims() == []
+    assert client.post(review.replace("/review", "/submit")).status_code == 200
+    assert len(database.claims()) == 1
+
+
+def test_slow_fault_delays_every_page_but_not_the_admin_api(portal: PortalServer) -> None:
+    client = signed_in(portal)
+    portal.set_faults(Faults(slow_s=1.5))
+    started = time.monotonic()
+    assert client.get("/login").status_code == 200
+    assert time.monotonic() - started >= 1.5
+    started = time.monotonic()
+    assert httpx.get(portal.url + "/api/claims", headers=_admin(portal)).status_code == 200
+    assert time.monotonic() - started < 1.0
+
+
+def test_weekly_report_is_filed_once(portal: PortalServer, database: PortalDatabase) -> None:
+    client = signed_in(portal)
+    form = client.get("/reports/new").url.path
+    bad = client.post(form, data={"week": "week 23", "line_1": ""})
+    assert bad.status_code == 422 and 'id="week-error"' in bad.text and 'id="line_1-error"' in bad.text
+    lines = {"line_1": "完成第三季度预算审核", "line_2": "", "line_3": "Reviewed 12 expense claims"}
+    filed = client.post(form, data={"week": "2025-W23", **lines})
+    assert filed.status_code == 200 and 'id="report-number">WR-000001<' in filed.text
+    assert client.post(form, data={"week": "2025-W23", **lines}).status_code == 409
+    (report,) = database.reports()
+    assert (report.user, report.week, report.lines) == (
+        "alice",
+        "2025-W23",
+        ("完成第三季度预算审核", "Reviewed 12 expense claims"),
+    )
