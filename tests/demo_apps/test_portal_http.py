@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import re
+import subprocess
+import sys
 import time
 
 import httpx
@@ -156,3 +159,24 @@ def test_weekly_report_is_filed_once(portal: PortalServer, database: PortalDatab
         "2025-W23",
         ("完成第三季度预算审核", "Reviewed 12 expense claims"),
     )
+
+
+def test_the_command_line_lists_what_was_filed_and_refuses_a_bad_fault(
+    portal: PortalServer, database: PortalDatabase
+) -> None:
+    client = signed_in(portal)
+    client.post(fill_claim(client).replace("/review", "/submit"))
+    module = [sys.executable, "-m", "demo_apps.expense_portal"]
+    listed = subprocess.run(
+        [*module, "claims", "--db", str(portal.config.database)], capture_output=True, text=True, timeout=30
+    )
+    assert listed.returncode == 0, listed.stderr
+    rows = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert [(row["number"], row["vendor"]) for row in rows] == [("EXP-000001", PAGE_ONE["vendor"])]
+    refused = subprocess.run(
+        [*module, "serve", "--db", str(portal.config.database), "--drop-field", "colour"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert refused.returncode == 2 and "unknown claim field 'colour'" in refused.stderr
