@@ -17,6 +17,7 @@ from cloud_infer.services import Services
 from cloud_infer.sidebar.api_router import router as sidebar_router
 from cloud_infer.stream.api_router import router as stream_router
 from cloud_infer.timeline.api_router import router as timeline_router
+from cloud_infer.workflows.api_router import router as workflows_router
 
 
 def build_app(settings: ServerSettings, services: Services) -> FastAPI:
@@ -50,6 +51,7 @@ def build_app(settings: ServerSettings, services: Services) -> FastAPI:
         sidebar_router,
         commands_router,
         stream_router,
+        workflows_router,
     ):
         app.include_router(router)
 

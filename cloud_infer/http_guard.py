@@ -85,6 +85,11 @@ def policy_for(method: str, path: str) -> Policy:
         return Policy("frames", 0)
     if path == "/v1/llm/embeddings":
         return Policy("embeddings", 2048 * KIB)
+    if path.startswith("/v1/workflows/recordings"):
+        # Starting and stopping recordings issues commands (a stop waits for the agent and compiles).
+        return Policy("commands" if method == "POST" else "api", 4 * KIB)
+    if method == "PUT" and path.startswith("/v1/workflows/macros/"):
+        return Policy("api", 256 * KIB)  # a macro's YAML document (macros.MAX_DOCUMENT_BYTES)
     if method == "POST" and path.startswith("/v1/sessions/"):
         # Issuing (an action of at most 16 KiB in protobuf, more as JSON) and cancelling commands.
         return Policy("commands", 0 if path.endswith("/cancel") else 32 * KIB)

@@ -36,6 +36,7 @@ from cloud_infer.stream.config import StreamSettings
 from cloud_infer.stream.fanout import Fanout
 from cloud_infer.tenancy.config import TenantLimitSettings
 from cloud_infer.tenancy.ingest_budget import IngestBudget
+from cloud_infer.workflows.service import WorkflowService
 from recall_store.config import StoreSettings
 from recall_store.directory import UserDirectory
 from recall_store.event_log import EventLog
@@ -185,6 +186,8 @@ async def serve(
         # agents commit complete them.
         commands = CommandService(store, CommandSettings())
         commands.consume(stream)
+        workflows = WorkflowService(store, commands)
+        workflows.consume(stream)
         stream.start()
         grpc_server, grpc_port = await create_grpc_server(settings, service, revocations, commands)
         services = Services.create(
@@ -197,6 +200,7 @@ async def serve(
             limits=limits,
             stream=stream,
             commands=commands,
+            workflows=workflows,
         )
         http = http_server(build_app(settings, services), settings)
         loop = asyncio.get_running_loop()

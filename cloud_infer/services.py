@@ -25,6 +25,7 @@ from cloud_infer.stream.fanout import Fanout
 from cloud_infer.tenancy.config import TenantLimitSettings
 from cloud_infer.tenancy.requests import RequestLimiter
 from cloud_infer.timeline.service import TimelineService
+from cloud_infer.workflows.service import WorkflowService
 from recall_store.event_log import EventLog
 from recall_store.store import ObjectStore
 
@@ -43,6 +44,8 @@ class Services:
     commands: CommandService  # the downlink: shared with the gRPC side when ingest runs in this process
     recall: RecallRuntime | None  # None: Recall is off and its routes answer 503
     stream: Fanout | None = None  # the committed stream's fan-out, when ingest runs in this process
+    # Recording, compiling and macros; records only when it consumes the stream ingest commits to.
+    workflows: WorkflowService | None = None
 
     @classmethod
     def create(
@@ -57,12 +60,14 @@ class Services:
         limits: TenantLimitSettings | None = None,
         stream: Fanout | None = None,
         commands: CommandService | None = None,
+        workflows: WorkflowService | None = None,
     ) -> Services:
         """Services over ``store``; pass the parts ingest shares (privacy cache, revocations).
 
         Without ``llm`` the features that need a model answer 503.
         """
         gateway = llm or LLMGateway(LLMSettings(backend="none"), None)
+        commands = commands or CommandService(store)
         return cls(
             store=store,
             tokens=TokenAuthority.from_settings(settings),
@@ -73,7 +78,8 @@ class Services:
             timeline=TimelineService(EventLog(store)),
             llm=gateway,
             assist=AssistService(recall.service if recall else None, gateway),
-            commands=commands or CommandService(store),
+            commands=commands,
             recall=recall,
             stream=stream,
+            workflows=workflows or WorkflowService(store, commands),
         )

@@ -1,10 +1,12 @@
 """Who may command which session to do what: the one place this is decided in the cloud.
 
 * A **user** commands only their own sessions (the session's owner is the space its outbox lives in,
-  written when the owner's ingest token opened it), with any kind of command; issuing needs a token
-  with the ``manage`` scope (a read token can look, not act), reading and cancelling needs ``read``.
+  written when the owner's ingest token opened it), with any kind of command (also ``recording``:
+  a user may record a demonstration on their own desktop); issuing needs a token with the ``manage``
+  scope (a read token can look, not act), reading and cancelling needs ``read``.
 * An **admin** (a token with the ``admin`` scope, ``shadowdesk token --scope admin``) sends
-  ``Remediation`` commands to any user's session, and reads or cancels those; nothing else.
+  ``Remediation`` commands to any user's session, and reads or cancels those; nothing else (never a
+  recording: what a user does on their desktop is theirs).
 * The **system** (internal callers of the Python API: workflow runners, diagnostics) may do anything;
   no HTTP request ever acts as the system.
 

@@ -22,6 +22,7 @@ MAX_ACTION_BYTES = 16 * 1024
 MAX_SECRET_CHARS = 4096
 MAX_IDEMPOTENCY_KEY_CHARS = 128
 _IDEMPOTENCY_KEY_RE = re.compile(r"^[\x21-\x7e]{1,128}$")  # printable ASCII, no spaces
+RECORDING_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _NS_PER_S = 1_000_000_000
 _ACTION_TYPES: dict[str, type[Action]] = {
     "notice": pb.Notice,
@@ -82,6 +83,11 @@ def check_action(action: Action, secret: str | None) -> None:
         kind = "workflow_step" if isinstance(action, pb.WorkflowStep) else "remediation"
         choices = ", ".join(f.name for f in action.DESCRIPTOR.oneofs_by_name["action"].fields)
         raise InvalidMessageError(f"{kind} needs one action: {choices}")
+    if isinstance(action, pb.RecordingControl):
+        if action.action not in (pb.RecordingControl.ACTION_START, pb.RecordingControl.ACTION_STOP):
+            raise InvalidMessageError("recording needs action ACTION_START or ACTION_STOP")
+        if not RECORDING_ID_RE.fullmatch(action.recording_id):
+            raise InvalidMessageError("recording_id is 1..128 characters of [A-Za-z0-9._-]")
     size = action.ByteSize()
     if size > MAX_ACTION_BYTES:
         raise InvalidMessageError(f"the command is {size} bytes, more than {MAX_ACTION_BYTES}")

@@ -22,9 +22,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from protos.shadowdesk.v1 import ingest_pb2 as pb
 
-CommandKind = Literal["notice", "workflow_step", "remediation", "cancel"]
+CommandKind = Literal["notice", "workflow_step", "remediation", "cancel", "recording"]
 # The message of each kind a caller issues (a cancel is made by CommandService.cancel).
-Action = pb.Notice | pb.WorkflowStep | pb.Remediation
+Action = pb.Notice | pb.WorkflowStep | pb.Remediation | pb.RecordingControl
 
 
 class CommandStatus(StrEnum):
@@ -104,12 +104,17 @@ def kind_of(action: Action) -> CommandKind:
         return "workflow_step"
     if isinstance(action, pb.Remediation):
         return "remediation"
+    if isinstance(action, pb.RecordingControl):
+        return "recording"
     raise TypeError(f"not a command action: {type(action).__name__}")
 
 
 def action_name(command: pb.Command) -> str:
-    """``workflow_step.type_text``, ``remediation.kill_process``, ``notice``, ``cancel``."""
+    """``workflow_step.type_text``, ``remediation.kill_process``, ``recording.start``, ``notice``..."""
     kind = command.WhichOneof("kind") or ""
+    if kind == "recording":
+        action = pb.RecordingControl.Action.Name(command.recording.action)
+        return f"{kind}.{action.removeprefix('ACTION_').lower()}"
     if kind == "workflow_step":
         return f"{kind}.{command.workflow_step.WhichOneof('action')}"
     if kind == "remediation":

@@ -328,7 +328,7 @@ class CommandService:
         self, session: SessionRef, issuer: Issuer, command: pb.Command, *, needs_secret: bool
     ) -> CommandRecord:
         kind = command.WhichOneof("kind")
-        assert kind in ("notice", "workflow_step", "remediation", "cancel")
+        assert kind in ("notice", "workflow_step", "remediation", "cancel", "recording")
         return CommandRecord(
             command_id=command.command_id,
             user_id=session.user_id,

@@ -30,6 +30,11 @@ _VALID_APP_KINDS = frozenset({pb.AppLifecycle.KIND_STARTED, pb.AppLifecycle.KIND
 # Command ids are made by the cloud (cloud_infer.commands); an agent only echoes them.
 _COMMAND_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _VALID_RESULT_STATUSES = frozenset(pb.CommandResult.Status.values()) - {pb.CommandResult.STATUS_UNSPECIFIED}
+_VALID_RECORDED_KINDS = frozenset(pb.RecordedAction.Kind.values()) - {pb.RecordedAction.KIND_UNSPECIFIED}
+_MAX_ROLE_CHARS = 64
+_MAX_KEYS_CHARS = 64
+MAX_ELEMENT_PATH = 64
+MAX_WAITED_MS = 3_600_000
 MAX_OBSERVED_ENTRIES = 32
 MAX_COMMAND_ERROR_CHARS = 4096
 
@@ -190,6 +195,8 @@ def _validate_event(event: pb.Event, limits: IngestLimits, now_ns: int) -> None:
         _check_command_id(f"{where}: command_started.command_id", event.command_started.command_id)
     elif kind == "command_result":
         _validate_command_result(where, event.command_result, limits)
+    elif kind == "recorded":
+        _validate_recorded(where, event.recorded, limits)
 
 
 def _check_command_id(name: str, command_id: str) -> None:
@@ -216,6 +223,39 @@ def _validate_command_result(where: str, result: pb.CommandResult, limits: Inges
             f"more than the limit of {limits.max_text_chars}"
         )
     _check_length(f"{where}: command_result.error", result.error, MAX_COMMAND_ERROR_CHARS)
+
+
+def _validate_window_ref(name: str, window: pb.WindowRef, limits: IngestLimits) -> None:
+    _check_length(f"{name}.app_id", window.app_id, _MAX_NAME_CHARS)
+    _check_length(f"{name}.title_contains", window.title_contains, limits.max_title_chars)
+
+
+def _validate_recorded(where: str, action: pb.RecordedAction, limits: IngestLimits) -> None:
+    if not _COMMAND_ID_RE.fullmatch(action.recording_id):
+        raise InvalidMessageError(
+            f"{where}: recorded.recording_id must be 1-128 characters of [A-Za-z0-9._-], "
+            f"got {action.recording_id[:64]!r}"
+        )
+    if action.kind not in _VALID_RECORDED_KINDS:
+        raise InvalidMessageError(f"{where}: recorded.kind must be set (FOCUS, CLICK, FIELD_VALUE, ...)")
+    _validate_window_ref(f"{where}: recorded.window", action.window, limits)
+    _check_length(f"{where}: recorded.window_title", action.window_title, limits.max_title_chars)
+    element = action.element
+    _validate_window_ref(f"{where}: recorded.element.window", element.window, limits)
+    _check_length(f"{where}: recorded.element.role", element.role, _MAX_ROLE_CHARS)
+    _check_length(f"{where}: recorded.element.name", element.name, limits.max_title_chars)
+    _check_length(f"{where}: recorded.element.label", element.label, limits.max_title_chars)
+    _check_length(f"{where}: recorded.element.id_attribute", element.id_attribute, _MAX_NAME_CHARS)
+    if len(element.path) > MAX_ELEMENT_PATH:
+        raise InvalidMessageError(
+            f"{where}: recorded.element.path has {len(element.path)} entries, more than {MAX_ELEMENT_PATH}"
+        )
+    _check_length(f"{where}: recorded.value", action.value, limits.max_text_chars)
+    if action.secret and action.value:
+        raise InvalidMessageError(f"{where}: recorded.value must be empty when secret is set")
+    _check_length(f"{where}: recorded.keys", action.keys, _MAX_KEYS_CHARS)
+    if action.waited_ms > MAX_WAITED_MS:
+        raise InvalidMessageError(f"{where}: recorded.waited_ms is more than {MAX_WAITED_MS}")
 
 
 def _validate_frame(where: str, frame: pb.ScreenFrame, limits: IngestLimits) -> None:

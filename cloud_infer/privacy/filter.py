@@ -14,7 +14,10 @@ What is redacted:
   with ``private`` set and ``title``/``wm_class`` cleared;
 * ``ScreenFrame`` of a private window, or taken while a private window had focus;
 * ``TextSnapshot`` of a private window or excluded app; ``ClipboardText`` and ``UrlVisit`` of an
-  excluded app or while a private window had focus (``UrlVisit`` also when its title is excluded).
+  excluded app or while a private window had focus (``UrlVisit`` also when its title is excluded);
+* ``RecordedAction`` (what the user did while recording a macro) in or of a private window, of an
+  excluded app or title, or while a private window had focus (the STARTED/STOPPED markers, which
+  carry no content, are kept so a recording still ends; while paused they go like everything else).
 
 Which windows are private, and whether one has focus, is per session state that outlives the
 process: it is saved in the user's space (``privacy/sessions/<session>.json``) whenever it changes,
@@ -46,7 +49,7 @@ meter = metrics.get_meter(__name__)
 MAX_SESSIONS = 10_000
 MAX_PRIVATE_WINDOWS = 1_000
 _KEPT_WHILE_PAUSED = frozenset({"metrics", "app", "command_started", "command_result"})
-_CONTENT = frozenset({"frame", "text", "clipboard", "url"})
+_CONTENT = frozenset({"frame", "text", "clipboard", "url", "recorded"})
 
 
 def focus_state_key(session_id: str) -> str:
@@ -184,6 +187,8 @@ class PrivacyFilter:
             url = event.url
             if focus.focused_private or rules.excluded_app(url.app_id) or rules.excluded_title(url.title):
                 reason = "private_window"
+        elif kind == "recorded" and _recorded_private(event.recorded, rules, focus):
+            reason = "private_window"
         if rules.paused and kind not in _KEPT_WHILE_PAUSED:
             reason = "paused"
         if rules.paused and kind == "command_result" and event.command_result.observed:
@@ -195,6 +200,20 @@ class PrivacyFilter:
         if reason == "private_window" and kind == "window_focus":
             return event
         return pb.Event(seq=event.seq, time_unix_nano=event.time_unix_nano)
+
+
+def _recorded_private(action: pb.RecordedAction, rules: _UserRules, focus: _SessionFocus) -> bool:
+    """A recorded action is screen content: private while a private window has focus, or of one."""
+    if action.kind in (pb.RecordedAction.KIND_STARTED, pb.RecordedAction.KIND_STOPPED):
+        return False  # markers without content: a recording still ends
+    windows = (action.window, action.element.window)
+    return (
+        bool(focus.focused_private)
+        or any(w.window_id and focus.is_private(w.window_id) for w in windows)
+        or any(rules.excluded_app(w.app_id) for w in windows if w.app_id)
+        or rules.excluded_title(action.window_title)
+        or any(rules.excluded_title(w.title_contains) for w in windows if w.title_contains)
+    )
 
 
 def _private_focus(event: pb.Event) -> pb.Event:
