@@ -54,11 +54,16 @@ ACTION_GET_CLIPBOARD = "get_clipboard"
 ACTION_READ_ELEMENT = "read_element"
 ACTION_WAIT_FOR = "wait_for"
 ACTION_TAKE_FRAME = "take_frame"
+ACTION_SELECT_OPTION = "select_option"
+ACTION_FILE_EXISTS = "file_exists"
+ACTION_FIND_TEXT = "find_text"
+# RecordingControl (Command kind ``recording``): start or stop recording a demonstration.
+ACTION_RECORDING = "recording"
 ACTION_KILL_PROCESS = "kill_process"
 ACTION_RESTART_PROCESS = "restart_process"
 ACTION_FREE_TEMP_SPACE = "free_temp_space"
 ACTION_DIAGNOSTIC_SNAPSHOT = "diagnostic_snapshot"
-# Every workflow action works on the X display.
+# The actions of a WorkflowStep.
 WORKFLOW_ACTIONS = frozenset(
     {
         ACTION_FOCUS_WINDOW,
@@ -71,14 +76,19 @@ WORKFLOW_ACTIONS = frozenset(
         ACTION_READ_ELEMENT,
         ACTION_WAIT_FOR,
         ACTION_TAKE_FRAME,
+        ACTION_SELECT_OPTION,
+        ACTION_FILE_EXISTS,
+        ACTION_FIND_TEXT,
     }
 )
+# What needs the X display: every workflow action but FileExists, and recording.
+DISPLAY_ACTIONS = (WORKFLOW_ACTIONS - {ACTION_FILE_EXISTS}) | {ACTION_RECORDING}
 REMEDIATION_ACTIONS = frozenset(
     {ACTION_KILL_PROCESS, ACTION_RESTART_PROCESS, ACTION_FREE_TEMP_SPACE, ACTION_DIAGNOSTIC_SNAPSHOT}
 )
-KNOWN_ACTIONS = WORKFLOW_ACTIONS | REMEDIATION_ACTIONS
+KNOWN_ACTIONS = WORKFLOW_ACTIONS | REMEDIATION_ACTIONS | {ACTION_RECORDING}
 # Off by default: what ends processes or deletes files is turned on by whoever runs the desktop.
-DEFAULT_ALLOWED_ACTIONS = WORKFLOW_ACTIONS | {ACTION_DIAGNOSTIC_SNAPSHOT}
+DEFAULT_ALLOWED_ACTIONS = WORKFLOW_ACTIONS | {ACTION_DIAGNOSTIC_SNAPSHOT, ACTION_RECORDING}
 # The cloud refuses clipboard text longer than its max_text_chars (65536 by default).
 MAX_SELECTION_CHARS = 65536
 MAX_BATCH_BYTES = 2 * 1024 * 1024
@@ -198,6 +208,14 @@ class AgentSettings(BaseSettings):
         default_factory=list,
         description="executables LaunchApp may start (names on PATH); empty: any on PATH",
     )
+    recording_max_s: float = Field(
+        3600.0, gt=0, le=8 * 3600, description="a recording stops by itself after this long"
+    )
+    recording_wait_min_s: float = Field(
+        1.5,
+        gt=0,
+        description="a pause without input this long, while the UI changed, is recorded as a WAIT",
+    )
     temp_dir: Path = Field(
         default_factory=lambda: Path(tempfile.gettempdir()),
         description="directory FreeTempSpace cleans (only the desktop user's old files)",
@@ -262,9 +280,9 @@ class AgentSettings(BaseSettings):
 
     @property
     def executable_actions(self) -> frozenset[str]:
-        """The allowed actions this agent can run: workflow actions need an X display."""
+        """The allowed actions this agent can run: desktop actions and recording need an X display."""
         allowed = frozenset(self.allowed_actions)
-        return allowed if self.display else allowed - WORKFLOW_ACTIONS
+        return allowed if self.display else allowed - DISPLAY_ACTIONS
 
     @model_validator(mode="after")
     def _check_combinations(self) -> Self:

@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 from opentelemetry import metrics
 
+from protos.shadowdesk.v1 import ingest_pb2 as pb
 from session_agent.config import AgentSettings
 from session_agent.executor.protocol import ActionContext, Handler, Outcome, action_of
 from session_agent.executor.remediation import Remediation
@@ -32,7 +33,18 @@ def open_executor(
     meter: metrics.Meter | None = None,
     session_bus: str | None = None,
 ) -> Executor:
-    """An executor with the workflow and remediation handlers; ``notify`` (thread-safe) wakes the sender."""
+    """An executor with the workflow, remediation and recording handlers; ``notify`` (thread-safe) wakes
+    the sender. Recorded actions go straight into the spool, one commit each (they come at human pace)."""
+    # Imported here: the recorder builds on the executor's modules.
+    from session_agent.recorder import Recorder
+
+    def emit(event: pb.Event) -> None:
+        spool.append([event])
+        notify()
+
     workflow = WorkflowActions(settings, spool, privacy, session_bus=session_bus)
-    handlers = {**workflow.handlers(), **Remediation(settings, spool).handlers()}
-    return Executor(settings, spool, handlers, notify=notify, meter=meter, on_stop=[workflow.close])
+    recorder = Recorder(settings, privacy, emit, session_bus=session_bus)
+    handlers = {**workflow.handlers(), **Remediation(settings, spool).handlers(), **recorder.handlers()}
+    return Executor(
+        settings, spool, handlers, notify=notify, meter=meter, on_stop=[recorder.close, workflow.close]
+    )

@@ -37,6 +37,7 @@ from protos.shadowdesk.v1 import ingest_pb2 as pb
 from session_agent import config as names
 from session_agent.config import AgentSettings
 from session_agent.errors import ActionFailedError, ActionRefusedError, SensorError
+from session_agent.executor.checks import TextQuery, file_exists, find_text
 from session_agent.executor.clipboard import ClipboardOwner, read_clipboard
 from session_agent.executor.elements import (
     EDITABLE_TEXT,
@@ -45,6 +46,7 @@ from session_agent.executor.elements import (
     Accessibility,
     Element,
 )
+from session_agent.executor.identity import field_value
 from session_agent.executor.protocol import NOTICE, ActionContext, Handler, Outcome, cut
 from session_agent.executor.x11 import X11Desktop, parse_chord, window_matches
 from session_agent.privacy import PrivacyRules
@@ -59,6 +61,8 @@ MAX_ARGS = 64
 MAX_ARG_CHARS = 4096
 MAX_TYPED_CHARS = 65_536
 FOCUS_WAIT_S = 1.0
+# How long a drop-down gets to open, and to show the chosen option, after a click.
+OPTION_WAIT_S = 2.0
 _MODIFIER_KEYSYMS = frozenset(
     {XK.XK_Control_L, XK.XK_Control_R, XK.XK_Alt_L, XK.XK_Alt_R, XK.XK_Super_L, XK.XK_Super_R, XK.XK_Meta_L}
 )
@@ -90,6 +94,9 @@ class WorkflowActions:
             names.ACTION_READ_ELEMENT: self.read_element,
             names.ACTION_WAIT_FOR: self.wait_for,
             names.ACTION_TAKE_FRAME: self.take_frame,
+            names.ACTION_SELECT_OPTION: self.select_option,
+            names.ACTION_FILE_EXISTS: self.file_exists,
+            names.ACTION_FIND_TEXT: self.find_text,
         }
 
     def close(self) -> None:
@@ -241,14 +248,15 @@ class WorkflowActions:
         step = command.workflow_step.wait_for
         condition = step.WhichOneof("condition")
         if condition is None:
-            raise ActionFailedError("WaitFor needs window_focused or element_exists")
+            raise ActionFailedError("WaitFor needs window_focused, element_exists or text_in_window")
+        query = TextQuery(step.text_in_window) if condition == "text_in_window" else None
         timeout_s = min(step.timeout_ms / 1000, self._settings.wait_max_s)
         started = time.monotonic()
         with X11Desktop(self._display) as x11:
-            a11y = Accessibility(self._bus) if condition == "element_exists" else None
+            a11y = Accessibility(self._bus) if condition != "window_focused" else None
             try:
                 while True:
-                    found = self._condition_met(x11, a11y, step, context)
+                    found = self._condition_met(x11, a11y, step, query, context)
                     waited = {"waited_ms": str(round((time.monotonic() - started) * 1000))}
                     if found is not None:
                         return Outcome({**found, **waited, "met": "true"})
@@ -304,18 +312,80 @@ class WorkflowActions:
             {"width": str(width), "height": str(height), "bytes": str(len(encoded))}, frame_seq=seqs[0]
         )
 
+    def select_option(self, command: pb.Command, context: ActionContext) -> Outcome:
+        """Choose an entry of a drop-down by its text: the entry's own action (or the Selection
+        interface); else a pointer click on the drop-down, then on the entry once it shows. Done when
+        the drop-down reads back the entry."""
+        step = command.workflow_step.select_option
+        if not step.option:
+            raise ActionRefusedError("SelectOption needs the option's text")
+        with X11Desktop(self._display) as x11, Accessibility(self._bus) as a11y:
+            element = a11y.find(x11, step.element, context)
+            observed = element.observed()
+            method = "action"
+            if a11y.select_option(element, step.option, context) is None:
+                method = "pointer"
+                x, y = a11y.center(element, context)
+                x11.activate(element.window, context)
+                x11.click(x, y, element.window.window_id, context)
+                deadline = time.monotonic() + OPTION_WAIT_S
+                while (entry := a11y.option_bounds(element, step.option, context)) is None:
+                    if time.monotonic() >= deadline:
+                        raise ActionFailedError(
+                            f"the drop-down has no option {step.option!r}", observed=observed
+                        )
+                    context.sleep(0.1)
+                x11.click(*entry, element.window.window_id, context)
+            deadline = time.monotonic() + OPTION_WAIT_S
+            while (value := field_value(a11y, element, context)).strip() != step.option.strip():
+                if time.monotonic() >= deadline:
+                    raise ActionFailedError(
+                        f"the drop-down shows {value[:200]!r}, not {step.option!r}",
+                        observed={**observed, "value": value[:200]},
+                    )
+                context.sleep(0.1)
+            return Outcome({**observed, "value": value, "method": method})
+
+    def file_exists(self, command: pb.Command, context: ActionContext) -> Outcome:
+        roots = [Path.home(), self._settings.temp_dir]
+        return Outcome(file_exists(command.workflow_step.file_exists.path, roots))
+
+    def find_text(self, command: pb.Command, context: ActionContext) -> Outcome:
+        step = command.workflow_step.find_text
+        query = TextQuery(step)
+        with X11Desktop(self._display) as x11, Accessibility(self._bus) as a11y:
+            window = x11.find(step.window)
+            if self._is_private(window):
+                raise ActionRefusedError("the window is private: it is not read")
+            found = find_text(a11y, window, query, context)
+            return Outcome({**(found or {"found": "false"}), **self._window_observed(window)})
+
     def _condition_met(
-        self, x11: X11Desktop, a11y: Accessibility | None, step: pb.WaitFor, context: ActionContext
+        self,
+        x11: X11Desktop,
+        a11y: Accessibility | None,
+        step: pb.WaitFor,
+        query: TextQuery | None,
+        context: ActionContext,
     ) -> dict[str, str] | None:
         if a11y is None:
             active = x11.active_window()
             if active is not None and window_matches(active, step.window_focused):
                 return self._window_observed(active)
             return None
+        if query is not None:
+            windows = [w for w in x11.windows() if window_matches(w, step.text_in_window.window)]
+            for window in reversed(windows):
+                if self._is_private(window):
+                    continue
+                found = find_text(a11y, window, query, context)
+                if found is not None:
+                    return {**found, **self._window_observed(window)}
+            return None
         ref = step.element_exists
         windows = [window for window in x11.windows() if window_matches(window, ref.window)]
         for window in reversed(windows):
-            element = a11y.lookup(window, ref, context)
+            element = a11y.lookup(window, ref, context, x11=x11)
             if element is not None:
                 return element.observed()
         return None

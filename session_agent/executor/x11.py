@@ -153,6 +153,15 @@ class X11Desktop:
             raise ActionFailedError(f"no window matches {describe_ref(ref)}")
         return matches[-1]
 
+    def origin(self, window_id: int) -> tuple[int, int]:
+        """Where the window's top-left corner is on the screen (root coordinates)."""
+        window = self.display.create_resource_object("window", window_id)
+        try:
+            translated = window.translate_coords(self.root, 0, 0)
+        except (xerror.BadWindow, xerror.BadDrawable) as exc:
+            raise ActionFailedError(f"window {window_id:#x} is gone") from exc
+        return -int(translated.x), -int(translated.y)
+
     def activate(self, window: WindowInfo, context: ActionContext) -> None:
         """Ask the window manager to focus and raise ``window``; wait until it is the active window."""
         if self.active_window_id() == window.window_id:

@@ -122,12 +122,7 @@ class AtspiClient:
     @classmethod
     def connect(cls, session_bus: str) -> AtspiClient:
         """Enable accessibility on the desktop and connect to its bus (OSError, DBusErrorResponse if none)."""
-        with open_dbus_connection(bus=session_bus) as session:
-            bus = DBusAddress("/org/a11y/bus", bus_name="org.a11y.Bus", interface="org.a11y.Bus")
-            status = DBusAddress("/org/a11y/bus", bus_name="org.a11y.Bus", interface="org.a11y.Status")
-            address = _reply(session, new_method_call(bus, "GetAddress"), 5.0)[0]
-            _reply(session, Properties(status).set("IsEnabled", "b", True), 5.0)
-        return cls(open_dbus_connection(bus=address))
+        return cls(open_dbus_connection(bus=accessibility_bus(session_bus)))
 
     def close(self) -> None:
         self._connection.close()
@@ -164,6 +159,16 @@ class AtspiClient:
         )
         message = new_method_call(daemon, "GetConnectionUnixProcessID", "s", (bus_name,))
         return int(_reply(self._connection, message, CALL_TIMEOUT_S)[0])
+
+
+def accessibility_bus(session_bus: str) -> str:
+    """Enable accessibility on the desktop; the address of its bus (OSError, DBusErrorResponse if none)."""
+    with open_dbus_connection(bus=session_bus) as session:
+        bus = DBusAddress("/org/a11y/bus", bus_name="org.a11y.Bus", interface="org.a11y.Bus")
+        status = DBusAddress("/org/a11y/bus", bus_name="org.a11y.Bus", interface="org.a11y.Status")
+        address = str(_reply(session, new_method_call(bus, "GetAddress"), 5.0)[0])
+        _reply(session, Properties(status).set("IsEnabled", "b", True), 5.0)
+    return address
 
 
 def node_refs(references: Any) -> list[tuple[str, str]]:
