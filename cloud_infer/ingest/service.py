@@ -90,7 +90,7 @@ class IngestSession:
                     if service.stream is not None:
                         # Never awaited: each consumer takes the batch at its own pace, or reads it
                         # back from the log later; the ack does not wait for any of them.
-                        service.stream.publish(self.user_id, self.session_id, stored, after_seq=hwm)
+                        service.stream.publish(self.user_id, self.session_id, stored, hwm, size)
                     hwm = self._state.hwm = fresh[-1].seq
                     service.metrics.events.add(len(fresh))
                     service.metrics.bytes.add(size)

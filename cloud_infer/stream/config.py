@@ -22,11 +22,11 @@ class StreamSettings(BaseSettings):
         description="Committed batches one consumer holds in memory per session; past it, that session "
         "is read back from the event log.",
     )
-    queue_events: int = Field(
-        default=200_000,
+    queue_bytes: int = Field(
+        default=128 * 1024 * 1024,
         ge=1,
-        description="Committed events one consumer holds in memory over all sessions; past it, sessions "
-        "are read back from the event log.",
+        description="Bytes of committed batches one consumer holds in memory over all sessions (consumers "
+        "share the same batches); past it, sessions are read back from the event log.",
     )
     chunk_events: int = Field(
         default=2000,

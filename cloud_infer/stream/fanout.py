@@ -9,7 +9,7 @@ never awaits a consumer. Each registered consumer (``register(name, handler)``) 
   each batch as soon as it is stored, with no store read;
 * one worker task that calls the handler with the session's events in seq order, each seq once per
   run, taking turns with the consumer's other sessions (``concurrency`` calls at once). When the
-  queue is full (``queue_batches`` per session, ``queue_events`` per consumer) the feed stops taking
+  queue is full (``queue_batches`` per session, ``queue_bytes`` per consumer) the feed stops taking
   batches in memory and the worker reads what it missed from the event log, in chunks of
   ``chunk_events``, until it has reached everything committed; then memory takes over again.
 
@@ -43,7 +43,7 @@ from typing import Literal, Protocol
 
 from cloud_infer.stream.config import StreamSettings
 from cloud_infer.stream.cursors import Cursors, StoreCursors, validate_consumer_name
-from cloud_infer.stream.feed import Batch, Feed
+from cloud_infer.stream.feed import Batch, Feed, Held
 from cloud_infer.stream.metrics import CONSUMER, StreamMetrics
 from cloud_infer.stream.protocol import ConsumerLag, StreamHealth
 from protos.shadowdesk.v1 import ingest_pb2 as pb
@@ -71,7 +71,7 @@ class _Consumer:
     cursors: Cursors
     slots: asyncio.Semaphore  # calls in progress at once, over all sessions
     feeds: dict[tuple[str, str], Feed] = field(default_factory=dict)
-    queued_events: int = 0
+    held: Held = field(default_factory=Held)
     delivered: int = 0
 
 
@@ -126,23 +126,23 @@ class Fanout:
     def consumers(self) -> list[str]:
         return list(self._consumers)
 
-    def publish(self, user_id: str, session_id: str, events: Sequence[pb.Event], after_seq: int) -> None:
+    def publish(
+        self, user_id: str, session_id: str, events: Sequence[pb.Event], after_seq: int, size: int
+    ) -> None:
         """Hand a just-committed batch to every consumer; never waits. ``after_seq``: the session's
-        highest stored seq before this batch."""
+        highest stored seq before this batch; ``size``: its bytes (what holding it in memory costs)."""
         if not events or self._closed.is_set():
             return
-        batch, now = Batch(after_seq, events), self._clock()
+        batch, now = Batch(after_seq, events, size), self._clock()
         settings = self._settings
         for consumer in self._consumers.values():
             feed = self._feed(consumer, user_id, session_id)
             feed.committed(batch.last_seq, now)
             room = (
                 len(feed.queue) < settings.queue_batches
-                and consumer.queued_events + len(events) <= settings.queue_events
+                and consumer.held.bytes + size <= settings.queue_bytes
             )
-            if feed.offer(batch, room):
-                consumer.queued_events += len(events)
-            else:
+            if not feed.offer(batch, room):
                 self.metrics.overflows.add(1, {CONSUMER: consumer.name})
             feed.wake.set()
 
@@ -215,7 +215,7 @@ class Fanout:
                     sessions_behind=sum(1 for b in behind if b),
                     events_behind=sum(behind),
                     seconds_behind=round(max((f.behind_seconds(now) for f in feeds), default=0.0), 3),
-                    queued_events=consumer.queued_events,
+                    queued_events=consumer.held.events,
                     reading_log=sum(1 for f in feeds if not f.accepting),
                     failing_sessions=sum(1 for f in feeds if f.failures),
                     delivered_events=consumer.delivered,
@@ -228,7 +228,7 @@ class Fanout:
         key = (user_id, session_id)
         feed = consumer.feeds.get(key)
         if feed is None:
-            feed = consumer.feeds[key] = Feed(user_id, session_id)
+            feed = consumer.feeds[key] = Feed(user_id, session_id, consumer.held)
             feed.task = asyncio.create_task(self._run(consumer, feed), name=f"stream-{consumer.name}")
         return feed
 
@@ -276,12 +276,11 @@ class Fanout:
 
     def _from_memory(self, consumer: _Consumer, feed: Feed) -> _Work | None:
         """The queued batches that continue the cursor, if any."""
-        consumer.queued_events -= feed.drop_handled()
+        feed.drop_handled()
         taken = feed.take_contiguous(self._settings.chunk_events)
         if taken is None:
             return None
-        events, through, released = taken
-        consumer.queued_events -= released
+        events, through = taken
         return _Work(events, through, "memory")
 
     def _caught_up(self, feed: Feed) -> bool:
@@ -323,7 +322,7 @@ class Fanout:
         if work.events:
             consumer.delivered += len(work.events)
             self.metrics.delivered.add(len(work.events), {**attributes, "source": work.source})
-        consumer.queued_events -= feed.drop_handled()
+        feed.drop_handled()
         self._progress.set()
 
     def _save_due(self, feed: Feed) -> bool:

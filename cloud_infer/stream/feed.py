@@ -28,23 +28,32 @@ class Batch:
 
     after_seq: int
     events: Sequence[pb.Event]
+    size: int  # bytes, as ingest measured the batch
 
     @property
     def last_seq(self) -> int:
         return self.events[-1].seq
 
 
+@dataclass
+class Held:
+    """What one consumer holds in memory over all its sessions."""
+
+    events: int = 0
+    bytes: int = 0
+
+
 @dataclass(eq=False)
 class Feed:
     user_id: str
     session_id: str
+    held: Held  # the consumer's, shared by its feeds
     cursor: int | None = None  # last seq handled; None until loaded from the consumer's cursors
     saved: int = 0  # the cursor as last saved
     saved_at: float = 0.0
     hwm: int = 0  # highest seq known to be committed
     accepting: bool = True
     queue: deque[Batch] = field(default_factory=deque)
-    queued_events: int = 0
     marks: deque[tuple[int, float]] = field(default_factory=deque)  # (last seq, committed at)
     segments: list[Segment] = field(default_factory=list)  # listing of the log while catching up
     wake: asyncio.Event = field(default_factory=asyncio.Event)
@@ -66,22 +75,20 @@ class Feed:
         """Hold ``batch`` in memory if the feed accepts and ``room`` says there is space; else stop."""
         if self.accepting and room:
             self.queue.append(batch)
-            self.queued_events += len(batch.events)
+            self.held.events += len(batch.events)
+            self.held.bytes += batch.size
             return True
         self.accepting = False
         return False
 
-    def drop_handled(self) -> int:
-        """Forget queued batches the cursor already covers; returns the events released."""
-        released = 0
+    def drop_handled(self) -> None:
+        """Forget queued batches the cursor already covers."""
         cursor = self.cursor or 0
         while self.queue and self.queue[0].last_seq <= cursor:
-            released += len(self.queue.popleft().events)
-        self.queued_events -= released
-        return released
+            self._release(self.queue.popleft())
 
-    def take_contiguous(self, max_events: int) -> tuple[list[pb.Event], int, int] | None:
-        """Queued batches that continue the cursor without a gap: (events, through seq, events released).
+    def take_contiguous(self, max_events: int) -> tuple[list[pb.Event], int] | None:
+        """Queued batches that continue the cursor without a gap: (events, through seq).
 
         None when the queue is empty or its first batch starts after a gap.
         """
@@ -89,16 +96,19 @@ class Feed:
         if not self.queue or self.queue[0].after_seq > cursor:
             return None
         events: list[pb.Event] = []
-        released, through = 0, cursor
+        through = cursor
         while self.queue and self.queue[0].after_seq <= through:
             if events and len(events) + len(self.queue[0].events) > max_events:
                 break
             batch = self.queue.popleft()
-            released += len(batch.events)
+            self._release(batch)
             events.extend(e for e in batch.events if e.seq > through)
             through = batch.last_seq
-        self.queued_events -= released
-        return events, through, released
+        return events, through
+
+    def _release(self, batch: Batch) -> None:
+        self.held.events -= len(batch.events)
+        self.held.bytes -= batch.size
 
     def gap_end(self) -> int:
         """The seq up to which the log must be read before memory continues (the hwm if none queued)."""
