@@ -42,6 +42,7 @@ _LABEL_SIBLINGS = 3
 _MAX_LABEL_CHARS = 256
 _ROLE_TEXT_LEAF = "static"
 _HIT_SETTLE_S = 0.1
+_MAX_ROLE_CHARS = 64
 
 
 def normalized(text: str) -> str:
@@ -186,8 +187,8 @@ def element_ref(
     window = element.window
     path = element.path or path_of(a11y, element.node, frame, context) or ()
     ref = pb.ElementRef(
-        window=pb.WindowRef(window_id=window.window_id, app_id=window.app_id),
-        role=element.role,
+        window=pb.WindowRef(window_id=window.window_id, app_id=window.app_id[:_MAX_LABEL_CHARS]),
+        role=element.role[:_MAX_ROLE_CHARS],
         name=element.name[:_MAX_LABEL_CHARS],
         path=list(path),
         label=label_of(a11y, element.node, context),

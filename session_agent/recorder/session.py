@@ -55,7 +55,7 @@ from session_agent.recorder.events import AccessibleEvent, AccessibleEvents, Foc
 from session_agent.recorder.inputs import Input, InputWatcher, KeyCommand, Press
 from session_agent.sensors.accessibility import ACCESSIBLE, STATE_SHOWING
 from session_agent.sensors.base import new_event
-from session_agent.sensors.window import MAX_TITLE_CHARS, WindowInfo
+from session_agent.sensors.window import MAX_NAME_CHARS, MAX_TITLE_CHARS, WindowInfo
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +72,8 @@ _CONTAINER_ROLES = frozenset({"form", "panel", "section", "document web", "fille
 _POPUP_ROLES = frozenset({"menu", "list", "window"})
 _DROPDOWN_SETTLE_S = 0.3
 _POPUP_OPEN_S = 1.5
+# The cloud's bound of a recorded wait (an hour).
+_MAX_WAITED_MS = 3_600_000
 
 _COPY_KEYS = frozenset({"ctrl+c", "ctrl+x", "ctrl+Insert"})
 _PASTE_KEYS = frozenset({"ctrl+v", "shift+Insert"})
@@ -508,7 +510,7 @@ class Recording:
             value=value[:MAX_OBSERVED_CHARS],
             secret=secret,
             keys=keys,
-            waited_ms=waited_ms,
+            waited_ms=min(waited_ms, _MAX_WAITED_MS),
         )
         if window is not None:
             action.window.CopyFrom(_window_ref(window))
@@ -525,7 +527,7 @@ class Recording:
 
 
 def _window_ref(window: WindowInfo) -> pb.WindowRef:
-    return pb.WindowRef(window_id=window.window_id, app_id=window.app_id)
+    return pb.WindowRef(window_id=window.window_id, app_id=window.app_id[:MAX_NAME_CHARS])
 
 
 def _children(a11y: Accessibility, node: Node, context: ActionContext) -> list[Node]:

@@ -7,6 +7,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -45,6 +46,15 @@ class Desk:
     bus: SessionBus
     mousepad: int
     chromium: int
+    home: Path
+
+    def open_page(self, name: str, html: str, title: str) -> None:
+        """Open ``html`` in a new tab of the same Chromium window (a new version of the page)."""
+        page = self.home / name
+        page.write_text(html, encoding="utf-8")
+        argv = chromium_argv(page.as_uri(), self.home / "profile", "--force-renderer-accessibility")
+        self.desktop.launch(argv, env=self.bus.app_env)
+        self.desktop.wait_for_window(f"{title} - Chromium")
 
     def xdotool(self, *args: str) -> None:
         subprocess.run(["xdotool", *args], env=self.desktop.env, check=True, timeout=30)
@@ -76,4 +86,4 @@ def desk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Desk]:
         argv = chromium_argv(page.as_uri(), home / "profile", "--force-renderer-accessibility")
         desktop.launch(argv, env=bus.app_env)
         chromium = desktop.wait_for_window("Claim form - Chromium")
-        yield Desk(desktop, bus, mousepad, chromium)
+        yield Desk(desktop, bus, mousepad, chromium, home)
