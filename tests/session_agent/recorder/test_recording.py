@@ -5,6 +5,7 @@ through the real agent and its gRPC stream."""
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
@@ -222,6 +223,8 @@ async def test_a_demonstration_across_mousepad_and_a_form_is_recorded_by_accessi
     assert len(recorded(spool)) == count
     late = ok(await run("stop-again", **stop("rec-1")))
     assert late["was_recording"] == "false"
+    # Nothing of the recording keeps running: no thread, no RECORD context, no event listener.
+    assert not [t.name for t in threading.enumerate() if t.name.startswith("recorder")]
 
 
 async def test_a_recording_stops_by_itself_after_its_longest_time(
