@@ -1,0 +1,430 @@
+"""The runner over the real downlink (gRPC ingest, outbox, committed stream, store), with a scripted desk.
+
+The desk answers each command the cloud sends over a real agent stream the way the session agent's
+executor would, from a small model of a form (fields, a drop-down, a submit button that shows a claim
+number). Faults are switched on the model: a field that is silently dropped, a target that never
+appears, an agent interrupted mid-submit. The real desktop and the real agent are in
+tests/e2e/test_workflow_runner.py.
+"""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from cloud_infer.config import ServerSettings
+from cloud_infer.errors import InvalidMessageError, NotFoundError
+from cloud_infer.workflows.program import Program
+from cloud_infer.workflows.runner_config import RunnerSettings
+from cloud_infer.workflows.runner_protocol import Decision, RunStatus
+from cloud_infer.workflows.runner_service import WorkflowRunService, check_parameters
+from protos.shadowdesk.v1 import ingest_pb2 as pb
+from recall_store.config import StoreSettings
+from tests.cloud_infer.commands.agent import TestAgent
+from tests.cloud_infer.commands.conftest import CommandStack, start_stack
+from tests.cloud_infer.helpers import FaultyStore
+
+
+@pytest.fixture
+def store_settings(tmp_path: Path) -> StoreSettings:
+    """The local store only: the runner's logic does not depend on the backend (the e2e test uses MinIO)."""
+    return StoreSettings(backend="local", local_root=tmp_path / "store", workers=8)
+
+
+R = pb.CommandResult
+FORM = {"app_id": "chromium", "title_contains": "Claim"}
+NOTES = {"app_id": "mousepad"}
+
+
+def field_target(name: str, role: str = "entry") -> dict[str, object]:
+    return {"window": FORM, "role": role, "name": name}
+
+
+PROGRAM = {
+    "name": "File a claim",
+    "parameters": [
+        {"name": "vendor", "type": "text"},
+        {"name": "amount", "type": "money"},
+        {"name": "category", "type": "choice", "choices": ["Travel", "Meals"]},
+    ],
+    "steps": [
+        {
+            "id": "read_notes",
+            "action": "read",
+            "target": {"window": NOTES, "role": "text"},
+            "save_as": "notes",
+        },
+        {
+            "id": "lines",
+            "row_pattern": r"^(?P<item>[a-z]+)=(?P<cost>[0-9.]+)$",
+            "over": "notes",
+            "steps": [
+                {
+                    "id": "type_line",
+                    "action": "type",
+                    "target": field_target("Line"),
+                    "input": {"item": "cost"},
+                    "checks": [
+                        {"kind": "field_value", "target": field_target("Line"), "equals": {"item": "cost"}}
+                    ],
+                }
+            ],
+        },
+        {
+            "id": "type_vendor",
+            "action": "type",
+            "target": field_target("Vendor"),
+            "input": {"param": "vendor"},
+            "checks": [
+                {"kind": "field_value", "target": field_target("Vendor"), "equals": {"param": "vendor"}}
+            ],
+        },
+        {
+            "id": "type_amount",
+            "action": "type",
+            "target": field_target("Amount"),
+            "input": {"param": "amount"},
+            "retries": 2,
+            "checks": [
+                {"kind": "field_value", "target": field_target("Amount"), "equals": {"param": "amount"}}
+            ],
+        },
+        {
+            "id": "pick_category",
+            "action": "select",
+            "target": field_target("Category", "combo box"),
+            "input": {"param": "category"},
+            "checks": [
+                {
+                    "kind": "field_value",
+                    "target": field_target("Category", "combo box"),
+                    "equals": {"param": "category"},
+                }
+            ],
+        },
+        {
+            "id": "submit",
+            "action": "click",
+            "target": field_target("Submit", "push button"),
+            "sensitive": True,
+            "checks": [
+                {"kind": "text_in_window", "window": FORM, "pattern": "CLM-[0-9]+", "save_as": "claim"}
+            ],
+        },
+    ],
+    "final_checks": [{"kind": "text_in_window", "window": FORM, "pattern": "CLM-[0-9]+"}],
+}
+
+
+@dataclass
+class Desk:
+    """A claim form as the agent would see it, answering commands like the executor does."""
+
+    agent: TestAgent
+    notes: str = "taxi=12.50\nnot a line\nhotel=80.00\n"
+    fields: dict[str, str] = field(default_factory=dict)
+    submissions: int = 0
+    drop: set[str] = field(default_factory=set)  # fields that silently lose what is typed
+    missing: set[str] = field(default_factory=set)  # elements that never appear
+    interrupt: set[str] = field(default_factory=set)  # clicks the agent is killed in the middle of
+    hold: set[str] = field(default_factory=set)  # clicks whose result is held back (until released)
+    held: list[pb.Command] = field(default_factory=list)
+    released: asyncio.Event = field(default_factory=asyncio.Event)
+    seen: list[pb.Command] = field(default_factory=list)
+
+    def page_text(self) -> str:
+        return f"Claim filed: CLM-{1000 + self.submissions}" if self.submissions else "New claim"
+
+    def answer(self, command: pb.Command) -> tuple[pb.CommandResult.Status.ValueType, dict[str, str], str]:
+        step = command.workflow_step
+        action = step.WhichOneof("action")
+        ok = R.STATUS_SUCCEEDED
+        if action == "wait_for":
+            if step.wait_for.HasField("element_exists"):
+                name = step.wait_for.element_exists.name
+                if name in self.missing:
+                    return R.STATUS_FAILED, {"met": "false"}, "element_exists not met"
+                return ok, {"met": "true", "found_by": "role+name", "name": name}, ""
+            if step.wait_for.HasField("text_in_window"):
+                find = step.wait_for.text_in_window
+                text = self.page_text()
+                if (find.pattern and "CLM-" in text) or (find.text and find.text in text):
+                    return ok, {"met": "true", "found": "true", "text": text}, ""
+                return R.STATUS_FAILED, {"met": "false"}, "text_in_window not met"
+            return ok, {"met": "true"}, ""
+        if action == "read_element":
+            name = step.read_element.element.name
+            if step.read_element.element.window.app_id == "mousepad":
+                return ok, {"value": self.notes}, ""
+            return ok, {"value": self.fields.get(name, "")}, ""
+        if action == "type_text":
+            name = step.type_text.element.name
+            self.fields[name] = "" if name in self.drop else step.type_text.text
+            return ok, {"method": "keyboard"}, ""
+        if action == "select_option":
+            self.fields[step.select_option.element.name] = step.select_option.option
+            return ok, {}, ""
+        if action == "click_element":
+            if step.click_element.element.name == "Submit":
+                self.submissions += 1
+            if step.click_element.element.name in self.interrupt:
+                return R.STATUS_INTERRUPTED, {}, "the agent restarted while acting"
+            return ok, {"method": "action:press"}, ""
+        return ok, {}, ""
+
+    async def serve(self) -> None:
+        handled = 0
+        while True:
+            if handled == len(self.agent.commands):
+                await self.agent.next_command(timeout_s=3600)  # kept in agent.commands, as are those
+                continue  # that arrive while a result waits for its ack
+            command = self.agent.commands[handled]
+            handled += 1
+            if command.HasField("cancel") or any(c.command_id == command.command_id for c in self.seen):
+                continue  # at most once, as the executor keeps it
+            self.seen.append(command)
+            step = command.workflow_step
+            if step.WhichOneof("action") == "click_element" and step.click_element.element.name in self.hold:
+                self.held.append(command)
+                await self.released.wait()  # the agent is busy with it until the test says so
+            status, observed, error = self.answer(command)
+            await self.agent.result(command.command_id, status, observed, error)
+
+    def actions(self, action: str) -> list[pb.Command]:
+        return [c for c in self.seen if c.workflow_step.WhichOneof("action") == action]
+
+
+@dataclass
+class Rig:
+    stack: CommandStack
+    store: FaultyStore
+    agent: TestAgent
+    desk: Desk
+    runner: WorkflowRunService
+    user: str
+    session: str
+    serving: asyncio.Task[None]
+
+    async def restart_runner(self) -> None:
+        """What a server restart does to runs: the old service stops, a new one resumes from the store."""
+        await self.runner.close()
+        self.runner = WorkflowRunService(self.store, self.stack.commands, self.runner.settings)
+        self.runner.start()
+
+
+RUNNER = RunnerSettings(frames="off", backoff_base_s=0.01, backoff_max_s=0.05, command_margin_s=5)
+
+
+@pytest.fixture
+async def rig(settings: ServerSettings, store: FaultyStore, user: str, session: str) -> AsyncIterator[Rig]:
+    stack = await start_stack(settings, store)
+    agent = TestAgent(stack.target, user, session)
+    await agent.connect()
+    desk = Desk(agent)
+    serving = asyncio.create_task(desk.serve())
+    runner = WorkflowRunService(store, stack.commands, RUNNER)
+    runner.start()
+    rig = Rig(stack, store, agent, desk, runner, user, session, serving)
+    yield rig
+    await rig.runner.close()
+    rig.serving.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await rig.serving
+    await agent.close()
+    await stack.stop()
+
+
+async def until(rig: Rig, run_id: str, *statuses: RunStatus, timeout_s: float = 40.0) -> None:
+    async with asyncio.timeout(timeout_s):
+        while (await rig.runner.get(rig.user, run_id)).status not in statuses:
+            await asyncio.sleep(0.02)
+
+
+PARAMS = {"vendor": "Acme 有限公司", "amount": "118.00", "category": "Meals"}
+
+
+async def start(rig: Rig, program: Mapping[str, object] = PROGRAM) -> str:
+    state = await rig.runner.start_run(
+        rig.user, rig.session, program=Program.model_validate(program), parameters=PARAMS
+    )
+    return state.run_id
+
+
+async def test_a_run_fills_the_form_confirms_the_submit_and_completes_on_the_claim_number(rig: Rig) -> None:
+    run_id = await start(rig)
+    await until(rig, run_id, RunStatus.WAITING)
+    asked = await rig.runner.get(rig.user, run_id)
+    assert asked.question is not None and asked.question.kind == "confirm" and asked.step_id == "submit"
+    assert rig.desk.submissions == 0, "a sensitive step waits for the user"
+    await rig.runner.answer(rig.user, run_id, Decision.CONFIRM, asked.question.question_id)
+    await until(rig, run_id, RunStatus.COMPLETE)
+    view = await rig.runner.get(rig.user, run_id)
+    assert rig.desk.fields == {
+        "Line": "80.00",
+        "Vendor": "Acme 有限公司",
+        "Amount": "118.00",
+        "Category": "Meals",
+    }
+    assert rig.desk.submissions == 1
+    assert view.bindings["claim"] == "CLM-1001"
+    assert [(t.step_id, t.row, t.outcome) for t in view.steps] == [
+        ("read_notes", None, "ok"),
+        ("type_line", 0, "ok"),
+        ("type_line", 1, "ok"),
+        ("type_vendor", None, "ok"),
+        ("type_amount", None, "ok"),
+        ("pick_category", None, "ok"),
+        ("submit", None, "ok"),
+        ("final_checks", None, "ok"),
+    ]
+    submit = view.steps[6]
+    assert submit.found_by == "role+name" and submit.checks[0].held and submit.checks[0].actual == "CLM-1001"
+    assert [c.purpose for c in submit.commands] == ["wait", "act", "check:0"]  # waited again after asking
+    listed = await rig.runner.list_runs(rig.user)
+    assert [(r.run_id, r.status) for r in listed] == [(run_id, RunStatus.COMPLETE)]
+
+
+async def test_a_silently_dropped_field_halts_the_run_which_is_never_complete(rig: Rig) -> None:
+    rig.desk.drop.add("Amount")
+    run_id = await start(rig)
+    await until(rig, run_id, RunStatus.WAITING)
+    view = await rig.runner.get(rig.user, run_id)
+    assert view.question is not None and view.question.kind == "halt" and view.step_id == "type_amount"
+    assert "expected '118.00', read ''" in view.question.reason
+    tries = [t for t in view.steps if t.step_id == "type_amount"]
+    assert [t.outcome for t in tries] == ["failed"] * 3, "the first try and two retries"
+    assert len({c.command_id for t in tries for c in t.commands if c.purpose == "act"}) == 3
+    await rig.runner.answer(rig.user, run_id, Decision.ABORT)
+    await until(rig, run_id, RunStatus.ABORTED)
+    assert rig.desk.submissions == 0
+
+
+async def test_a_target_that_never_appears_halts_after_its_retries_and_skip_ends_failed(rig: Rig) -> None:
+    rig.desk.missing.add("Vendor")
+    run_id = await start(rig)
+    await until(rig, run_id, RunStatus.WAITING)
+    view = await rig.runner.get(rig.user, run_id)
+    assert view.step_id == "type_vendor" and "element_exists not met" in (
+        view.question.reason if view.question else ""
+    )
+    waits = [
+        c for c in rig.desk.actions("wait_for") if c.workflow_step.wait_for.element_exists.name == "Vendor"
+    ]
+    assert len(waits) == 3
+    assert not [
+        c for c in rig.desk.actions("type_text") if c.workflow_step.type_text.element.name == "Vendor"
+    ]
+    await rig.runner.answer(rig.user, run_id, Decision.SKIP)
+    await until(rig, run_id, RunStatus.WAITING)  # the submit asks next
+    await rig.runner.answer(rig.user, run_id, Decision.CONFIRM)
+    await until(rig, run_id, RunStatus.FAILED)
+    done = await rig.runner.get(rig.user, run_id)
+    assert done.skipped == ["type_vendor"] and "not every postcondition" in done.error
+
+
+async def test_a_server_restart_mid_submit_resumes_without_submitting_twice(rig: Rig) -> None:
+    rig.desk.hold.add("Submit")
+    run_id = await start(rig)
+    await until(rig, run_id, RunStatus.WAITING)
+    await rig.runner.answer(rig.user, run_id, Decision.CONFIRM)
+    async with asyncio.timeout(10):
+        while not rig.desk.held:
+            await asyncio.sleep(0.02)
+    await rig.restart_runner()  # the server stops while the submit is out on the desktop
+    stored = await rig.runner.runs.load(rig.user, run_id)
+    assert stored.status is RunStatus.RUNNING and stored.cursor.phase == "acting"
+    # The agent finishes the submit and reports it; the resumed run picks up that very command.
+    held = rig.desk.held[0]
+    rig.desk.released.set()
+    await until(rig, run_id, RunStatus.COMPLETE)
+    assert rig.desk.submissions == 1
+    assert [c.command_id for c in rig.desk.actions("click_element")] == [held.command_id]
+    assert (await rig.runner.get(rig.user, run_id)).bindings["claim"] == "CLM-1001"
+
+
+async def test_an_agent_interrupted_mid_submit_halts_and_never_resubmits_by_itself(rig: Rig) -> None:
+    rig.desk.interrupt.add("Submit")
+    run_id = await start(rig)
+    await until(rig, run_id, RunStatus.WAITING)
+    await rig.runner.answer(rig.user, run_id, Decision.CONFIRM)
+    async with asyncio.timeout(20):
+        while True:
+            view = await rig.runner.get(rig.user, run_id)
+            if view.question is not None and view.question.kind == "halt":
+                break
+            await asyncio.sleep(0.02)
+    assert "interrupted" in view.question.reason
+    assert len(rig.desk.actions("click_element")) == 1
+    # The user looks: the claim went through. Taking over reads the postconditions back.
+    await rig.runner.answer(rig.user, run_id, Decision.TAKE_OVER)
+    await until(rig, run_id, RunStatus.COMPLETE)
+    assert rig.desk.submissions == 1
+    assert (await rig.runner.get(rig.user, run_id)).steps[-2].outcome == "taken_over"
+
+
+async def test_runs_are_their_users_own(rig: Rig, alice: str) -> None:
+    run_id = await start(rig)
+    with pytest.raises(NotFoundError):
+        await rig.runner.get(alice, run_id)
+    with pytest.raises(NotFoundError):
+        await rig.runner.answer(alice, run_id, Decision.ABORT)
+    with pytest.raises(NotFoundError):
+        await rig.runner.cancel(alice, run_id)
+    assert await rig.runner.list_runs(alice) == []
+    with pytest.raises(NotFoundError):  # alice has no such session
+        await rig.runner.start_run(
+            alice, rig.session, program=Program.model_validate(PROGRAM), parameters=PARAMS
+        )
+    with pytest.raises(InvalidMessageError, match="already running"):
+        await start(rig)
+    cancelled = await rig.runner.cancel(rig.user, run_id)
+    assert cancelled.status is RunStatus.CANCELLED and rig.desk.submissions == 0
+
+
+def test_parameters_are_checked_before_a_run_starts() -> None:
+    program = Program.model_validate(
+        {
+            **PROGRAM,
+            "parameters": [*PROGRAM["parameters"], {"name": "password", "type": "secret"}],
+        }
+    )
+    with pytest.raises(InvalidMessageError, match="unknown parameters: colour"):
+        check_parameters(program, {**PARAMS, "colour": "red"}, {"password": "x"})
+    with pytest.raises(InvalidMessageError, match="'vendor' is required"):
+        check_parameters(program, {"amount": "1", "category": "Meals"}, {"password": "x"})
+    with pytest.raises(InvalidMessageError, match="one of: Travel, Meals"):
+        check_parameters(program, {**PARAMS, "category": "Golf"}, {"password": "x"})
+    with pytest.raises(InvalidMessageError, match="give it in secrets"):
+        check_parameters(program, {**PARAMS, "password": "x"}, {})
+    values, secrets = check_parameters(program, PARAMS, {"password": "x"})
+    assert values == PARAMS and secrets == {"password"}
+    leaky = Program.model_validate(
+        {
+            "name": "leak",
+            "parameters": [{"name": "password", "type": "secret"}],
+            "steps": [{"id": "paste", "action": "set_clipboard", "input": {"param": "password"}}],
+        }
+    )
+    with pytest.raises(InvalidMessageError, match="only ever typed"):
+        check_parameters(leaky, {}, {"password": "x"})
+
+
+def test_the_runner_never_imports_the_llm_gateway() -> None:
+    """Replays make zero model calls: nothing the runner is built from can reach the gateway."""
+    folder = Path(__file__).resolve().parents[3] / "cloud_infer" / "workflows"
+    for path in sorted(folder.glob("runner*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            modules = (
+                [alias.name for alias in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else []
+            )
+            assert not [m for m in modules if m.startswith(("cloud_infer.llm", "cloud_infer.assist"))], path
