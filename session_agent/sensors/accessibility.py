@@ -27,6 +27,7 @@ from typing import Any
 
 from jeepney import DBusAddress, DBusErrorResponse, Properties, new_method_call
 from jeepney.io.blocking import DBusConnection, open_dbus_connection
+from jeepney.wrappers import unwrap_msg
 from Xlib import X
 from Xlib import error as xerror
 from Xlib.display import Display
@@ -178,7 +179,8 @@ def node_refs(references: Any) -> list[tuple[str, str]]:
 
 def _reply(connection: DBusConnection, message: Any, timeout: float) -> tuple[Any, ...]:
     reply = connection.send_and_get_reply(message, timeout=max(timeout, 0.001))
-    return tuple(reply.body)
+    # An error reply (e.g. the app just exited) raises DBusErrorResponse instead of passing its text on.
+    return tuple(unwrap_msg(reply))
 
 
 class TreeReader:

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from jeepney import DBusErrorResponse
 from Xlib.display import Display
 
 from harness.chromium import chromium_argv
@@ -164,6 +165,23 @@ def test_walk_is_bounded(a11y_desktop: tuple[VirtualDesktop, SessionBus], mousep
         assert cut and late.text == ""
     finally:
         display.close()
+        client.close()
+
+
+def test_a_call_into_an_app_that_exited_raises_instead_of_returning_the_error_text(
+    a11y_desktop: tuple[VirtualDesktop, SessionBus], mousepad: int
+) -> None:
+    _, bus = a11y_desktop
+    client = AtspiClient.connect(bus.address)
+    try:
+        apps = client.applications()
+        assert apps and all(client.name(app, 2.0) is not None for app in apps)
+        # Unique bus names are never reused, so one past the last is an app that has gone: the bus
+        # answers with an error message, which must raise rather than come back as a name.
+        gone = (f":1.{max(int(name.split('.')[1]) for name, _ in apps) + 1000}", apps[0][1])
+        with pytest.raises(DBusErrorResponse):
+            client.name(gone, 2.0)
+    finally:
         client.close()
 
 
