@@ -16,7 +16,14 @@ from cloud_infer.api_deps import ReadClaims, services
 from cloud_infer.api_errors import error_responses
 from cloud_infer.commands import policy
 from cloud_infer.commands.live import CommandUpdates
-from cloud_infer.commands.protocol import CommandRequest, CommandView, action_of, view_of
+from cloud_infer.commands.protocol import (
+    CommandRequest,
+    CommandView,
+    SessionList,
+    SessionView,
+    action_of,
+    view_of,
+)
 from cloud_infer.commands.service import CommandService, SessionRef
 from cloud_infer.live_socket import open_live
 
@@ -39,6 +46,13 @@ Owner = Annotated[
         description="The session's owner, for admins; others address their own sessions only.",
     ),
 ]
+
+
+@router.get("/sessions", response_model=SessionList)
+async def list_sessions(claims: ReadClaims, commands: CommandsDep) -> SessionList:
+    """Your desktop sessions (each one an agent of yours has opened), and which are connected now."""
+    found = await commands.sessions(claims.user_id)
+    return SessionList(sessions=[SessionView(session_id=sid, connected=live) for sid, live in found])
 
 
 @router.post("/sessions/{session_id}/commands", response_model=CommandView)

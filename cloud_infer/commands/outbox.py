@@ -107,6 +107,15 @@ class Outbox:
         self._clock = clock
         self._slots: OrderedDict[tuple[str, str], _Slot] = OrderedDict()
 
+    async def session_ids(self, user_id: str) -> list[str]:
+        """The user's known sessions (an agent of theirs opened each once), sorted."""
+        try:
+            keys = await self._store.list_keys(user_id, COMMANDS_PREFIX)
+        except StoreError as exc:
+            raise BackendUnavailableError(f"recall store unavailable: {exc}") from exc
+        suffix = "/outbox.json"
+        return sorted(key[len(COMMANDS_PREFIX) : -len(suffix)] for key in keys if key.endswith(suffix))
+
     async def ensure(self, user_id: str, session_id: str) -> None:
         """Record that the session exists (its agent connected with its owner's token)."""
         async with self.editing(user_id, session_id, create=True):

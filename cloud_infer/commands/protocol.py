@@ -136,6 +136,15 @@ class CommandView(BaseModel):
     cancel_requested: bool
 
 
+class SessionView(BaseModel):
+    session_id: str
+    connected: bool = Field(description="An agent of the session has a stream open on this server now.")
+
+
+class SessionList(BaseModel):
+    sessions: list[SessionView]
+
+
 def _time(ns: int) -> datetime | None:
     return datetime.fromtimestamp(ns / _NS_PER_S, UTC) if ns else None
 

@@ -226,6 +226,11 @@ class CommandService:
         self.live.wake(session.user_id, session.session_id)
         return result
 
+    async def sessions(self, user_id: str) -> list[tuple[str, bool]]:
+        """The user's known sessions, each with whether an agent of it is connected here now."""
+        known = set(await self.outbox.session_ids(user_id)) | set(self.live.sessions(user_id))
+        return [(session_id, self.live.connected(user_id, session_id)) for session_id in sorted(known)]
+
     async def get(self, session: SessionRef, command_id: str, *, issuer: Issuer) -> CommandRecord:
         """The command's record now. NotFoundError if the session or command is unknown."""
         policy.check_session(issuer, session.user_id)

@@ -109,6 +109,25 @@ async def test_a_user_cannot_command_another_users_session(api: httpx.AsyncClien
     assert (cancelled.status_code, cancelled.json()["status"]) == (200, "cancelled")
 
 
+async def test_a_user_lists_their_own_sessions_and_which_are_connected(
+    api: httpx.AsyncClient, agent: TestAgent
+) -> None:
+    assert (await api.get("/v1/sessions", headers=read_auth(agent.user))).json() == {"sessions": []}
+    await agent.connect()
+    try:
+        listed = await api.get("/v1/sessions", headers=read_auth(agent.user))
+        assert listed.status_code == 200, listed.text
+        assert listed.json() == {"sessions": [{"session_id": agent.session, "connected": True}]}
+        # another user sees none of them
+        assert (await api.get("/v1/sessions", headers=read_auth(BOB))).json() == {"sessions": []}
+    finally:
+        await agent.close()
+    # known, but no agent connected now
+    gone = await api.get("/v1/sessions", headers=read_auth(agent.user))
+    assert gone.json() == {"sessions": [{"session_id": agent.session, "connected": False}]}
+    assert (await api.get("/v1/sessions")).status_code == 401
+
+
 async def test_an_admin_may_send_remediation_but_not_workflow_steps(
     api: httpx.AsyncClient, agent: TestAgent
 ) -> None:
