@@ -18,6 +18,7 @@ from cloud_infer.sidebar.api_router import router as sidebar_router
 from cloud_infer.stream.api_router import router as stream_router
 from cloud_infer.timeline.api_router import router as timeline_router
 from cloud_infer.workflows.api_router import router as workflows_router
+from cloud_infer.workflows.runner_api import router as workflow_runs_router
 
 
 def build_app(settings: ServerSettings, services: Services) -> FastAPI:
@@ -52,6 +53,7 @@ def build_app(settings: ServerSettings, services: Services) -> FastAPI:
         commands_router,
         stream_router,
         workflows_router,
+        workflow_runs_router,
     ):
         app.include_router(router)
 

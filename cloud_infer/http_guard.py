@@ -85,6 +85,10 @@ def policy_for(method: str, path: str) -> Policy:
         return Policy("frames", 0)
     if path == "/v1/llm/embeddings":
         return Policy("embeddings", 2048 * KIB)
+    if method == "POST" and path.startswith("/v1/workflows/runs"):
+        # Starting a run (a program document of up to 256 KiB as YAML, more as JSON) issues commands;
+        # so do answering and cancelling one.
+        return Policy("commands", 512 * KIB if path == "/v1/workflows/runs" else 4 * KIB)
     if path.startswith("/v1/workflows/recordings"):
         # Starting and stopping recordings issues commands (a stop waits for the agent and compiles).
         return Policy("commands" if method == "POST" else "api", 4 * KIB)

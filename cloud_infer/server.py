@@ -36,6 +36,8 @@ from cloud_infer.stream.config import StreamSettings
 from cloud_infer.stream.fanout import Fanout
 from cloud_infer.tenancy.config import TenantLimitSettings
 from cloud_infer.tenancy.ingest_budget import IngestBudget
+from cloud_infer.workflows.runner_config import RunnerSettings
+from cloud_infer.workflows.runner_service import WorkflowRunService
 from cloud_infer.workflows.service import WorkflowService
 from recall_store.config import StoreSettings
 from recall_store.directory import UserDirectory
@@ -151,7 +153,7 @@ async def serve(
         recall_settings.embed_model_dir, recall_settings.embed_threads, limits.embed_slice_chars
     )
     llm = open_gateway(llm_settings, embedder)
-    recall, stream = None, None
+    recall, stream, runs = None, None, None
     try:
         llm.start()
         # One PrivacyService: a PUT through the API is seen by the very next ingested batch. One
@@ -188,6 +190,8 @@ async def serve(
         commands.consume(stream)
         workflows = WorkflowService(store, commands)
         workflows.consume(stream)
+        # Macro runs issue commands as their users and resume, from the store, what a restart cut short.
+        runs = WorkflowRunService(store, commands, RunnerSettings(), macros=workflows.macros)
         stream.start()
         grpc_server, grpc_port = await create_grpc_server(settings, service, revocations, commands)
         services = Services.create(
@@ -201,7 +205,9 @@ async def serve(
             stream=stream,
             commands=commands,
             workflows=workflows,
+            workflow_runs=runs,
         )
+        runs.start()
         http = http_server(build_app(settings, services), settings)
         loop = asyncio.get_running_loop()
         # A caller that passes its own stop event (the demo) owns the signals.
@@ -234,6 +240,8 @@ async def serve(
         if not stop.is_set():
             raise RuntimeError("a server stopped without being asked to; see the log above")
     finally:
+        if runs is not None:
+            await runs.close()  # unfinished runs stay in the store for the next server
         if stream is not None:
             await stream.close()  # before its consumers close: calls in progress finish first
         if recall is not None:

@@ -25,6 +25,8 @@ from cloud_infer.stream.fanout import Fanout
 from cloud_infer.tenancy.config import TenantLimitSettings
 from cloud_infer.tenancy.requests import RequestLimiter
 from cloud_infer.timeline.service import TimelineService
+from cloud_infer.workflows.macros import MacroStore
+from cloud_infer.workflows.runner_service import WorkflowRunService
 from cloud_infer.workflows.service import WorkflowService
 from recall_store.event_log import EventLog
 from recall_store.store import ObjectStore
@@ -46,6 +48,8 @@ class Services:
     stream: Fanout | None = None  # the committed stream's fan-out, when ingest runs in this process
     # Recording, compiling and macros; records only when it consumes the stream ingest commits to.
     workflows: WorkflowService | None = None
+    # Runs of macros on the users' desktops (the runner); the server starts and closes it.
+    workflow_runs: WorkflowRunService | None = None
 
     @classmethod
     def create(
@@ -61,6 +65,7 @@ class Services:
         stream: Fanout | None = None,
         commands: CommandService | None = None,
         workflows: WorkflowService | None = None,
+        workflow_runs: WorkflowRunService | None = None,
     ) -> Services:
         """Services over ``store``; pass the parts ingest shares (privacy cache, revocations).
 
@@ -82,4 +87,5 @@ class Services:
             recall=recall,
             stream=stream,
             workflows=workflows or WorkflowService(store, commands),
+            workflow_runs=workflow_runs or WorkflowRunService(store, commands, macros=MacroStore(store)),
         )

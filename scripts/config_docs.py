@@ -18,6 +18,7 @@ from cloud_infer.llm.config import LLMSettings
 from cloud_infer.recall.config import RecallSettings
 from cloud_infer.stream.config import StreamSettings
 from cloud_infer.tenancy.config import TenantLimitSettings
+from cloud_infer.workflows.runner_config import RunnerSettings
 from recall_store.config import StoreSettings
 from session_agent.config import AgentSettings
 from shadowdesk_common.telemetry import TelemetrySettings
@@ -29,6 +30,7 @@ SECTIONS: list[tuple[str, type[BaseSettings]]] = [
     ("Object store (server side)", StoreSettings),
     ("Committed stream (server side)", StreamSettings),
     ("Commands (server side)", CommandSettings),
+    ("Workflow runner (server side)", RunnerSettings),
     ("Recall (server side)", RecallSettings),
     ("LLM (server side)", LLMSettings),
     ("Session agent (`shadowdesk agent`)", AgentSettings),

@@ -12,14 +12,20 @@ from __future__ import annotations
 import ast
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+import websockets
+from websockets.typing import Subprotocol
 
+from cloud_infer.app import build_app
+from cloud_infer.auth import issue_token
 from cloud_infer.config import ServerSettings
 from cloud_infer.errors import InvalidMessageError, NotFoundError
+from cloud_infer.services import Services
 from cloud_infer.workflows.program import Program
 from cloud_infer.workflows.runner_config import RunnerSettings
 from cloud_infer.workflows.runner_protocol import Decision, RunStatus
@@ -28,7 +34,7 @@ from protos.shadowdesk.v1 import ingest_pb2 as pb
 from recall_store.config import StoreSettings
 from tests.cloud_infer.commands.agent import TestAgent
 from tests.cloud_infer.commands.conftest import CommandStack, start_stack
-from tests.cloud_infer.helpers import FaultyStore
+from tests.cloud_infer.helpers import SECRET, FaultyStore, manage_auth, read_auth, serve_api
 
 
 @pytest.fixture
@@ -428,3 +434,78 @@ def test_the_runner_never_imports_the_llm_gateway() -> None:
                 else []
             )
             assert not [m for m in modules if m.startswith(("cloud_infer.llm", "cloud_infer.assist"))], path
+
+
+async def test_the_api_starts_follows_answers_and_keeps_runs_to_their_owner(
+    rig: Rig, settings: ServerSettings, alice: str
+) -> None:
+    services = Services.create(settings, rig.store, commands=rig.stack.commands, workflow_runs=rig.runner)
+    body = {"program": PROGRAM, "session_id": rig.session, "parameters": PARAMS}
+    async with serve_api(build_app(settings, services)) as api:
+        url = f"ws://127.0.0.1:{api.base_url.port}/v1/workflows/live"
+        token = issue_token(SECRET, rig.user, "read")
+        protocols = [Subprotocol("shadowdesk.v1"), Subprotocol(f"bearer.{token}")]
+        async with websockets.connect(url, subprotocols=protocols) as socket:
+            refused = await api.post("/v1/workflows/runs", json=body, headers=read_auth(rig.user))
+            assert refused.status_code == 403, "starting a run needs manage"
+            bad = await api.post(
+                "/v1/workflows/runs",
+                json={**body, "program": {"name": "x", "steps": []}},
+                headers=manage_auth(rig.user),
+            )
+            assert bad.status_code == 400 and "invalid program: steps" in bad.json()["message"]
+            started = await api.post("/v1/workflows/runs", json=body, headers=manage_auth(rig.user))
+            assert started.status_code == 200, started.text
+            run_id = started.json()["run_id"]
+            async with asyncio.timeout(30):
+                while True:
+                    message = json.loads(await socket.recv())
+                    if message["type"] == "run" and message["run"]["status"] == "waiting":
+                        break
+            question = message["run"]["question"]
+            assert question["kind"] == "confirm" and question["options"] == ["confirm", "reject"]
+            for other in (
+                api.get(f"/v1/workflows/runs/{run_id}", headers=read_auth(alice)),
+                api.post(
+                    f"/v1/workflows/runs/{run_id}/answer",
+                    json={"decision": "abort"},
+                    headers=manage_auth(alice),
+                ),
+                api.post(f"/v1/workflows/runs/{run_id}/cancel", headers=manage_auth(alice)),
+            ):
+                assert (await other).status_code == 404
+            assert (await api.get("/v1/workflows/runs", headers=read_auth(alice))).json() == {"runs": []}
+            wrong = await api.post(
+                f"/v1/workflows/runs/{run_id}/answer",
+                json={"decision": "skip"},
+                headers=manage_auth(rig.user),
+            )
+            assert wrong.status_code == 400 and "confirm, reject" in wrong.json()["message"]
+            readonly = await api.post(
+                f"/v1/workflows/runs/{run_id}/answer",
+                json={"decision": "confirm"},
+                headers=read_auth(rig.user),
+            )
+            assert readonly.status_code == 403
+            confirmed = await api.post(
+                f"/v1/workflows/runs/{run_id}/answer",
+                json={"decision": "confirm", "question_id": question["question_id"]},
+                headers=manage_auth(rig.user),
+            )
+            assert confirmed.status_code == 200 and confirmed.json()["status"] == "running"
+            steps = []
+            async with asyncio.timeout(30):
+                while True:
+                    message = json.loads(await socket.recv())
+                    if message["type"] == "step":
+                        steps.append(message["step"]["step_id"])
+                    if message["type"] == "run" and message["run"]["status"] == "complete":
+                        break
+            assert steps == ["submit", "final_checks"]
+        trace = (await api.get(f"/v1/workflows/runs/{run_id}", headers=read_auth(rig.user))).json()
+        assert trace["status"] == "complete" and trace["bindings"]["claim"] == "CLM-1001"
+        assert len(trace["steps"]) == 8 and trace["steps"][-1]["checks"][0]["held"]
+        history = (await api.get("/v1/workflows/runs", headers=read_auth(rig.user))).json()["runs"]
+        assert [(r["run_id"], r["status"], r["name"]) for r in history] == [
+            (run_id, "complete", "File a claim")
+        ]
