@@ -391,7 +391,7 @@ class RunEngine:
             find = pb.FindText(window=window_ref(_window_of(step)), text=text)
             wait = pb.WaitFor(text_in_window=find, timeout_ms=_ms(step.timeout_s))
             outcome = await self._command(step, row, pb.WorkflowStep(wait_for=wait), "act", trace)
-            self._bind(step.save_as, outcome.observed.get("text", text))
+            self._bind(step.save_as, outcome.observed.get("match") or outcome.observed.get("text", text))
         elif action == "set_clipboard":
             assert step.input is not None
             text, _ = self._resolve(step.input, items)
@@ -541,11 +541,11 @@ class RunEngine:
             return await self._by_ocr(
                 step, row, check.kind, text, check.pattern, trace, str(exc), check.save_as
             )
+        # The agent reports the line it found (text) and what matched in it (match).
         actual = outcome.observed.get("text", text)
-        matched = _matched(check.pattern, actual) if check.pattern else actual
-        if check.pattern and matched is None:
-            # The agent matched it in one text node; we read a wider one: take what it reported.
-            matched = actual
+        matched = outcome.observed.get("match") or (
+            _matched(check.pattern, actual) if check.pattern else text
+        )
         self._bind(check.save_as, matched or "")
         return CheckTrace(kind=check.kind, held=True, expected=expected, actual=matched or "")
 

@@ -242,7 +242,8 @@ class WorkflowActions:
                 raise ActionRefusedError("the window is private: it is not read")
             if a11y.is_protected(element, context):
                 raise ActionRefusedError("a password field is never read")
-            return Outcome({**element.observed(), **_value_observed(a11y.text(element, context))})
+            # A drop-down holds its selected option (as SelectOption reads it back), not its text.
+            return Outcome({**element.observed(), **_value_observed(field_value(a11y, element, context))})
 
     def wait_for(self, command: pb.Command, context: ActionContext) -> Outcome:
         step = command.workflow_step.wait_for
