@@ -22,6 +22,11 @@ STATIC_FILES: dict[str, str] = {
     "app.js": "text/javascript; charset=utf-8",
     "api.js": "text/javascript; charset=utf-8",
     "assist.js": "text/javascript; charset=utf-8",
+    "dom.js": "text/javascript; charset=utf-8",
+    "macros.js": "text/javascript; charset=utf-8",
+    "macro_editor.js": "text/javascript; charset=utf-8",
+    "macro_runs.js": "text/javascript; charset=utf-8",
+    "macro_yaml.js": "text/javascript; charset=utf-8",
     "app.css": "text/css; charset=utf-8",
 }
 

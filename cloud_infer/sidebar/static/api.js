@@ -5,6 +5,7 @@
 
 const REQUEST_TIMEOUT_MS = 15_000;
 const EXPORT_TIMEOUT_MS = 300_000;
+const STOP_TIMEOUT_MS = 60_000;
 const FRAME_CACHE_SIZE = 200;
 const RECONNECT_MIN_MS = 1_000;
 const RECONNECT_MAX_MS = 30_000;
@@ -17,31 +18,42 @@ const SUBPROTOCOL = "shadowdesk.v1";
 const WS_TOKEN_EXPIRED = 4001;
 
 export class ApiError extends Error {
-  constructor(message, status = 0, code = "") {
+  // problems: what is wrong with a document, each {path, message} (a macro that does not validate).
+  constructor(message, status = 0, code = "", problems = []) {
     super(message);
     this.name = "ApiError";
     this.status = status;
     this.code = code;
+    this.problems = problems;
   }
 }
 
 async function errorFrom(response) {
   let message = `${response.status} ${response.statusText}`.trim();
   let code = "";
+  let problems = [];
   try {
     const body = await response.json();
     // The documented shape nests the error; accept the flat {code, message} shape too.
     const error = body && typeof body.error === "object" && body.error !== null ? body.error : body;
     if (error && typeof error.message === "string" && error.message) message = error.message;
     if (error && typeof error.code === "string") code = error.code;
+    if (Array.isArray(body?.errors)) {
+      problems = body.errors.filter((p) => p && typeof p.path === "string" && typeof p.message === "string");
+    }
   } catch {
     // Not JSON (a proxy's error page): the status line is all there is.
   }
-  return new ApiError(message, response.status, code);
+  return new ApiError(message, response.status, code, problems);
 }
 
 // One call to the API with a deadline; a failure becomes an ApiError with the server's message.
-async function call(method, path, { token, params, body, signal, timeoutMs = REQUEST_TIMEOUT_MS } = {}) {
+// ``body`` is sent as JSON; ``text`` as it is, with its ``contentType``.
+async function call(
+  method,
+  path,
+  { token, params, body, text, contentType, signal, timeoutMs = REQUEST_TIMEOUT_MS } = {},
+) {
   const url = new URL(path, location.origin);
   for (const [key, value] of Object.entries(params ?? {})) {
     if (value !== undefined && value !== null && value !== "") url.searchParams.set(key, String(value));
@@ -49,13 +61,14 @@ async function call(method, path, { token, params, body, signal, timeoutMs = REQ
   const headers = {};
   if (token) headers.Authorization = `Bearer ${token}`;
   if (body !== undefined) headers["Content-Type"] = "application/json";
+  if (text !== undefined) headers["Content-Type"] = contentType;
   const deadline = AbortSignal.timeout(timeoutMs);
   let response;
   try {
     response = await fetch(url, {
       method,
       headers,
-      body: body === undefined ? undefined : JSON.stringify(body),
+      body: text ?? (body === undefined ? undefined : JSON.stringify(body)),
       signal: signal ? AbortSignal.any([signal, deadline]) : deadline,
       cache: "no-store",
       credentials: "omit",
@@ -298,8 +311,83 @@ export class Api {
     this.#frames.clear();
   }
 
+  // --- desktops, recordings, macros and their runs ---------------------------------------------
+
+  sessions() {
+    return this.json("GET", "/v1/sessions");
+  }
+
+  startRecording(sessionId) {
+    return this.json("POST", "/v1/workflows/recordings", { body: { session_id: sessionId } });
+  }
+
+  recording(recordingId) {
+    return this.json("GET", `/v1/workflows/recordings/${encodeURIComponent(recordingId)}`);
+  }
+
+  // Stopping waits for the agent's last actions and compiles them: longer than a plain request.
+  stopRecording(recordingId, name) {
+    return this.json("POST", `/v1/workflows/recordings/${encodeURIComponent(recordingId)}/stop`, {
+      body: { name },
+      timeoutMs: STOP_TIMEOUT_MS,
+    });
+  }
+
+  macros() {
+    return this.json("GET", "/v1/workflows/macros");
+  }
+
+  macro(macroId) {
+    return this.json("GET", `/v1/workflows/macros/${encodeURIComponent(macroId)}`);
+  }
+
+  // Saves ``document`` (YAML) as the macro's next version; a document that does not validate is an
+  // ApiError whose ``problems`` say where and what.
+  saveMacro(macroId, document) {
+    return this.json("PUT", `/v1/workflows/macros/${encodeURIComponent(macroId)}`, {
+      text: document,
+      contentType: "application/yaml; charset=utf-8",
+    });
+  }
+
+  deleteMacro(macroId) {
+    return this.request("DELETE", `/v1/workflows/macros/${encodeURIComponent(macroId)}`);
+  }
+
+  // Secrets go in ``secrets`` of this one request and nowhere else.
+  startRun({ macroId, sessionId, parameters, secrets }) {
+    return this.json("POST", "/v1/workflows/runs", {
+      body: { macro_id: macroId, session_id: sessionId, parameters, secrets },
+    });
+  }
+
+  runs(macroId) {
+    return this.json("GET", "/v1/workflows/runs", { params: { macro_id: macroId } });
+  }
+
+  run(runId) {
+    return this.json("GET", `/v1/workflows/runs/${encodeURIComponent(runId)}`);
+  }
+
+  answerRun(runId, decision, questionId) {
+    return this.json("POST", `/v1/workflows/runs/${encodeURIComponent(runId)}/answer`, {
+      body: { decision, question_id: questionId },
+      timeoutMs: STOP_TIMEOUT_MS,
+    });
+  }
+
+  cancelRun(runId) {
+    return this.json("POST", `/v1/workflows/runs/${encodeURIComponent(runId)}/cancel`, {
+      timeoutMs: STOP_TIMEOUT_MS,
+    });
+  }
+
   live(handlers) {
     return this.#socket("/v1/recall/live", handlers);
+  }
+
+  workflowsLive(handlers) {
+    return this.#socket("/v1/workflows/live", handlers);
   }
 
   assist(handlers) {

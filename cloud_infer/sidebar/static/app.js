@@ -3,6 +3,8 @@
 
 import { Api, ApiError, Session } from "/sidebar/static/api.js";
 import { AssistPanel } from "/sidebar/static/assist.js";
+import { $, el, formatTime } from "/sidebar/static/dom.js";
+import { MacrosPanel } from "/sidebar/static/macros.js";
 
 const SEARCH_DEBOUNCE_MS = 350;
 const LIVE_REFRESH_MS = 1_000;
@@ -14,29 +16,8 @@ const READ_ONLY =
   "This sign-in is read-only: erasing, resuming capture, removing exclusions and changing retention " +
   "need a sidebar opened from the Shadowdesk client with full access.";
 
-const $ = (id) => document.getElementById(id);
-
-// A DOM element with attributes and children (strings become text nodes).
-function el(tag, attrs = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [key, value] of Object.entries(attrs)) {
-    if (value === undefined || value === null || value === false) continue;
-    if (key === "class") node.className = value;
-    else if (key === "dataset") Object.assign(node.dataset, value);
-    else node.setAttribute(key, value === true ? "" : String(value));
-  }
-  node.append(...children.filter((c) => c !== undefined && c !== null));
-  return node;
-}
-
 const timeFormat = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit" });
 const dateTimeFormat = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" });
-
-function formatTime(iso) {
-  const date = new Date(iso);
-  const today = new Date().toDateString() === date.toDateString();
-  return today ? timeFormat.format(date) : dateTimeFormat.format(date);
-}
 
 // datetime-local values are wall-clock times in the browser's zone; the API wants instants.
 function toInstant(localValue) {
@@ -134,7 +115,7 @@ function privacyReductions(old, next) {
 
 // --- tabs --------------------------------------------------------------------------------------
 
-const TABS = ["search", "ask", "assist", "privacy"];
+const TABS = ["search", "ask", "assist", "privacy", "macros"];
 const tabShown = new Map(); // tab -> what to do each time it is shown
 
 function selectTab(name, focus = false) {
@@ -163,8 +144,9 @@ function setUpTabs() {
 // --- the app -----------------------------------------------------------------------------------
 
 class Sidebar {
-  constructor(api) {
+  constructor(api, desktop) {
     this.api = api;
+    this.desktop = desktop; // the desktop session the sidebar was opened for, if the link says
     this.manage = api.can("manage");
     this.searchAbort = null;
     this.searchTimer = 0;
@@ -255,6 +237,13 @@ class Sidebar {
     const assist = new AssistPanel(this.api);
     assist.start();
     tabShown.set("assist", () => assist.show());
+    this.macros = new MacrosPanel(
+      this.api,
+      { confirm: confirmAction, status: showStatus, error: showError, showTab: () => selectTab("macros") },
+      this.desktop,
+    );
+    this.macros.start();
+    tabShown.set("macros", () => this.macros.show());
   }
 
   // The sign-in ended (too old, or revoked): no history stays on screen.
@@ -268,6 +257,7 @@ class Sidebar {
     $("answer").replaceChildren();
     $("citations").replaceChildren();
     $("assist-output").replaceChildren();
+    this.macros?.signOut();
     showSignedOut();
   }
 
@@ -733,10 +723,10 @@ class Sidebar {
   }
 }
 
-async function signIn() {
+async function signIn(fragment) {
   // A login ticket rides in the fragment (never sent to a server): drop it from the address bar and
   // the history at once, before it is redeemed. A reload has none: it resumes this tab's sign-in.
-  const ticket = new URLSearchParams(location.hash.slice(1)).get("login");
+  const ticket = fragment.get("login");
   if (location.hash) history.replaceState(null, "", location.pathname + location.search);
   if (!ticket) return Session.restore();
   Session.forget(); // a new sign-in replaces the one this tab had
@@ -756,12 +746,14 @@ async function main() {
   window.addEventListener("hashchange", () => {
     if (new URLSearchParams(location.hash.slice(1)).has("login")) location.reload();
   });
-  const session = await signIn();
+  // The link may also name the desktop it was opened from (#login=…&desktop=<session id>).
+  const fragment = new URLSearchParams(location.hash.slice(1));
+  const session = await signIn(fragment);
   if (!session) {
     showSignedOut();
     return;
   }
-  const sidebar = new Sidebar(new Api(session));
+  const sidebar = new Sidebar(new Api(session), fragment.get("desktop") ?? "");
   session.onEnd(() => sidebar.signOut());
   session.start();
   sidebar.start();
