@@ -24,7 +24,14 @@ from playwright.sync_api import Browser, Locator, Page, expect
 from cloud_infer.workflows.program import from_yaml
 from harness.processes import ServerProcess, wait_until
 from tests.support.macro_desk import Desk, DeskThread
-from tests.support.sidebar_page import UI_TIMEOUT_MS, Sidebar, api_get, manage_token
+from tests.support.sidebar_page import (
+    UI_TIMEOUT_MS,
+    Sidebar,
+    api_get,
+    login_ticket,
+    manage_token,
+    sidebar_url,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -390,8 +397,13 @@ def test_read_only_sign_in_sees_macros_but_cannot_record_save_or_run(
     desks(user, session)
     put_macro(server, user, "weekly", {**RUN_PROGRAM, "name": "提报 weekly report"})
     page = sidebar.page
-    sidebar.open(user, manage=False)
+    # The link names the desktop it was opened from (one whose agent has not connected yet).
+    page.goto(f"{sidebar_url(server, login_ticket(user, manage=False))}&desktop=carol-laptop")
+    expect(page.get_by_test_id("live-status")).to_have_text("Live", timeout=UI_TIMEOUT_MS)
     sidebar.tab("Macros")
+    desktop = page.get_by_label("Desktop", exact=True)
+    expect(desktop).to_have_value("carol-laptop")
+    expect(desktop.locator("option")).to_have_text(["carol-laptop (not seen yet)", f"{session} (connected)"])
     expect(page.get_by_test_id("macros-read-only")).to_be_visible()
     expect(page.get_by_role("button", name="Record", exact=True)).to_be_disabled()
     expect(page.get_by_test_id("macro-name")).to_have_text(["提报 weekly report"], timeout=UI_TIMEOUT_MS)

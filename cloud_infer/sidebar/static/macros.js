@@ -62,6 +62,7 @@ export class MacrosPanel {
     this.#manage = api.can("manage");
     const hint = desktopHint || stored(DESKTOP_KEY);
     this.#desktopHint = SESSION_ID.test(hint) ? hint : "";
+    store(DESKTOP_KEY, this.#desktopHint); // a reload (no fragment any more) keeps it
     this.#editor = new MacroEditor(api, ui, {
       onSaved: (view) => this.#opened(view),
       onDeleted: () => this.closeMacro(true),
