@@ -410,7 +410,12 @@ def test_read_only_sign_in_sees_macros_but_cannot_record_save_or_run(
     page.get_by_test_id("macro-open").click()
     expect(page.get_by_role("button", name="Save as a new version")).to_be_disabled()
     expect(page.get_by_role("button", name="Delete macro")).to_be_disabled()
-    page.get_by_role("tab", name="Run", exact=True).click()
+    # The macro's sections are tabs the keyboard moves through.
+    page.get_by_role("tab", name="Edit", exact=True).focus()
+    page.keyboard.press("ArrowRight")
+    run_tab = page.get_by_role("tab", name="Run", exact=True)
+    expect(run_tab).to_be_focused()
+    expect(run_tab).to_have_attribute("aria-selected", "true")
     expect(page.get_by_role("button", name="Run on this desktop")).to_be_disabled()
     assert sidebar.errors == []
 

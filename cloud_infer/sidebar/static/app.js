@@ -202,7 +202,10 @@ class Sidebar {
     $("export").addEventListener("click", () => this.exportHistory());
     document.addEventListener("keydown", (event) => {
       if (event.key === "Escape" && !$("moment").hidden && !$("confirm-dialog").open) this.closeMoment();
-      const typing = event.target instanceof HTMLInputElement || event.target instanceof HTMLTextAreaElement;
+      const typing =
+        event.target instanceof HTMLInputElement ||
+        event.target instanceof HTMLTextAreaElement ||
+        event.target instanceof HTMLSelectElement;
       if (event.key === "/" && !typing) {
         event.preventDefault();
         selectTab("search");
