@@ -6,6 +6,9 @@
 * **label**: the text of the elements it is labelled by (the ``labelled-by`` relation, how HTML
   ``<label for>`` and GTK mnemonic labels appear), else the nearest text before it: its parent's own
   text up to it (``Notes <input>`` gives "Notes"), else the text of one of its previous siblings.
+  An element that names itself (a button, a link) is its own label: the text before a button is
+  another field's (a password field's dots, a date typed), not what the button is. Masked text
+  (only bullets) is never a label.
 * **id_attribute**: the ``id`` attribute Chromium gives HTML elements with an id.
 * **bounds**: where it is within its window (screen extents less the window's origin).
 * **hit test**: the deepest element under a screen point, asking ``Component.GetAccessibleAtPoint``
@@ -74,6 +77,9 @@ def label_of(a11y: Accessibility, node: Node, context: ActionContext) -> str:
         label = " ".join(text for text in texts if text)
         if label:
             return label[:_MAX_LABEL_CHARS]
+    own = normalized(str(a11y.get(node, ACCESSIBLE, "Name", context)))
+    if own:
+        return own[:_MAX_LABEL_CHARS]
     parent = parent_of(a11y, node, context)
     if parent is None:
         return ""
@@ -88,13 +94,18 @@ def label_of(a11y: Accessibility, node: Node, context: ActionContext) -> str:
         parts = text.split(_EMBEDDED)
         if embedded < len(parts):
             before = normalized(parts[embedded])
-            if before:
+            if before and not _masked(before):
                 return before[:_MAX_LABEL_CHARS]
     for sibling in list(reversed(siblings))[:_LABEL_SIBLINGS]:
         text = node_text(a11y, sibling, context)
-        if text:
+        if text and not _masked(text):
             return text.splitlines()[-1][:_MAX_LABEL_CHARS]
     return ""
+
+
+def _masked(text: str) -> bool:
+    """Only a password field's bullets (and spaces): nothing to name an element by."""
+    return not text.strip("•●∙*· \n")
 
 
 def id_of(a11y: Accessibility, node: Node, context: ActionContext) -> str:
@@ -109,7 +120,10 @@ def path_of(a11y: Accessibility, node: Node, frame: Node, context: ActionContext
     for _ in range(MAX_DEPTH):
         if current == frame:
             return tuple(reversed(path))
-        path.append(int(a11y.call(current, ACCESSIBLE, "GetIndexInParent", context)))
+        index = int(a11y.call(current, ACCESSIBLE, "GetIndexInParent", context))
+        if index < 0:
+            return None  # an element its parent does not list (evince's page view): no path to it
+        path.append(index)
         parent = parent_of(a11y, current, context)
         if parent is None:
             return None
