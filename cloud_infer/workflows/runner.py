@@ -385,7 +385,7 @@ class RunEngine:
             outcome = await self._command(step, row, pb.WorkflowStep(read_element=read), "act", trace)
             if outcome.observed.get("truncated") == "true":
                 raise StepFailedError("the value read is longer than the agent reports", transient=False)
-            self._bind(step.save_as, outcome.observed.get("value", ""))
+            self._bind(step.save_as, _extract(step.pattern, outcome.observed.get("value", "")))
         elif action == "find_text":
             text, _ = self._resolve(step.input, items) if step.input is not None else ("", False)
             find = pb.FindText(window=window_ref(_window_of(step)), text=text)
@@ -732,6 +732,17 @@ def _window_of(step: Step) -> WindowTarget:
     if isinstance(step.target, ElementTarget):
         return step.target.window
     raise StepFailedError(f"step {step.id!r} names no window", transient=False)
+
+
+def _extract(pattern: str, text: str) -> str:
+    """What a read keeps: the pattern's first group (or its whole match) in ``text``; all of ``text``
+    without a pattern. StepFailedError when the pattern is not there (nothing to carry on with)."""
+    if not pattern:
+        return text
+    match = re2.search(pattern, text)
+    if match is None:
+        raise StepFailedError(f"the value read does not hold {pattern!r}: {text[:200]!r}", transient=True)
+    return str(match.group(1) if match.re.groups else match.group(0))
 
 
 def _matched(pattern: str, text: str) -> str | None:

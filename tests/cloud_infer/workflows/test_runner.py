@@ -296,6 +296,50 @@ async def test_a_run_fills_the_form_confirms_the_submit_and_completes_on_the_cla
     assert [(r.run_id, r.status) for r in listed] == [(run_id, RunStatus.COMPLETE)]
 
 
+async def test_a_read_keeps_what_its_pattern_matches_and_halts_when_it_is_not_there(rig: Rig) -> None:
+    def program(pattern: str) -> dict[str, object]:
+        return {
+            "name": "Copy the hotel cost",
+            "steps": [
+                {
+                    "id": "read_hotel",
+                    "action": "read",
+                    "target": {"window": NOTES, "role": "text"},
+                    "save_as": "hotel",
+                    "pattern": pattern,
+                },
+                {
+                    "id": "type_hotel",
+                    "action": "type",
+                    "target": field_target("Amount"),
+                    "input": {"binding": "hotel"},
+                },
+            ],
+        }
+
+    async def start(rig: Rig, program: dict[str, object]) -> str:
+        state = await rig.runner.start_run(
+            rig.user, rig.session, program=Program.model_validate(program), parameters={}
+        )
+        return state.run_id
+
+    # The first group of the pattern, not the note's whole text (with its other lines and newline).
+    run_id = await start(rig, program(r"hotel=([0-9.]+)"))
+    await until(rig, run_id, RunStatus.COMPLETE)
+    assert rig.desk.fields["Amount"] == "80.00"
+    assert (await rig.runner.get(rig.user, run_id)).bindings["hotel"] == "80.00"
+    # No group: the whole match. Not there: the run halts before typing anything.
+    run_id = await start(rig, program(r"taxi=[0-9.]+"))
+    await until(rig, run_id, RunStatus.COMPLETE)
+    assert rig.desk.fields["Amount"] == "taxi=12.50"
+    rig.desk.fields.clear()
+    run_id = await start(rig, program(r"flight=[0-9.]+"))
+    await until(rig, run_id, RunStatus.WAITING)
+    halted = await rig.runner.get(rig.user, run_id)
+    assert halted.question is not None and halted.question.kind == "halt" and halted.step_id == "read_hotel"
+    assert "flight" in halted.question.reason and "Amount" not in rig.desk.fields
+
+
 async def test_a_silently_dropped_field_halts_the_run_which_is_never_complete(rig: Rig) -> None:
     rig.desk.drop.add("Amount")
     run_id = await start(rig)
