@@ -49,6 +49,9 @@ _NAMED_KEYS = {
     XK.XK_Escape: "Escape",
     **{XK.XK_F1 + offset: f"F{offset + 1}" for offset in range(24)},
 }
+# X keysym names of the other keys (Home, End, Delete, Left, ...): what ``press`` replays by name.
+_FUNCTION_KEYSYMS = 0xFF00
+_KEYSYM_NAMES = {value: name[3:] for name, value in sorted(vars(XK).items()) if name.startswith("XK_")}
 _MODIFIER_KEYSYMS = frozenset(
     {
         XK.XK_Shift_L,
@@ -96,7 +99,9 @@ def command_name(keysym: int, state: int) -> str | None:
         return None  # text (letters, digits, punctuation, space) and editing keys within a field
     if state & X.ShiftMask or keysym == ISO_LEFT_TAB:
         modifiers.append("shift")
-    key = named or XK.keysym_to_string(keysym) or f"{keysym:#x}"
+    function_key = keysym >= _FUNCTION_KEYSYMS  # Home, Delete: keysym_to_string has no (or a wrong) text
+    text = None if function_key else XK.keysym_to_string(keysym)
+    key = named or text or _KEYSYM_NAMES.get(keysym) or f"{keysym:#x}"
     return "+".join([*modifiers, key.lower() if len(key) == 1 else key])
 
 

@@ -102,6 +102,8 @@ def test_key_commands_are_named_and_text_keys_are_not() -> None:
     assert command_name(ISO_LEFT_TAB, X.ShiftMask) == "shift+Tab"
     assert command_name(XK.XK_F5, 0) == "F5"
     assert command_name(XK.XK_t, X.ControlMask | X.ShiftMask) == "ctrl+shift+t"
+    assert command_name(XK.XK_Home, X.ControlMask) == "ctrl+Home"  # by its X name, never 0xff50
+    assert command_name(XK.XK_Delete, X.ControlMask | X.ShiftMask) == "ctrl+shift+Delete"
     for keysym, state in [(XK.XK_a, 0), (XK.XK_A, X.ShiftMask), (XK.XK_space, 0), (XK.XK_BackSpace, 0)]:
         assert command_name(keysym, state) is None
     assert command_name(XK.XK_Control_L, X.ControlMask) is None
