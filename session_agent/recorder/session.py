@@ -71,7 +71,7 @@ _CONTAINER_ROLES = frozenset({"form", "panel", "section", "document web", "fille
 # A drop-down opens its popup at the press (Chromium): a hit on the popup itself is on the drop-down.
 _POPUP_ROLES = frozenset({"menu", "list", "window"})
 _DROPDOWN_SETTLE_S = 0.3
-_POPUP_OPEN_S = 1.5
+_POPUP_OPEN_S = 5.0  # a loaded desktop can take seconds to expose an opened popup
 # The cloud's bound of a recorded wait (an hour).
 _MAX_WAITED_MS = 3_600_000
 
