@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import subprocess
 import time
 import uuid
@@ -59,6 +60,7 @@ from session_agent.executor.x11 import X11Desktop
 from shadowdesk_common.desktop import VirtualDesktop
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+log = logging.getLogger(__name__)
 
 # How many new invoices the recorded macro is replayed on here (CI time); the benchmark runs >= 20.
 REPLAY_INVOICES = 3
@@ -437,7 +439,7 @@ def parameters_for(invoice: Invoice, macro: dict[str, Any]) -> dict[str, str]:
 
 
 def test_the_macro_files_each_new_invoice_exactly_once_and_exactly_right(
-    desk: Desk, macro: dict[str, Any], record_property: Any
+    desk: Desk, macro: dict[str, Any]
 ) -> None:
     secret = next(p["name"] for p in macro["program"]["parameters"] if p.get("type") == "secret")
     timings: list[float] = []
@@ -504,4 +506,6 @@ def test_the_macro_files_each_new_invoice_exactly_once_and_exactly_right(
         assert (usage["requests"], usage["embedded_texts"]) == (0, 0), usage
     numbers = [c.number for c in claims(desk)]
     assert len(numbers) == len(set(numbers)) == 1 + len(REPLAYED)
-    record_property("replay_seconds", [round(t, 1) for t in timings])
+    log.info(
+        "replay seconds per invoice (start to complete, confirm included): %s", [round(t, 1) for t in timings]
+    )
