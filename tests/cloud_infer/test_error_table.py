@@ -31,6 +31,7 @@ from cloud_infer.errors import ERRORS, CloudInferError, ErrorCode, error_code
 from cloud_infer.live_socket import error_fields
 from cloud_infer.llm.errors import LLMError
 from cloud_infer.services import Services
+from cloud_infer.workflows.errors import Problem, ProgramInvalidError
 from recall_store.errors import StoreError
 from session_agent.errors import CLOUD_RETRYABLE, RETRYABLE_CODES, TRANSPORT_FAILURES
 from tests.cloud_infer.helpers import SECRET, FaultyStore, read_auth, serve_api
@@ -46,6 +47,8 @@ def _subclasses(base: type[BaseException]) -> Iterator[type[BaseException]]:
 
 
 def _sample(kind: type[BaseException]) -> BaseException:
+    if kind is ProgramInvalidError:  # carries the document's problems, for inline display
+        return ProgramInvalidError([Problem(path="steps.0", message="boom")])
     try:
         return kind("boom")
     except TypeError:
