@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import logging
+import os
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -49,7 +51,12 @@ def _server(_: argparse.Namespace) -> int:
         asyncio.run(serve(ServerSettings(), StoreSettings()))
     finally:
         telemetry.shutdown()
-    return 0
+    # Everything is closed and flushed. A model still loading in a worker thread would otherwise hold
+    # the exit (concurrent.futures joins its workers at interpreter exit) past the stop deadline.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def _agent(_: argparse.Namespace) -> int:

@@ -3,6 +3,7 @@ id → label → bounds) on a real Xvfb desktop with AT-SPI and a Chromium form 
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -120,7 +121,12 @@ async def test_an_element_renamed_is_found_by_id_label_or_bounds(desk: Desk, run
     assert typed["found_by"] == "role_name"
     path = [int(index) for index in typed["path"].split("/")]
     pinned = pb.ElementRef(window=CHROMIUM, role="entry", name="Vendor", path=path)
-    by_path = ok(await run("by-path", read_element=pb.ReadElement(element=pinned)))
+    # Chromium publishes typed text to its accessibility tree a moment after the keys (longer under load).
+    for attempt in range(20):
+        by_path = ok(await run(f"by-path-{attempt}", read_element=pb.ReadElement(element=pinned)))
+        if by_path["value"]:
+            break
+        await asyncio.sleep(0.25)
     assert by_path["found_by"] == "path" and by_path["value"] == "Before"
     new_version(desk)
     # The recorded name no longer matches (and the path leads to a field of another name); the id does.
