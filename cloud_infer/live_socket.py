@@ -92,6 +92,35 @@ async def cancel_all(tasks: Iterable[asyncio.Task[None]]) -> None:
         await asyncio.gather(*pending, return_exceptions=True)
 
 
+_ONLY_PING = 'this socket only pushes; the one message it takes is {"type": "ping"}'
+_MAX_PING_MESSAGE = 1024
+
+
+async def push_changes(websocket: WebSocket, changes: AsyncIterator[dict[str, Any]], name: str) -> None:
+    """Send every message of ``changes`` until the client goes away; answer its pings meanwhile.
+
+    For the push-only sockets (command results, workflow runs): any message but a ping gets an error.
+    """
+    send = JsonSender(websocket)
+
+    async def push() -> None:
+        async for message in changes:
+            await send(message)
+
+    pusher = asyncio.create_task(push(), name=name)
+    try:
+        while True:
+            message = await receive_message(websocket, _MAX_PING_MESSAGE)
+            if message is not None and message.get("type") == "ping":
+                await send({"type": "pong"})
+            else:
+                await send({"type": "error", "code": ErrorCode.INVALID_ARGUMENT, "message": _ONLY_PING})
+    except WebSocketDisconnect:
+        pass
+    finally:
+        await cancel_all([pusher])
+
+
 class JsonSender:
     """Sends JSON messages on one socket from several tasks, one whole message at a time."""
 

@@ -15,7 +15,7 @@ from starlette.requests import HTTPConnection
 from cloud_infer.api_deps import ReadClaims, services
 from cloud_infer.api_errors import error_responses
 from cloud_infer.commands import policy
-from cloud_infer.commands.live import CommandUpdates
+from cloud_infer.commands.live import push_command_updates
 from cloud_infer.commands.protocol import (
     CommandRequest,
     CommandView,
@@ -105,4 +105,4 @@ async def cancel_command(
 async def live(websocket: WebSocket, commands: CommandsDep) -> None:
     """Every change of the caller's commands, on any of their sessions (subprotocol auth)."""
     async with open_live(websocket) as claims:
-        await CommandUpdates(websocket, commands, claims.user_id).run()
+        await push_command_updates(websocket, commands, claims.user_id)

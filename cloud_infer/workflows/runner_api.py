@@ -16,7 +16,7 @@ from cloud_infer.api_deps import ManageClaims, ReadClaims, services
 from cloud_infer.api_errors import error_responses
 from cloud_infer.errors import InvalidMessageError
 from cloud_infer.live_socket import open_live
-from cloud_infer.workflows.runner_live import RunUpdates
+from cloud_infer.workflows.runner_live import push_run_updates
 from cloud_infer.workflows.runner_protocol import (
     RUN_ID_PATTERN,
     AnswerRequest,
@@ -89,4 +89,4 @@ async def cancel_run(claims: ManageClaims, runs: RunsDep, run_id: RunId) -> RunS
 async def live(websocket: WebSocket, runs: RunsDep) -> None:
     """Every change of the caller's runs (subprotocol auth, like the other sockets)."""
     async with open_live(websocket) as claims:
-        await RunUpdates(websocket, runs, claims.user_id).run()
+        await push_run_updates(websocket, runs, claims.user_id)
