@@ -10,6 +10,7 @@ import asyncio
 import logging
 import os
 import signal
+from collections.abc import Awaitable
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -49,6 +50,14 @@ from recall_store.tombstones import Tombstones
 logger = logging.getLogger(__name__)
 
 _MS_PER_S = 1000
+_CLOSE_MARGIN_S = 5.0
+
+
+async def _close_within(part: str, closing: Awaitable[None], limit_s: float) -> None:
+    try:
+        await asyncio.wait_for(closing, limit_s)
+    except TimeoutError:
+        logger.warning("%s did not close within %.0f s; stopping without it", part, limit_s)
 
 
 def _server_options(settings: ServerSettings) -> list[tuple[str, int]]:
@@ -240,12 +249,16 @@ async def serve(
         if not stop.is_set():
             raise RuntimeError("a server stopped without being asked to; see the log above")
     finally:
+        # Each part gets a bounded time to close, so one stuck on a model or a store call cannot hold
+        # the process past its stop deadline; what it had not saved is picked up at the next start.
+        limit = settings.shutdown_grace_s + _CLOSE_MARGIN_S
         if runs is not None:
-            await runs.close()  # unfinished runs stay in the store for the next server
+            await _close_within("runs", runs.close(), limit)  # unfinished runs stay for the next server
         if stream is not None:
-            await stream.close()  # before its consumers close: calls in progress finish first
+            # Before its consumers close: calls in progress finish first.
+            await _close_within("stream", stream.close(), limit)
         if recall is not None:
-            await recall.close()
-        await llm.close()
+            await _close_within("recall", recall.close(), limit)
+        await _close_within("llm", llm.close(), limit)
         embedder.close()
-        await store.close()
+        await _close_within("store", store.close(), limit)

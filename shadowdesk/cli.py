@@ -47,12 +47,15 @@ def _server(_: argparse.Namespace) -> int:
         from recall_store.config import StoreSettings
 
     telemetry = configure_telemetry("shadowdesk-cloud-infer")
+    # Not asyncio.run: it joins the default executor's threads, and one still loading a model or
+    # reading the store would hold a stop past its deadline; serve has closed what matters.
+    loop = asyncio.new_event_loop()
     try:
-        asyncio.run(serve(ServerSettings(), StoreSettings()))
+        loop.run_until_complete(serve(ServerSettings(), StoreSettings()))
     finally:
         telemetry.shutdown()
-    # Everything is closed and flushed. A model still loading in a worker thread would otherwise hold
-    # the exit (concurrent.futures joins its workers at interpreter exit) past the stop deadline.
+    # Everything is closed and flushed. Worker threads would otherwise hold the exit
+    # (concurrent.futures joins its workers at interpreter exit).
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()
