@@ -388,10 +388,12 @@ class RunEngine:
             self._bind(step.save_as, _extract(step.pattern, outcome.observed.get("value", "")))
         elif action == "find_text":
             text, _ = self._resolve(step.input, items) if step.input is not None else ("", False)
-            find = pb.FindText(window=window_ref(_window_of(step)), text=text)
+            find = pb.FindText(window=window_ref(_window_of(step)), text=text, pattern=step.pattern)
             wait = pb.WaitFor(text_in_window=find, timeout_ms=_ms(step.timeout_s))
             outcome = await self._command(step, row, pb.WorkflowStep(wait_for=wait), "act", trace)
-            self._bind(step.save_as, outcome.observed.get("match") or outcome.observed.get("text", text))
+            found = outcome.observed.get("match") or outcome.observed.get("text", text)
+            # The agent reports the pattern's whole match; a read keeps its first group, so does this.
+            self._bind(step.save_as, _extract(step.pattern, found) if step.pattern else found)
         elif action == "set_clipboard":
             assert step.input is not None
             text, _ = self._resolve(step.input, items)

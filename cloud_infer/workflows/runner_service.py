@@ -160,7 +160,12 @@ class WorkflowRunService:
         async with self._commands.outbox.editing(user_id, session_id):
             pass  # NotFoundError: no agent of this user ever opened that session
         async with self._lock:
-            active = [r.engine.state for r in self._running.values() if r.engine.state.user_id == user_id]
+            # A run whose status is final is only tidying up (its last save): it no longer holds the session.
+            active = [
+                r.engine.state
+                for r in self._running.values()
+                if r.engine.state.user_id == user_id and not r.engine.state.status.final
+            ]
             if any(state.session_id == session_id for state in active):
                 raise InvalidMessageError(
                     f"session {session_id!r} is already running a macro: wait or cancel it"

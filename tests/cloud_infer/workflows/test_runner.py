@@ -13,6 +13,7 @@ import ast
 import asyncio
 import contextlib
 import json
+import re
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -160,7 +161,10 @@ class Desk:
             if step.wait_for.HasField("text_in_window"):
                 find = step.wait_for.text_in_window
                 text = self.page_text()
-                if (find.pattern and "CLM-" in text) or (find.text and find.text in text):
+                found = re.search(find.pattern, text) if find.pattern else None
+                if found is not None:  # the agent reports the pattern's whole match
+                    return ok, {"met": "true", "found": "true", "text": text, "match": found[0]}, ""
+                if not find.pattern and find.text and find.text in text:
                     return ok, {"met": "true", "found": "true", "text": text}, ""
                 return R.STATUS_FAILED, {"met": "false"}, "text_in_window not met"
             return ok, {"met": "true"}, ""
@@ -338,6 +342,38 @@ async def test_a_read_keeps_what_its_pattern_matches_and_halts_when_it_is_not_th
     halted = await rig.runner.get(rig.user, run_id)
     assert halted.question is not None and halted.question.kind == "halt" and halted.step_id == "read_hotel"
     assert "flight" in halted.question.reason and "Amount" not in rig.desk.fields
+
+
+async def test_find_text_looks_for_its_pattern_and_keeps_the_first_group(rig: Rig) -> None:
+    def program(pattern: str) -> Program:
+        return Program.model_validate(
+            {
+                "name": "See the page",
+                "steps": [
+                    {
+                        "id": "see",
+                        "action": "find_text",
+                        "window": FORM,
+                        "pattern": pattern,
+                        "save_as": "seen",
+                    },
+                    {
+                        "id": "type_seen",
+                        "action": "type",
+                        "target": field_target("Vendor"),
+                        "input": {"binding": "seen"},
+                    },
+                ],
+            }
+        )
+
+    state = await rig.runner.start_run(rig.user, rig.session, program=program(r"New (\w+)"), parameters={})
+    await until(rig, state.run_id, RunStatus.COMPLETE)
+    assert rig.desk.fields["Vendor"] == "claim"
+    state = await rig.runner.start_run(rig.user, rig.session, program=program(r"Old \w+"), parameters={})
+    await until(rig, state.run_id, RunStatus.WAITING)
+    halted = await rig.runner.get(rig.user, state.run_id)
+    assert halted.question is not None and halted.step_id == "see"
 
 
 async def test_a_silently_dropped_field_halts_the_run_which_is_never_complete(rig: Rig) -> None:
