@@ -55,7 +55,8 @@ _CLOSE_MARGIN_S = 5.0
 
 async def _close_within(part: str, closing: Awaitable[None], limit_s: float) -> None:
     try:
-        await asyncio.wait_for(closing, limit_s)
+        async with asyncio.timeout(limit_s):
+            await closing
     except TimeoutError:
         logger.warning("%s did not close within %.0f s; stopping without it", part, limit_s)
 

@@ -5,8 +5,8 @@ the store writes to it, so everything in it (also LanceDB's index files, written
 encrypted by MinIO's KMS; each put also asks for SSE-S3 itself. A server without a KMS refuses both, and
 the put fails with StoreUnavailableError: nothing is ever written unencrypted.
 
-The SDK is blocking, so calls run in a bounded thread pool, each wrapped in ``asyncio.wait_for``
-with ``timeout_s``. The urllib3 pool underneath has its own connect/read timeouts and few retries,
+The SDK is blocking, so calls run in a bounded thread pool, each under ``asyncio.timeout``
+(``timeout_s``). The urllib3 pool underneath has its own connect/read timeouts and few retries,
 so a stuck call also ends in the worker thread instead of holding it forever.
 """
 
@@ -118,7 +118,8 @@ class MinioObjectStore:
         with _tracer.start_as_current_span(f"recall_store.minio.{op}"):
             loop = asyncio.get_running_loop()
             try:
-                return await asyncio.wait_for(loop.run_in_executor(self._pool, fn), self._timeout_s)
+                async with asyncio.timeout(self._timeout_s):
+                    return await loop.run_in_executor(self._pool, fn)
             except TimeoutError as exc:
                 raise self._unavailable(op, f"no answer within {self._timeout_s}s") from exc
             except S3Error as exc:

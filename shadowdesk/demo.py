@@ -156,7 +156,8 @@ async def run_demo(options: DemoOptions) -> None:
             + "Stop with Ctrl-C.\n\n"
         )
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), options.duration_s)
+            async with asyncio.timeout(options.duration_s):
+                await stop.wait()
         stop.set()
         await asyncio.gather(agent_task, server_task)
     finally:

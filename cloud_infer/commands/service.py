@@ -261,7 +261,8 @@ class CommandService:
                 until_deadline = (record.deadline_ns - self._clock()) / _NS_PER_S
                 nap = min(remaining, until_deadline + 0.01) if until_deadline > 0 else remaining
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(changed.wait(), max(nap, 0.01))
+                    async with asyncio.timeout(max(nap, 0.01)):
+                        await changed.wait()
             finally:
                 waiters = self._waiters.get(command_id)
                 if waiters is not None:

@@ -71,7 +71,8 @@ class IngestServicer:
             # races that write, and grpc's asyncio client then reports INTERNAL instead of our status
             # (grpc/grpc#36066). The wait is bounded, so a silent client holds nothing for long.
             try:
-                first = await asyncio.wait_for(anext(aiter(requests), None), self._hello_timeout_s)
+                async with asyncio.timeout(self._hello_timeout_s):
+                    first = await anext(aiter(requests), None)
             except TimeoutError:
                 raise InvalidMessageError(f"no Hello within {self._hello_timeout_s:g} s") from None
             metadata = dict(context.invocation_metadata() or ())

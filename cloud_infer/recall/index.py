@@ -330,7 +330,8 @@ class RecallIndex:
 
     async def _deadline(self, awaitable: Any, timeout_s: float | None = None) -> Any:
         try:
-            return await asyncio.wait_for(awaitable, timeout_s or self._timeout_s)
+            async with asyncio.timeout(timeout_s or self._timeout_s):
+                return await awaitable
         except TimeoutError as exc:
             raise BackendUnavailableError("the recall index did not answer in time") from exc
         except (OSError, RuntimeError, ValueError) as exc:

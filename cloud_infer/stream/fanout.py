@@ -350,7 +350,8 @@ class Fanout:
         else:
             timeout = self._settings.idle_evict_s
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(feed.wake.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await feed.wake.wait()
             return False
         if dirty:
             await self._save(consumer, feed)
@@ -376,7 +377,8 @@ class Fanout:
                 delay,
             )
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._closed.wait(), delay)
+            async with asyncio.timeout(delay):
+                await self._closed.wait()
 
     async def _sweeping(self) -> None:
         while True:

@@ -182,7 +182,8 @@ class RecordingStore:
         try:
             if (await self.load(user_id, recording_id)).stopped_seen:
                 return True
-            await asyncio.wait_for(event.wait(), timeout_s)
+            async with asyncio.timeout(timeout_s):
+                await event.wait()
             return True
         except TimeoutError:
             return False

@@ -208,7 +208,8 @@ class WorkflowRunService:
             raise InvalidMessageError(f"run {run_id} is not running on this server")
         taken = running.engine.answer(question.question_id, decision)
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.shield(taken), _ANSWER_TAKEN_S)
+            async with asyncio.timeout(_ANSWER_TAKEN_S):
+                await asyncio.shield(taken)
         return await self._current(user_id, run_id)
 
     async def cancel(self, user_id: str, run_id: str) -> RunState:
@@ -327,8 +328,8 @@ class WorkflowRunService:
 
 
 async def _stop(task: asyncio.Task[None]) -> None:
-    """Cancel ``task`` and wait for it to end; again while it lives (``asyncio.wait_for`` in Python
-    3.11 can swallow a cancellation that meets its own timeout)."""
+    """Cancel ``task`` and wait for it to end; again while it lives (a library's ``asyncio.wait_for`` in
+    Python 3.11 can swallow a cancellation that meets its own timeout)."""
     while not task.done():
         task.cancel()
         await asyncio.wait({task}, timeout=1.0)
