@@ -1,8 +1,9 @@
 """Plain-text fixtures opened in a text editor: a cost list and weekly notes, in Chinese and English.
 
 A cost list is one cost a line, ``item, amount`` (amount as 86.00, no currency sign); the weekly notes
-are one finished piece of work a line, under a first line naming the week (``Week 2025-W23``). Both are
-drawn from a seed and returned with what was written, so a test knows what a macro should copy.
+are one finished piece of work a line and nothing else (each line is one item of the weekly report;
+the week is typed into the report, not copied). Both are drawn from a seed and returned with what was
+written, so a test knows what a macro should copy.
 """
 
 from __future__ import annotations
@@ -62,12 +63,12 @@ def write_cost_list(path: Path, seed: int, count: int = 6) -> list[CostLine]:
 
 
 def write_weekly_notes(path: Path, seed: int, count: int = 4) -> tuple[str, list[str]]:
-    """Write a week and ``count`` lines of work (both languages) to ``path``; returns (week, lines)."""
+    """Write ``count`` lines of work (both languages) to ``path``; returns (the week they are for, lines)."""
     if not 1 <= count <= 5:
-        raise ValueError(f"count must be 1..5 (the report form's lines), not {count}")
+        raise ValueError(f"count must be 1..5 (a weekly report holds at most five items), not {count}")
     rng = random.Random(seed)
     week = f"2025-W{rng.randint(1, 52):02d}"
     lines = rng.sample(_WORK, count)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(f"Week {week}\n" + "".join(line + "\n" for line in lines), encoding="utf-8")
+    path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
     return week, lines

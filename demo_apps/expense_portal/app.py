@@ -1,8 +1,11 @@
 """The portal's FastAPI app: sign-in, the claim form's pages, the weekly report, the admin and read API.
 
-Pages answer with HTML; a missing or foreign form is 404, a second submission 409, a fault's error
-500. ``/admin/faults`` (PUT, GET) and ``/api/claims``, ``/api/reports`` need the instance's admin token
-in ``X-Admin-Token``; ``/health`` needs nothing.
+The weekly report is one page with a repeated control, as real web apps have: the week, the items
+added so far, one item field with **Add item** (``POST /reports/{token}/items`` appends it to the draft
+and redirects back to the page) and **Submit report** (``POST /reports/{token}/submit`` files every item
+added, in order). Pages answer with HTML; a missing or foreign form is 404, a second submission (or an
+Add to a filed report) 409, a fault's error 500. ``/admin/faults`` (PUT, GET) and ``/api/claims``,
+``/api/reports`` need the instance's admin token in ``X-Admin-Token``; ``/health`` needs nothing.
 """
 
 from __future__ import annotations
@@ -228,26 +231,51 @@ def build_app(config: PortalConfig) -> FastAPI:
     async def new_report(user: UserDep, portal: PortalDep) -> Response:
         return RedirectResponse(f"/reports/{portal.db.new_form(user, 'report')}", 303)
 
-    @app.api_route("/reports/{token}", methods=["GET", "POST"])
-    async def report(token: str, request: Request, user: UserDep, portal: PortalDep) -> Any:
-        if request.method == "GET":
-            draft = draft_of(portal, token, user, "report")
-            if not isinstance(draft, Draft):
-                return draft
-            return html("Weekly report", pages.report_form(token, "", [], {}), user=user, form=True)
+    @app.get("/reports/{token}")
+    async def report(token: str, user: UserDep, portal: PortalDep) -> Any:
+        draft = draft_of(portal, token, user, "report")
+        if not isinstance(draft, Draft):
+            return draft
+        lines = portal.db.report_items(token)
+        body = pages.report_form(token, draft.fields.get("week", ""), "", lines, {})
+        return html("Weekly report", body, user=user, form=True)
+
+    @app.post("/reports/{token}/items")
+    async def report_add_item(token: str, request: Request, user: UserDep, portal: PortalDep) -> Any:
+        draft = draft_of(portal, token, user, "report")
+        if not isinstance(draft, Draft):
+            return draft
+        if portal.take_error():
+            return html("Error", pages.server_error(), status=500, user=user)
+        form = await _fields(request)
+        week = form.get("week", "").strip()
+        lines = portal.db.report_items(token)
+        item, errors = forms.check_item(form, len(lines))
+        if errors:
+            body = pages.report_form(token, week, form.get("item", ""), lines, errors)
+            return html("Weekly report", body, status=422, user=user, form=True)
+        try:
+            portal.db.add_report_item(token, week, item)
+        except AlreadySubmitted as exc:
+            return html("Already submitted", pages.already_submitted(exc.number), status=409, user=user)
+        # Post/redirect/get: reloading the page shows the items, it never adds one again.
+        return RedirectResponse(f"/reports/{token}", 303)
+
+    @app.post("/reports/{token}/submit")
+    async def report_submit(token: str, request: Request, user: UserDep, portal: PortalDep) -> Any:
         found = portal.db.form(token, user, "report")
         if found is None:
             return html("Not found", pages.not_found(), status=404, user=user)
         if portal.take_error():
             return html("Error", pages.server_error(), status=500, user=user)
         form = await _fields(request)
-        week, lines, errors = forms.check_report(form)
+        lines = portal.db.report_items(token)
+        week, errors = forms.check_report(form, len(lines))
         if errors and not found.submitted_as:
-            raw = [form.get(f"line_{index}", "") for index in range(1, 6)]
-            body = pages.report_form(token, week, raw, errors)
+            body = pages.report_form(token, week, form.get("item", ""), lines, errors)
             return html("Weekly report", body, status=422, user=user, form=True)
         try:
-            filed = portal.db.file_report(found, week, lines)
+            filed = portal.db.file_report(found, week)
         except AlreadySubmitted as exc:
             return html("Already submitted", pages.already_submitted(exc.number), status=409, user=user)
         body = pages.report_filed(filed.number, filed.week, filed.lines)

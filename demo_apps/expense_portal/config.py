@@ -29,7 +29,9 @@ CATEGORIES: tuple[tuple[str, str], ...] = (
     ("software", "Software 软件"),
     ("other", "Other 其他"),
 )
+# A weekly report's items: at most this many, each at most this long.
 REPORT_LINES = 5
+MAX_ITEM_CHARS = 500
 MAX_ATTACHMENT_BYTES = 10 * 1024 * 1024
 
 

@@ -6,7 +6,7 @@ import re
 from datetime import date
 from decimal import Decimal, InvalidOperation
 
-from demo_apps.expense_portal.config import CATEGORIES, REPORT_LINES
+from demo_apps.expense_portal.config import CATEGORIES, MAX_ITEM_CHARS, REPORT_LINES
 
 _DATE = re.compile(r"^\s*(\d{4})\s*(?:-|/|年)\s*(\d{1,2})\s*(?:-|/|月)\s*(\d{1,2})\s*日?\s*$")
 _MONEY = re.compile(r"^\s*(?:[¥￥$€]|RMB|CNY)?\s*(\d{1,3}(?:,\d{3})+|\d+)(\.\d{1,2})?\s*$")
@@ -74,17 +74,29 @@ def check_page_two(form: dict[str, str]) -> tuple[dict[str, str], dict[str, str]
     return values, errors
 
 
-def check_report(form: dict[str, str]) -> tuple[str, list[str], dict[str, str]]:
-    """(week, non-empty lines, errors by field) of a weekly report."""
+def check_item(form: dict[str, str], added: int) -> tuple[str, dict[str, str]]:
+    """(the item, errors by field) of a weekly report's Add: one more item after ``added`` ones."""
+    item = form.get("item", "").strip()
+    errors: dict[str, str] = {}
+    if not item:
+        errors["item"] = "Type an item first / 请先填写事项"
+    elif len(item) > MAX_ITEM_CHARS:
+        errors["item"] = f"At most {MAX_ITEM_CHARS} characters an item / 每项最多{MAX_ITEM_CHARS}字"
+    elif added >= REPORT_LINES:
+        errors["item"] = f"At most {REPORT_LINES} items a report / 每份周报最多{REPORT_LINES}项"
+    return item, errors
+
+
+def check_report(form: dict[str, str], added: int) -> tuple[str, dict[str, str]]:
+    """(week, errors by field) of a weekly report's Submit, with ``added`` items in its draft."""
     errors: dict[str, str] = {}
     week = form.get("week", "").strip()
     match = _WEEK.match(week)
     if match is None or not 1 <= int(match.group(2)) <= 53:
         errors["week"] = "A week like 2025-W23 / 周次格式如 2025-W23"
-    lines = [form.get(f"line_{index}", "").strip() for index in range(1, REPORT_LINES + 1)]
-    filled = [line for line in lines if line]
-    if not filled:
-        errors["line_1"] = "At least one line / 至少填写一项"
-    if any(len(line) > 500 for line in filled):
-        errors["line_1"] = "At most 500 characters a line / 每项最多500字"
-    return week, filled, errors
+    if form.get("item", "").strip():
+        # Typed but never added: filing without it, or with it, would each surprise someone.
+        errors["item"] = "Add this item or clear it first / 请先添加或清空此项"
+    elif not added:
+        errors["item"] = "Add at least one item / 至少添加一项"
+    return week, errors

@@ -165,22 +165,20 @@ def already_submitted(number: str) -> str:
     )
 
 
-def report_form(token: str, week: str, lines: Sequence[str], errors: Mapping[str, str]) -> str:
-    inputs = "".join(
-        text_field(
-            f"line_{index}",
-            f"Item {index} / 第{index}项",
-            lines[index - 1] if index <= len(lines) else "",
-            errors,
-        )
-        for index in range(1, REPORT_LINES + 1)
-    )
+def report_form(token: str, week: str, item: str, lines: Sequence[str], errors: Mapping[str, str]) -> str:
+    """The week, the items added so far, one item field with **Add item** (the form's first button, so
+    Enter in the field adds) and **Submit report**; each press posts the whole form."""
+    items = "".join(f"<li>{escape(line)}</li>" for line in lines)
     return (
         "<h1>Weekly report / 周报提报</h1>"
-        f'<form method="post" action="/reports/{escape(token)}">'
+        f'<form method="post" action="/reports/{escape(token)}/submit">'
         + text_field("week", "Week / 周次", week, errors, hint="2025-W23")
-        + inputs
-        + '<button class="primary" id="submit-report" type="submit">Submit report / 提交周报</button></form>'
+        + f'<p id="item-count">Items / 事项: {len(lines)} of {REPORT_LINES} / 已添加{len(lines)}项'
+        f'（最多{REPORT_LINES}项）</p><ol id="report-items">{items}</ol>'
+        + text_field("item", "Item / 事项", item, errors)
+        + f'<button id="add-item" type="submit" formaction="/reports/{escape(token)}/items">'
+        "Add item / 添加一项</button> "
+        '<button class="primary" id="submit-report" type="submit">Submit report / 提交周报</button></form>'
     )
 
 

@@ -1,7 +1,8 @@
 """The portal's own SQLite database: sessions, form instances (drafts), claims and weekly reports.
 
-A form instance is created when a form is opened and holds what its pages posted so far. Submitting
-it files one claim (or report) in the same transaction that marks the instance submitted; a second
+A form instance is created when a form is opened and holds what its pages posted so far (a weekly
+report's draft: its week and the items added one at a time, in order). Submitting it files one claim
+(or report) in the same transaction that marks the instance submitted; a second
 submission finds it marked and is refused with the number already filed (``form_token`` is also
 UNIQUE in both tables, so nothing can file twice).
 """
@@ -34,6 +35,9 @@ CREATE TABLE IF NOT EXISTS claims (
 CREATE TABLE IF NOT EXISTS reports (
   id INTEGER PRIMARY KEY AUTOINCREMENT, number TEXT UNIQUE, user TEXT NOT NULL,
   form_token TEXT NOT NULL UNIQUE, week TEXT NOT NULL, lines TEXT NOT NULL, submitted_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS report_items (
+  form_token TEXT NOT NULL, position INTEGER NOT NULL, line TEXT NOT NULL,
+  PRIMARY KEY (form_token, position));
 """
 CLAIM_COLUMNS = (
     "vendor",
@@ -169,6 +173,34 @@ class PortalDatabase:
                     (attachment[0], attachment[1], token),
                 )
 
+    def add_report_item(self, token: str, week: str, line: str) -> None:
+        """Append ``line`` to the weekly report draft ``token`` and keep its ``week`` as typed; refused
+        with AlreadySubmitted once the report is filed."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._refuse_resubmission(token)
+                (fields,) = self._db.execute("SELECT fields FROM forms WHERE token = ?", (token,)).fetchone()
+                merged = json.dumps({**json.loads(fields), "week": week})
+                self._db.execute("UPDATE forms SET fields = ? WHERE token = ?", (merged, token))
+                self._db.execute(
+                    "INSERT INTO report_items (form_token, position, line) VALUES (?,"
+                    " (SELECT COUNT(*) FROM report_items WHERE form_token = ?), ?)",
+                    (token, token, line),
+                )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def report_items(self, token: str) -> list[str]:
+        """The items added to the weekly report draft ``token`` so far, in order."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT line FROM report_items WHERE form_token = ? ORDER BY position", (token,)
+            ).fetchall()
+        return [str(row[0]) for row in rows]
+
     # Filing
     def file_claim(self, draft: Draft, fields: dict[str, str]) -> Claim:
         """File ``fields`` as the claim of form instance ``draft``; AlreadySubmitted on a second try."""
@@ -202,11 +234,18 @@ class PortalDatabase:
         assert claim is not None
         return claim
 
-    def file_report(self, draft: Draft, week: str, lines: list[str]) -> Report:
+    def file_report(self, draft: Draft, week: str) -> Report:
+        """File the items added to ``draft`` as its report for ``week``; AlreadySubmitted on a second try."""
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 self._refuse_resubmission(draft.token)
+                lines = [
+                    str(row[0])
+                    for row in self._db.execute(
+                        "SELECT line FROM report_items WHERE form_token = ? ORDER BY position", (draft.token,)
+                    )
+                ]
                 cursor = self._db.execute(
                     "INSERT INTO reports (user, form_token, week, lines, submitted_at)"
                     " VALUES (?, ?, ?, ?, ?)",

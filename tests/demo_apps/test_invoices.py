@@ -6,6 +6,7 @@ accessibility sensor does, for every layout in both languages. The cost list ope
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -61,9 +62,10 @@ def test_cost_list_and_weekly_notes_are_lines_of_both_languages(tmp_path: Path) 
     assert any(c.item.isascii() for c in costs) and any(not c.item.isascii() for c in costs)
     assert write_cost_list(tmp_path / "again.txt", seed=5, count=8) == costs
     week, lines = write_weekly_notes(tmp_path / "notes.txt", seed=5)
-    assert (tmp_path / "notes.txt").read_text(encoding="utf-8").splitlines() == [f"Week {week}", *lines]
+    assert (tmp_path / "notes.txt").read_text(encoding="utf-8").splitlines() == lines
+    assert re.fullmatch(r"2025-W\d{2}", week)
     with pytest.raises(ValueError):
-        write_weekly_notes(tmp_path / "notes.txt", seed=5, count=6)  # the form has five lines
+        write_weekly_notes(tmp_path / "notes.txt", seed=5, count=6)  # a report holds five items
 
 
 @pytest.fixture(scope="module")

@@ -1,8 +1,9 @@
 """The expense portal in a real Chromium on a real Xvfb desktop, driven by Playwright, read through AT-SPI.
 
 A person's whole claim (sign in, both pages, the category drop-down, a generated invoice PDF uploaded,
-review, submit, the claim number), a second submit refused, the modal notice fault, the weekly report,
-and what the accessibility tree shows of the form (each input's label as its name, its id).
+review, submit, the claim number), a second submit refused, the modal notice fault, the weekly report
+(items added one at a time, then submitted), and what the accessibility tree shows of the form (each
+input's label as its name, its id).
 """
 
 from __future__ import annotations
@@ -153,8 +154,18 @@ def test_weekly_report_from_chromium(page: Page, portal: PortalServer) -> None:
     expect(page).to_have_title("Weekly report - Expense Portal")
     page.get_by_label("Week / 周次").fill("2025-W23")
     lines = ["完成第三季度预算审核", "Reviewed 12 expense claims", "与华信公司沟通续约事宜"]
-    for index, line in enumerate(lines, start=1):
-        page.get_by_label(f"Item {index} / 第{index}项").fill(line)
+    for count, line in enumerate(lines, start=1):
+        page.get_by_label("Item / 事项").fill(line)
+        page.get_by_role("button", name="Add item / 添加一项").click()
+        # The page comes back listing the items so far, the week kept, the item field empty.
+        expect(page.locator("#report-items li")).to_have_text(lines[:count])
+        expect(page.get_by_label("Week / 周次")).to_have_value("2025-W23")
+        expect(page.get_by_label("Item / 事项")).to_have_value("")
+    # Enter in the item field adds it (Add item is the form's first button), it never submits.
+    page.get_by_label("Item / 事项").fill("整理本周报销单据")
+    page.get_by_label("Item / 事项").press("Enter")
+    lines.append("整理本周报销单据")
+    expect(page.locator("#report-items li")).to_have_text(lines)
     page.get_by_role("button", name="Submit report / 提交周报").click()
     expect(page.locator("#report-number")).to_have_text("WR-000001")
     expect(page.locator("#report-lines li")).to_have_text(lines)

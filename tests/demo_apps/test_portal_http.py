@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import re
 import subprocess
@@ -144,21 +145,70 @@ def test_slow_fault_delays_every_page_but_not_the_admin_api(portal: PortalServer
     assert time.monotonic() - started < 1.0
 
 
-def test_weekly_report_is_filed_once(portal: PortalServer, database: PortalDatabase) -> None:
+def _report_items(page: httpx.Response) -> list[str]:
+    listed = re.search(r'<ol id="report-items">(.*?)</ol>', page.text)
+    assert listed is not None, page.text
+    return [html.unescape(item) for item in re.findall(r"<li>(.*?)</li>", listed.group(1))]
+
+
+def test_weekly_report_items_are_added_one_at_a_time_and_filed_once_in_order(
+    portal: PortalServer, database: PortalDatabase
+) -> None:
     client = signed_in(portal)
     form = client.get("/reports/new").url.path
-    bad = client.post(form, data={"week": "week 23", "line_1": ""})
-    assert bad.status_code == 422 and 'id="week-error"' in bad.text and 'id="line_1-error"' in bad.text
-    lines = {"line_1": "完成第三季度预算审核", "line_2": "", "line_3": "Reviewed 12 expense claims"}
-    filed = client.post(form, data={"week": "2025-W23", **lines})
+    lines = ["完成第三季度预算审核", "Reviewed 12 expense claims <b>&</b>", "与华信公司沟通续约事宜"]
+    for count, line in enumerate(lines, start=1):
+        added = client.post(f"{form}/items", data={"week": "2025-W23", "item": f"  {line} "})
+        # Redirected back to the form: the items so far, the week kept, the item field empty again.
+        assert added.status_code == 200 and added.url.path == form, added.text
+        assert _report_items(added) == lines[:count]
+        assert 'id="week" name="week" value="2025-W23"' in added.text
+        assert 'id="item" name="item" value=""' in added.text
+    assert _report_items(client.get(form)) == lines  # a reload adds nothing
+    filed = client.post(f"{form}/submit", data={"week": "2025-W23", "item": ""})
     assert filed.status_code == 200 and 'id="report-number">WR-000001<' in filed.text
-    assert client.post(form, data={"week": "2025-W23", **lines}).status_code == 409
+    assert "Report WR-000001 submitted - Expense Portal" in filed.text
+    again = client.post(f"{form}/submit", data={"week": "2025-W23", "item": ""})
+    assert again.status_code == 409 and "WR-000001" in again.text
+    late = client.post(f"{form}/items", data={"week": "2025-W23", "item": "one more"})
+    assert late.status_code == 409 and client.get(form).status_code == 409
     (report,) = database.reports()
-    assert (report.user, report.week, report.lines) == (
-        "alice",
-        "2025-W23",
-        ("完成第三季度预算审核", "Reviewed 12 expense claims"),
-    )
+    assert (report.user, report.week, report.lines) == ("alice", "2025-W23", tuple(lines))
+    bob = signed_in(portal, OTHER, OTHER_PASSWORD)
+    other = bob.get("/reports/new").url.path
+    assert bob.get(form).status_code == 404 and client.get(other).status_code == 404
+    assert bob.post(f"{form}/items", data={"week": "2025-W23", "item": "x"}).status_code == 404
+    assert bob.post(f"{form}/submit", data={"week": "2025-W23"}).status_code == 404
+
+
+def test_weekly_report_limits_are_errors_beside_their_fields_and_store_nothing(
+    portal: PortalServer, database: PortalDatabase
+) -> None:
+    client = signed_in(portal)
+    form = client.get("/reports/new").url.path
+
+    def refused(path: str, data: dict[str, str], field: str, says: str) -> None:
+        reply = client.post(f"{form}/{path}", data=data)
+        error = re.search(rf'id="{field}-error"[^>]*>([^<]*)<', reply.text)
+        assert reply.status_code == 422 and error is not None and says in error.group(1), reply.text
+
+    refused("items", {"week": "2025-W23", "item": "  "}, "item", "Type an item first")
+    refused("items", {"week": "2025-W23", "item": "x" * 501}, "item", "At most 500 characters")
+    refused("submit", {"week": "2025-W23", "item": ""}, "item", "Add at least one item")
+    for index in range(5):
+        assert client.post(f"{form}/items", data={"week": "", "item": f"item {index}"}).status_code == 200
+    refused("items", {"week": "2025-W23", "item": "a sixth"}, "item", "At most 5 items")
+    refused("submit", {"week": "week 23", "item": ""}, "week", "A week like 2025-W23")
+    refused("submit", {"week": "2025-W23", "item": "typed, not added"}, "item", "Add this item or clear it")
+    assert _report_items(client.get(form)) == [f"item {index}" for index in range(5)]
+    # The error fault counts Add and Submit as form posts: a 500, nothing stored, then it recovers.
+    portal.set_faults(Faults(error=2))
+    for path in ("items", "submit"):
+        failed = client.post(f"{form}/{path}", data={"week": "2025-W23", "item": ""})
+        assert failed.status_code == 500 and 'id="server-error"' in failed.text
+    assert database.reports() == [] and len(_report_items(client.get(form))) == 5
+    assert client.post(f"{form}/submit", data={"week": "2025-W23", "item": ""}).status_code == 200
+    assert [report.lines for report in database.reports()] == [tuple(f"item {i}" for i in range(5))]
 
 
 def test_the_command_line_lists_what_was_filed_and_refuses_a_bad_fault(
