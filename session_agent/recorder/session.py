@@ -3,7 +3,8 @@
 Inputs (``inputs.InputWatcher``: presses, key commands, and that some other key was pressed) and
 accessibility events (``events.AccessibleEvents``: focus, text changed, UI changed) go into one queue;
 the recording's thread takes them in order and, every ``_TICK_S`` meanwhile, checks the active
-window. It emits:
+window; at the stop it still takes what was queued before (it can lag behind a slow app's copy).
+It emits:
 
 * ``FOCUS`` when the active window (or its title) changes, ``STARTED`` first and ``STOPPED`` last;
 * ``CLICK`` with the element under the pointer (hit test in the window under it; an open drop-down's
@@ -12,9 +13,11 @@ window. It emits:
   focus (or than the last one recorded): checked before each click and key command, when the focus
   moves on, and at stop. Read through accessibility (``identity.field_value``). A password field
   gives ``secret`` and no value, once the app reported its text changed;
+* the focused element is the one the app last reported, taken once the active window is that app's
+  (an app can report its focus before the window manager makes its window the active one);
 * ``KEY_COMMAND`` with the command's name and the focused element; ``COPY`` after ctrl+c/ctrl+x
-  (the focused element and the clipboard's new text) and ``PASTE`` at ctrl+v/shift+Insert (the
-  focused element and the clipboard's text);
+  (the focused element and the clipboard's new text, once the app has put it there) and ``PASTE``
+  at ctrl+v/shift+Insert (the focused element and the clipboard's text);
 * ``WAIT`` before an input that came ``wait_min_s`` or more after the previous one, when the UI
   changed in between: ``waited_ms`` from the previous input to the last change.
 
@@ -63,9 +66,14 @@ A = pb.RecordedAction
 _TICK_S = 0.2
 # Budget of the accessibility calls made for one input or event.
 _STEP_BUDGET_S = 3.0
-# How long after ctrl+c the app gets to take the clipboard before its text is read.
+# How long after ctrl+c the app gets to take the clipboard before its text is read, how long it may take
+# at most (a loaded desktop), and how often the clipboard is read meanwhile.
 _COPY_SETTLE_S = 0.25
+_COPY_WAIT_S = 1.5
+_COPY_POLL_S = 0.1
 _CLICK_FOCUS_S = 0.4
+# How long a focus reported in another app waits for its window to become the active one.
+_FOCUS_WINDOW_S = 1.0
 # What a hit test may give while the page under the pointer is still being hit-tested: asked again.
 _CONTAINER_ROLES = frozenset({"form", "panel", "section", "document web", "filler", "grouping"})
 # A drop-down opens its popup at the press (Chromium): a hit on the popup itself is on the drop-down.
@@ -140,6 +148,8 @@ class Recording:
         # A click waits up to _CLICK_FOCUS_S for the focus it gives (a better answer than a hit test
         # on a page still laying out).
         self._click: tuple[Press, WindowInfo, Node | None, pb.ElementRef] | None = None
+        # The clipboard's text as last read (at a copy or a paste): a new copy waits for other text.
+        self._clipboard_seen: str | None = None
         self._last_input = time.monotonic()
         self._last_change = 0.0
         self._started = time.monotonic()
@@ -195,6 +205,7 @@ class Recording:
         self._inputs.stop()
         self._events.stop()
         try:
+            self._drain()
             if self._click is not None:
                 self._emit_click()
             self._flush_field()
@@ -214,9 +225,22 @@ class Recording:
         if self._x11 is not None:
             self._x11.close()
 
-    def _step(self, item: Input | AccessibleEvent | None) -> None:
+    def _drain(self) -> None:
+        """Take what the user did before the stop that the recording had not taken yet (it lags behind
+        while it waits for a slow app's copy), without looking at the windows again: they are as the
+        user left them after the last input, not as they were at it."""
+        deadline = time.monotonic() + _STEP_BUDGET_S
+        while time.monotonic() < deadline:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            self._step(item, look=False)
+
+    def _step(self, item: Input | AccessibleEvent | None, *, look: bool = True) -> None:
         try:
-            self._check_window()
+            if look:
+                self._check_window()
             now = time.monotonic()
             if self._click is not None and (
                 now - self._click[0].at >= _CLICK_FOCUS_S or isinstance(item, Input)
@@ -324,17 +348,33 @@ class Recording:
         element = field.ref if field is not None else None
         self._record(A.KIND_KEY_COMMAND, window=window, element=element, keys=key.keys, time_ns=key.time_ns)
         if key.keys in _COPY_KEYS:
-            self._stop.wait(_COPY_SETTLE_S)
-            text = self._clipboard()
+            text = self._copied_text()
             if text is not None:
                 self._record(A.KIND_COPY, window=window, element=element, value=text)
         elif key.keys in _PASTE_KEYS:
             secret = field is not None and field.secret
             text = self._clipboard()
             if text is not None:
+                self._clipboard_seen = text
                 self._record(
                     A.KIND_PASTE, window=window, element=element, value="" if secret else text, secret=secret
                 )
+
+    def _copied_text(self) -> str | None:
+        """The clipboard once the app has taken the copy: read until it holds text other than what the
+        recording saw there last (a busy app takes its time), at most ``_COPY_WAIT_S``; then what it
+        holds (the same text copied again)."""
+        deadline = time.monotonic() + _COPY_WAIT_S
+        self._stop.wait(_COPY_SETTLE_S)
+        while True:
+            text = self._clipboard()
+            if (text and text != self._clipboard_seen) or time.monotonic() >= deadline:
+                break
+            if self._stop.wait(_COPY_POLL_S):
+                break
+        if text is not None:
+            self._clipboard_seen = text
+        return text
 
     def _focused(self, node: Node) -> None:
         """The keyboard focus moved to ``node``: the field it left is done."""
@@ -342,15 +382,15 @@ class Recording:
             return
         self._flush_field()
         self._field = None
-        window = self._window
-        if window is None or self._is_private(window):
+        found = self._window_of(node)
+        if found is None:
+            return
+        window, frame = found
+        if self._is_private(window):
             return
         x11, a11y = self._hands()
         context = _context()
         element = self._element(node, window, context)
-        frame = self._frame(window)
-        if frame is None:
-            return
         ref = element_ref(a11y, element, frame, x11.origin(window.window_id), context)
         if self._click is not None:
             self._emit_click(element, ref)
@@ -362,6 +402,21 @@ class Recording:
         )
         value = None if secret or not editable else field_value(a11y, element, context)
         self._field = _Field(element, ref, editable, secret, value, value)
+
+    def _window_of(self, node: Node) -> tuple[WindowInfo, Node] | None:
+        """The active window and its frame, once it is the window (the app) ``node`` is in; None when it
+        does not become so soon. An app reports its focus as soon as the window manager hands it the
+        keyboard, which can be before the active window changes: the element would then be recorded
+        in the window left, without a path, and a loop's rows would not look alike."""
+        deadline = time.monotonic() + _FOCUS_WINDOW_S
+        while True:
+            window = self._window
+            frame = self._frame(window) if window is not None else None
+            if window is not None and frame is not None and frame[0] == node[0]:
+                return window, frame
+            if time.monotonic() >= deadline or self._stop.wait(_TICK_S / 4):
+                return None
+            self._check_window()
 
     def _flush_field(self) -> None:
         """Record the focused field's value if it changed since it was last recorded."""

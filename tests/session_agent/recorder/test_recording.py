@@ -229,6 +229,35 @@ async def test_a_demonstration_across_mousepad_and_a_form_is_recorded_by_accessi
     assert not [t.name for t in threading.enumerate() if t.name.startswith("recorder")]
 
 
+async def test_each_copy_after_switching_windows_is_of_the_element_in_its_own_window(
+    desk: Desk, run: Callable[..., Any]
+) -> None:
+    """Back and forth between the form and mousepad, as a person copying line after line: the app's focus
+    report can come before the active window changes, and must not put the text view in the form's window."""
+    spool: Spool = run.spool  # type: ignore[attr-defined]
+    ok(await run("start-switching", **start("rec-switch")))
+    for line in range(3):
+        desk.activate_and_wait(desk.mousepad)
+        # The first line, the second, the first again.
+        desk.xdotool("key", "ctrl+Home", *["Down"] * (line % 2), "shift+End", "ctrl+c")
+        await asyncio.sleep(0.5)
+        desk.activate_and_wait(desk.chromium)
+        desk.click(VENDOR)
+        await asyncio.sleep(0.3)
+    desk.xdotool("key", "Tab")  # the next test's click on Vendor gives it the focus afresh
+    ok(await run("stop-switching", **stop("rec-switch")))
+    actions = [a for a in recorded(spool) if a.recording_id == "rec-switch"]
+    story = describe(actions)
+    copied = [a for a in actions if a.kind == A.KIND_COPY]
+    assert [a.value for a in copied] == [COPIED_LINE, "second line", COPIED_LINE], story
+    copies = [a.element for a in copied]
+    # The same text view each time: in mousepad's window, by the same path from its frame.
+    assert {(e.window.app_id, e.role, tuple(e.path)) for e in copies} == {
+        ("mousepad", "text", tuple(copies[0].path))
+    }, story
+    assert copies[0].path and copies[0].window.window_id == desk.mousepad, story
+
+
 async def test_a_recording_stops_by_itself_after_its_longest_time(
     desk: Desk, make_settings: Callable[..., AgentSettings], open_spool: Callable[[], Spool]
 ) -> None:
