@@ -20,6 +20,8 @@ from cloud_infer.auth import TokenAuthority
 from cloud_infer.commands.config import CommandSettings
 from cloud_infer.commands.service import CommandService
 from cloud_infer.config import ServerSettings
+from cloud_infer.diagnostics.config import DiagnosticsSettings
+from cloud_infer.diagnostics.service import DiagnosticsService, pseudonym_key
 from cloud_infer.http_server import http_server
 from cloud_infer.ingest.protocol import IngestLimits
 from cloud_infer.ingest.service import IngestService
@@ -200,6 +202,11 @@ async def serve(
         commands.consume(stream)
         workflows = WorkflowService(store, commands)
         workflows.consume(stream)
+        diagnostics = DiagnosticsService(
+            store, DiagnosticsSettings(), pseudonym_key(settings.token_secret.get_secret_value())
+        )
+        await diagnostics.load()
+        diagnostics.consume(stream)
         # Macro runs issue commands as their users and resume, from the store, what a restart cut short.
         runs = WorkflowRunService(store, commands, RunnerSettings(), macros=workflows.macros)
         stream.start()
@@ -216,6 +223,7 @@ async def serve(
             commands=commands,
             workflows=workflows,
             workflow_runs=runs,
+            diagnostics=diagnostics,
         )
         runs.start()
         http = http_server(build_app(settings, services), settings)

@@ -15,6 +15,7 @@ from cloud_infer.assist.service import AssistService
 from cloud_infer.auth import TokenAuthority
 from cloud_infer.commands.service import CommandService
 from cloud_infer.config import ServerSettings
+from cloud_infer.diagnostics.service import DiagnosticsService
 from cloud_infer.llm.config import LLMSettings
 from cloud_infer.llm.gateway import LLMGateway
 from cloud_infer.login import LoginTickets
@@ -50,6 +51,8 @@ class Services:
     workflows: WorkflowService | None = None
     # Runs of macros on the users' desktops (the runner); the server starts and closes it.
     workflow_runs: WorkflowRunService | None = None
+    # Ops diagnostics, when it consumes the committed stream; None: its routes answer 503.
+    diagnostics: DiagnosticsService | None = None
 
     @classmethod
     def create(
@@ -66,6 +69,7 @@ class Services:
         commands: CommandService | None = None,
         workflows: WorkflowService | None = None,
         workflow_runs: WorkflowRunService | None = None,
+        diagnostics: DiagnosticsService | None = None,
     ) -> Services:
         """Services over ``store``; pass the parts ingest shares (privacy cache, revocations).
 
@@ -88,4 +92,5 @@ class Services:
             stream=stream,
             workflows=workflows or WorkflowService(store, commands),
             workflow_runs=workflow_runs or WorkflowRunService(store, commands, macros=MacroStore(store)),
+            diagnostics=diagnostics,
         )

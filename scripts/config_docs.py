@@ -14,6 +14,7 @@ from pydantic_settings import BaseSettings
 
 from cloud_infer.commands.config import CommandSettings
 from cloud_infer.config import ServerSettings
+from cloud_infer.diagnostics.config import DiagnosticsSettings
 from cloud_infer.llm.config import LLMSettings
 from cloud_infer.recall.config import RecallSettings
 from cloud_infer.stream.config import StreamSettings
@@ -31,6 +32,7 @@ SECTIONS: list[tuple[str, type[BaseSettings]]] = [
     ("Committed stream (server side)", StreamSettings),
     ("Commands (server side)", CommandSettings),
     ("Workflow runner (server side)", RunnerSettings),
+    ("Ops diagnostics (server side)", DiagnosticsSettings),
     ("Recall (server side)", RecallSettings),
     ("LLM (server side)", LLMSettings),
     ("Session agent (`shadowdesk agent`)", AgentSettings),

@@ -178,7 +178,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--scope",
         choices=["ingest", "read", "manage", "admin"],
         required=True,
-        help="manage and admin also read; admin: an operator's remediation commands to any desktop",
+        help="manage and admin also read; admin: an operator's remediation commands to any desktop and "
+        "the ops incidents",
     )
     token.add_argument("--session", help="the desktop session an ingest token is bound to")
     token.add_argument(

@@ -1,0 +1,1 @@
+"""Ops diagnostics: detect problems in every session from the committed stream, grouped into incidents."""

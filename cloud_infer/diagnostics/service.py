@@ -1,0 +1,119 @@
+"""``DiagnosticsService``: a consumer of the committed stream that keeps each session's recent metrics,
+applies the rules (``rules.py``) and groups what they find into incidents (``incidents.py``).
+
+Incidents are kept in the operator space of the store (``SYSTEM_SPACE``, ``ops/incidents/``), never in a
+user's space, and name sessions by pseudonym only: an HMAC of the owner and session under the server's
+key, so the same session keeps its pseudonym and nobody can compute it back. The recent metrics are in
+memory (``max_sessions``, least recently reporting forgotten first): after a restart a rule that needs
+"10 s" waits for 10 s of new samples.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+from collections import OrderedDict
+from collections.abc import Sequence
+
+from opentelemetry import trace
+
+from cloud_infer.diagnostics.config import DiagnosticsSettings
+from cloud_infer.diagnostics.incidents import Incident, IncidentBook
+from cloud_infer.diagnostics.rules import evaluate
+from cloud_infer.diagnostics.signals import Sample, Series
+from cloud_infer.errors import NotFoundError
+from cloud_infer.stream.fanout import Fanout
+from protos.shadowdesk.v1 import ingest_pb2 as pb
+from recall_store.errors import ObjectNotFoundError
+from recall_store.naming import SYSTEM_SPACE
+from recall_store.store import ObjectStore
+
+logger = logging.getLogger(__name__)
+tracer = trace.get_tracer(__name__)
+
+CONSUMER_NAME = "diagnostics"
+_PREFIX = "ops/incidents/"
+
+
+def pseudonym_key(token_secret: str) -> bytes:
+    """The pseudonyms' key, derived from the server's token secret (a new secret, new pseudonyms)."""
+    return hmac.new(token_secret.encode(), b"shadowdesk diagnostics pseudonyms", hashlib.sha256).digest()
+
+
+def pseudonym(key: bytes, user_id: str, session_id: str) -> str:
+    """A stable name for the session that says nothing of whose it is."""
+    digest = hmac.new(key, f"{user_id}\x00{session_id}".encode(), hashlib.sha256).hexdigest()
+    return f"s-{digest[:16]}"
+
+
+class DiagnosticsService:
+    def __init__(self, store: ObjectStore, settings: DiagnosticsSettings, pseudonym_key: bytes) -> None:
+        self.settings = settings
+        self._store = store
+        self._key = pseudonym_key
+        self._series: OrderedDict[str, Series] = OrderedDict()
+        self._book = IncidentBook(settings)
+
+    def consume(self, stream: Fanout) -> None:
+        """Read every committed batch (register before the stream starts)."""
+        stream.register(CONSUMER_NAME, self.on_committed)
+
+    async def load(self) -> None:
+        """The incidents stored before a restart, so they are listed and their sessions' parts go on."""
+        incidents = []
+        for key in await self._store.list_keys(SYSTEM_SPACE, _PREFIX):
+            try:
+                incidents.append(Incident.model_validate_json(await self._store.get(SYSTEM_SPACE, key)))
+            except ObjectNotFoundError:
+                continue
+        self._book = IncidentBook(self.settings, incidents)
+
+    async def on_committed(self, user_id: str, session_id: str, events: Sequence[pb.Event]) -> None:
+        samples = [Sample.from_event(e) for e in events if e.HasField("metrics")]
+        if not samples:
+            return
+        subject = pseudonym(self._key, user_id, session_id)
+        series = self._series_of(subject)
+        changed: dict[str, Incident] = {}
+        with tracer.start_as_current_span("diagnostics.evaluate"):
+            for sample in samples:
+                if not series.add(sample):
+                    continue  # delivered again after a restart: judged already
+                values = {
+                    "cpu_percent": sample.cpu_percent,
+                    "memory_percent": sample.memory_percent,
+                    "disk_used_percent": sample.disk_used_percent,
+                }
+                for incident in self._book.observe(
+                    subject, sample.t, evaluate(series, self.settings), values
+                ):
+                    changed[incident.incident_id] = incident
+        for incident in changed.values():
+            await self._store.put(
+                SYSTEM_SPACE,
+                f"{_PREFIX}{incident.incident_id}.json",
+                incident.model_dump_json().encode(),
+                "application/json",
+            )
+
+    def incidents(self, *, open_only: bool = False, limit: int = 100) -> list[Incident]:
+        """Newest first."""
+        found = [i for i in self._book.all() if i.open or not open_only]
+        return found[:limit]
+
+    def incident(self, incident_id: str) -> Incident:
+        found = self._book.get(incident_id)
+        if found is None:
+            raise NotFoundError(f"no incident {incident_id!r}")
+        return found
+
+    def _series_of(self, subject: str) -> Series:
+        series = self._series.get(subject)
+        if series is None:
+            series = self._series[subject] = Series(self.settings.baseline_window_s)
+            while len(self._series) > self.settings.max_sessions:
+                self._series.popitem(last=False)
+        else:
+            self._series.move_to_end(subject)
+        return series

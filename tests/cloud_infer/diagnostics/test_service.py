@@ -1,0 +1,101 @@
+"""Diagnostics as a consumer of the real committed stream (gRPC ingest, fan-out, store), read over HTTP.
+
+Two users' desktops report memory over 95 % for more than ten seconds: one incident with both sessions,
+under pseudonyms; admins read it through ``/v1/ops/incidents``, other tokens are refused, and the
+incident (in the operator space, none in a user's) says nothing of whose sessions they are.
+"""
+
+from __future__ import annotations
+
+import json
+
+from cloud_infer.app import build_app
+from cloud_infer.auth import issue_token
+from cloud_infer.config import ServerSettings
+from cloud_infer.diagnostics.config import DiagnosticsSettings
+from cloud_infer.diagnostics.rules import Rule
+from cloud_infer.diagnostics.service import DiagnosticsService, pseudonym, pseudonym_key
+from cloud_infer.server import create_grpc_server, ingest_service
+from cloud_infer.services import Services
+from cloud_infer.stream import Fanout, StreamSettings
+from protos.shadowdesk.v1 import ingest_pb2 as pb
+from recall_store.directory import UserDirectory
+from recall_store.event_log import EventLog
+from recall_store.naming import SYSTEM_SPACE
+from tests.cloud_infer.commands.agent import TestAgent
+from tests.cloud_infer.helpers import SECRET, FaultyStore, now_ns, read_auth, serve_api, wait_for
+
+GIB = 1024**3
+
+
+def metrics(agent: TestAgent, t_ns: int, memory_percent: float) -> pb.Event:
+    agent.seq += 1
+    sample = pb.SystemMetrics(
+        cpu_percent=20.0,
+        memory_used_bytes=int(16 * GIB * memory_percent / 100),
+        memory_total_bytes=16 * GIB,
+        disk_used_percent=40.0,
+    )
+    return pb.Event(seq=agent.seq, time_unix_nano=t_ns, metrics=sample)
+
+
+async def test_one_fault_on_two_desktops_is_one_incident_that_admins_read_without_whose(
+    settings: ServerSettings, store: FaultyStore, user: str, session: str
+) -> None:
+    directory = UserDirectory(store)
+    stream = Fanout(StreamSettings(cursor_save_interval_s=0), EventLog(store), directory)
+    key = pseudonym_key(SECRET)
+    diagnostics = DiagnosticsService(store, DiagnosticsSettings(), key)
+    diagnostics.consume(stream)
+    stream.start()
+    service = ingest_service(settings, store, directory=directory, stream=stream)
+    server, port = await create_grpc_server(settings, service)
+    other = f"other-{user}"
+    agents = [TestAgent(f"127.0.0.1:{port}", user, session), TestAgent(f"127.0.0.1:{port}", other, "desk-b")]
+    try:
+        for agent in agents:
+            await agent.connect()
+        start = now_ns() - 60 * 1_000_000_000
+        # Normal, then 14 s over 95 %: the rule needs 10 s held.
+        for second in range(20):
+            for agent in agents:
+                level = 60.0 if second < 6 else 97.5
+                await agent.send([metrics(agent, start + second * 1_000_000_000, level)])
+        await wait_for(lambda: diagnostics.incidents() and len(diagnostics.incidents()[0].sessions) == 2)
+        (incident,) = diagnostics.incidents()
+        assert incident.rule is Rule.MEMORY_PRESSURE and incident.open
+        assert {s.subject for s in incident.sessions} == {
+            pseudonym(key, user, session),
+            pseudonym(key, other, "desk-b"),
+        }
+        assert incident.explanation.startswith("2 sessions are affected. Memory in use has been above 95 %")
+
+        app = build_app(settings, Services.create(settings, store, diagnostics=diagnostics))
+        async with serve_api(app) as client:
+            admin = {"Authorization": f"Bearer {issue_token(SECRET, 'ops-1', ['read', 'admin'])}"}
+            listed = await client.get("/v1/ops/incidents", headers=admin)
+            assert listed.status_code == 200, listed.text
+            (shown,) = listed.json()["incidents"]
+            assert shown["incident_id"] == incident.incident_id and len(shown["sessions"]) == 2
+            one = await client.get(f"/v1/ops/incidents/{incident.incident_id}", headers=admin)
+            assert one.status_code == 200 and one.json()["evidence"], one.text
+            for leak in (user, other, session, "desk-b"):
+                assert leak not in listed.text and leak not in one.text
+            assert (await client.get("/v1/ops/incidents", headers=read_auth(user))).status_code == 403
+            assert (await client.get("/v1/ops/incidents")).status_code == 401
+            missing = await client.get("/v1/ops/incidents/inc-000000000000", headers=admin)
+            assert missing.status_code == 404
+
+        # Kept in the operator space only, and listed again after a restart.
+        stored = await store.list_keys(SYSTEM_SPACE, "ops/incidents/")
+        assert stored == [f"ops/incidents/{incident.incident_id}.json"]
+        assert json.loads(await store.get(SYSTEM_SPACE, stored[0]))["rule"] == "memory_pressure"
+        assert not [k for k in await store.list_keys(user) if k.startswith("ops/")]
+        restarted = DiagnosticsService(store, DiagnosticsSettings(), key)
+        await restarted.load()
+        assert [i.incident_id for i in restarted.incidents()] == [incident.incident_id]
+    finally:
+        for agent in agents:
+            await agent.close()
+        await server.stop(None)
+        await stream.close()
