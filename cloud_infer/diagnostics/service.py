@@ -25,7 +25,7 @@ from cloud_infer.diagnostics.signals import Sample, Series
 from cloud_infer.errors import NotFoundError
 from cloud_infer.stream.fanout import Fanout
 from protos.shadowdesk.v1 import ingest_pb2 as pb
-from recall_store.errors import ObjectNotFoundError
+from recall_store.errors import ObjectNotFoundError, StoreUnavailableError
 from recall_store.naming import SYSTEM_SPACE
 from recall_store.store import ObjectStore
 
@@ -62,11 +62,16 @@ class DiagnosticsService:
     async def load(self) -> None:
         """The incidents stored before a restart, so they are listed and their sessions' parts go on."""
         incidents = []
-        for key in await self._store.list_keys(SYSTEM_SPACE, _PREFIX):
-            try:
-                incidents.append(Incident.model_validate_json(await self._store.get(SYSTEM_SPACE, key)))
-            except ObjectNotFoundError:
-                continue
+        try:
+            for key in await self._store.list_keys(SYSTEM_SPACE, _PREFIX):
+                try:
+                    incidents.append(Incident.model_validate_json(await self._store.get(SYSTEM_SPACE, key)))
+                except ObjectNotFoundError:
+                    continue
+        except StoreUnavailableError:
+            # The server still starts on a store that is down: detection goes on, earlier incidents are
+            # listed again after the next restart that can read them.
+            logger.warning("earlier incidents could not be read; starting without them", exc_info=True)
         self._book = IncidentBook(self.settings, incidents)
 
     async def on_committed(self, user_id: str, session_id: str, events: Sequence[pb.Event]) -> None:

@@ -99,3 +99,12 @@ async def test_one_fault_on_two_desktops_is_one_incident_that_admins_read_withou
             await agent.close()
         await server.stop(None)
         await stream.close()
+
+
+async def test_a_store_that_is_down_at_start_leaves_diagnostics_running_without_earlier_incidents(
+    store: FaultyStore,
+) -> None:
+    store.down = True
+    diagnostics = DiagnosticsService(store, DiagnosticsSettings(), pseudonym_key(SECRET))
+    await diagnostics.load()
+    assert diagnostics.incidents() == []
