@@ -54,6 +54,7 @@ class DiagnosticsService:
         self._key = pseudonym_key
         self._series: OrderedDict[str, Series] = OrderedDict()
         self._book = IncidentBook(settings)
+        self._unsaved: dict[str, Incident] = {}
 
     def consume(self, stream: Fanout) -> None:
         """Read every committed batch (register before the stream starts)."""
@@ -80,7 +81,7 @@ class DiagnosticsService:
             return
         subject = pseudonym(self._key, user_id, session_id)
         series = self._series_of(subject)
-        changed: dict[str, Incident] = {}
+        changed = self._unsaved
         with tracer.start_as_current_span("diagnostics.evaluate"):
             for sample in samples:
                 if not series.add(sample):
@@ -94,13 +95,16 @@ class DiagnosticsService:
                     subject, sample.t, evaluate(series, self.settings), values
                 ):
                     changed[incident.incident_id] = incident
-        for incident in changed.values():
+        # A failed put raises, and the stream delivers the batch again; its samples are judged already,
+        # so what changed waits in _unsaved for that retry (or the next batch).
+        for incident_id, incident in list(changed.items()):
             await self._store.put(
                 SYSTEM_SPACE,
-                f"{_PREFIX}{incident.incident_id}.json",
+                f"{_PREFIX}{incident_id}.json",
                 incident.model_dump_json().encode(),
                 "application/json",
             )
+            changed.pop(incident_id, None)
 
     def incidents(self, *, open_only: bool = False, limit: int = 100) -> list[Incident]:
         """Newest first."""
