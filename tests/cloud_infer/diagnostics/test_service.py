@@ -127,6 +127,5 @@ async def test_an_incident_the_store_could_not_take_is_saved_when_the_batch_come
     store.down = False
     await diagnostics.on_committed(user, session, events)  # the stream's retry
     (incident,) = diagnostics.incidents()
-    assert await store.list_keys(SYSTEM_SPACE, "ops/incidents/") == [
-        f"ops/incidents/{incident.incident_id}.json"
-    ]
+    stored = await store.list_keys(SYSTEM_SPACE, "ops/incidents/")
+    assert f"ops/incidents/{incident.incident_id}.json" in stored
