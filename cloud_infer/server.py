@@ -20,7 +20,9 @@ from cloud_infer.auth import TokenAuthority
 from cloud_infer.commands.config import CommandSettings
 from cloud_infer.commands.service import CommandService
 from cloud_infer.config import ServerSettings
+from cloud_infer.diagnostics.audit import AuditLog
 from cloud_infer.diagnostics.config import DiagnosticsSettings
+from cloud_infer.diagnostics.remediation import RemediationService
 from cloud_infer.diagnostics.service import DiagnosticsService, pseudonym_key
 from cloud_infer.http_server import http_server
 from cloud_infer.ingest.protocol import IngestLimits
@@ -165,7 +167,7 @@ async def serve(
         recall_settings.embed_model_dir, recall_settings.embed_threads, limits.embed_slice_chars
     )
     llm = open_gateway(llm_settings, embedder)
-    recall, stream, runs = None, None, None
+    recall, stream, runs, remediations = None, None, None, None
     try:
         llm.start()
         # One PrivacyService: a PUT through the API is seen by the very next ingested batch. One
@@ -207,6 +209,7 @@ async def serve(
         )
         await diagnostics.load()
         diagnostics.consume(stream)
+        remediations = RemediationService(diagnostics, commands, AuditLog(store))
         # Macro runs issue commands as their users and resume, from the store, what a restart cut short.
         runs = WorkflowRunService(store, commands, RunnerSettings(), macros=workflows.macros)
         stream.start()
@@ -224,6 +227,7 @@ async def serve(
             workflows=workflows,
             workflow_runs=runs,
             diagnostics=diagnostics,
+            remediations=remediations,
         )
         runs.start()
         http = http_server(build_app(settings, services), settings)
@@ -263,6 +267,8 @@ async def serve(
         limit = settings.shutdown_grace_s + _CLOSE_MARGIN_S
         if runs is not None:
             await _close_within("runs", runs.close(), limit)  # unfinished runs stay for the next server
+        if remediations is not None:
+            await _close_within("remediations", remediations.close(), limit)
         if stream is not None:
             # Before its consumers close: calls in progress finish first.
             await _close_within("stream", stream.close(), limit)

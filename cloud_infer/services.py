@@ -15,6 +15,7 @@ from cloud_infer.assist.service import AssistService
 from cloud_infer.auth import TokenAuthority
 from cloud_infer.commands.service import CommandService
 from cloud_infer.config import ServerSettings
+from cloud_infer.diagnostics.remediation import RemediationService
 from cloud_infer.diagnostics.service import DiagnosticsService
 from cloud_infer.llm.config import LLMSettings
 from cloud_infer.llm.gateway import LLMGateway
@@ -53,6 +54,8 @@ class Services:
     workflow_runs: WorkflowRunService | None = None
     # Ops diagnostics, when it consumes the committed stream; None: its routes answer 503.
     diagnostics: DiagnosticsService | None = None
+    # Governed fixes of its incidents through the downlink, and the audit log; the server closes it.
+    remediations: RemediationService | None = None
 
     @classmethod
     def create(
@@ -70,6 +73,7 @@ class Services:
         workflows: WorkflowService | None = None,
         workflow_runs: WorkflowRunService | None = None,
         diagnostics: DiagnosticsService | None = None,
+        remediations: RemediationService | None = None,
     ) -> Services:
         """Services over ``store``; pass the parts ingest shares (privacy cache, revocations).
 
@@ -93,4 +97,5 @@ class Services:
             workflows=workflows or WorkflowService(store, commands),
             workflow_runs=workflow_runs or WorkflowRunService(store, commands, macros=MacroStore(store)),
             diagnostics=diagnostics,
+            remediations=remediations,
         )

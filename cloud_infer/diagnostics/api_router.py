@@ -1,7 +1,7 @@
-"""``/v1/ops/incidents``: the fleet's incidents, for tokens with the ``admin`` scope only.
+"""``/v1/ops``: the fleet's incidents, their remediation and the audit log, for ``admin`` tokens only.
 
-What an incident holds is ops data (rules, metrics, pseudonymous sessions); never a user's screen,
-text, titles or who the session belongs to.
+What these routes return is ops data (rules, metrics, pseudonymous sessions, actions); never a user's
+screen, text, titles or who a session belongs to.
 """
 
 from __future__ import annotations
@@ -15,9 +15,11 @@ from starlette.requests import HTTPConnection
 from cloud_infer.api_deps import caller, services
 from cloud_infer.api_errors import error_responses
 from cloud_infer.auth import TokenClaims
+from cloud_infer.diagnostics.audit import AuditEntry
 from cloud_infer.diagnostics.incidents import Incident
+from cloud_infer.diagnostics.remediation import Remediation, RemediationRequest, RemediationService
 from cloud_infer.diagnostics.service import DiagnosticsService
-from cloud_infer.errors import BackendUnavailableError
+from cloud_infer.errors import BackendUnavailableError, InvalidMessageError
 
 router = APIRouter(prefix="/v1/ops", tags=["ops diagnostics"], responses=error_responses(403, 404, 503))
 
@@ -33,12 +35,29 @@ def _admin(connection: HTTPConnection) -> TokenClaims:
     return caller(connection).require("admin")
 
 
+def _remediations(connection: HTTPConnection) -> RemediationService:
+    found = services(connection).remediations
+    if found is None:
+        raise BackendUnavailableError("remediation is not running on this server")
+    return found
+
+
 DiagnosticsDep = Annotated[DiagnosticsService, Depends(_diagnostics)]
+RemediationsDep = Annotated[RemediationService, Depends(_remediations)]
 AdminClaims = Annotated[TokenClaims, Depends(_admin)]
 
 
 class IncidentList(BaseModel):
     incidents: list[Incident]
+
+
+class AuditPage(BaseModel):
+    entries: list[AuditEntry]
+    intact: bool
+    problem: str = ""
+
+
+IncidentId = Annotated[str, Path(pattern="^inc-[0-9a-f]{12}$")]
 
 
 @router.get("/incidents", response_model=IncidentList)
@@ -56,6 +75,49 @@ async def list_incidents(
 async def get_incident(
     _: AdminClaims,
     diagnostics: DiagnosticsDep,
-    incident_id: Annotated[str, Path(pattern="^inc-[0-9a-f]{12}$")],
+    incident_id: IncidentId,
 ) -> Incident:
     return diagnostics.incident(incident_id)
+
+
+@router.post("/incidents/{incident_id}/remediations", response_model=Remediation)
+async def remediate(
+    claims: AdminClaims, remediations: RemediationsDep, incident_id: IncidentId, request: RemediationRequest
+) -> Remediation:
+    """Dry-run, request (risky actions then wait for another admin's approval) or start a remediation."""
+    return await remediations.request(claims.user_id, incident_id, request)
+
+
+@router.post("/remediations/{remediation_id}/approve", response_model=Remediation)
+async def approve(
+    claims: AdminClaims,
+    remediations: RemediationsDep,
+    remediation_id: Annotated[str, Path(pattern="^rem-[0-9a-f]{12}$")],
+) -> Remediation:
+    return await remediations.approve(claims.user_id, remediation_id)
+
+
+@router.get("/remediations/{remediation_id}", response_model=Remediation)
+async def get_remediation(
+    _: AdminClaims,
+    remediations: RemediationsDep,
+    remediation_id: Annotated[str, Path(pattern="^rem-[0-9a-f]{12}$")],
+) -> Remediation:
+    return remediations.get(remediation_id)
+
+
+@router.get("/audit", response_model=AuditPage)
+async def audit(
+    _: AdminClaims,
+    remediations: RemediationsDep,
+    after_seq: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> AuditPage:
+    """Entries oldest first, and whether the whole hash chain holds."""
+    try:
+        await remediations.audit.verify()
+        intact, problem = True, ""
+    except InvalidMessageError as exc:
+        intact, problem = False, str(exc)
+    entries = await remediations.audit.entries(after_seq, limit)
+    return AuditPage(entries=entries, intact=intact, problem=problem)

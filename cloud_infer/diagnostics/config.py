@@ -54,6 +54,15 @@ class DiagnosticsSettings(BaseSettings):
     clear_after_s: float = Field(
         default=30.0, ge=0, description="A session's finding is over once it has been absent this long."
     )
+    remediation_deadline_s: float = Field(
+        default=60.0, gt=0, le=3600, description="How long a remediation command may wait for its agent."
+    )
+    verify_s: float = Field(
+        default=90.0,
+        gt=0,
+        description="How long after a remediation's command succeeded its symptom may take to clear before "
+        "the remediation is reported as not having fixed it.",
+    )
     max_sessions: int = Field(
         default=20_000, ge=1, description="Sessions whose recent metrics are held in memory at once."
     )

@@ -18,9 +18,10 @@ from collections.abc import Sequence
 
 from opentelemetry import trace
 
+from cloud_infer.commands.service import SessionRef
 from cloud_infer.diagnostics.config import DiagnosticsSettings
 from cloud_infer.diagnostics.incidents import Incident, IncidentBook
-from cloud_infer.diagnostics.rules import evaluate
+from cloud_infer.diagnostics.rules import Rule, evaluate
 from cloud_infer.diagnostics.signals import Sample, Series
 from cloud_infer.errors import NotFoundError
 from cloud_infer.stream.fanout import Fanout
@@ -55,6 +56,9 @@ class DiagnosticsService:
         self._series: OrderedDict[str, Series] = OrderedDict()
         self._book = IncidentBook(settings)
         self._unsaved: dict[str, Incident] = {}
+        # Whose each pseudonym is (for remediation through the downlink), and what holds for it now.
+        self._refs: dict[str, SessionRef] = {}
+        self._holding: dict[str, frozenset[Rule]] = {}
 
     def consume(self, stream: Fanout) -> None:
         """Read every committed batch (register before the stream starts)."""
@@ -80,6 +84,7 @@ class DiagnosticsService:
         if not samples:
             return
         subject = pseudonym(self._key, user_id, session_id)
+        self._refs[subject] = SessionRef(user_id, session_id)
         series = self._series_of(subject)
         changed = self._unsaved
         with tracer.start_as_current_span("diagnostics.evaluate"):
@@ -117,12 +122,22 @@ class DiagnosticsService:
             raise NotFoundError(f"no incident {incident_id!r}")
         return found
 
+    def session_of(self, subject: str) -> SessionRef | None:
+        """The session behind a pseudonym, once it reported metrics to this server; never shown to admins."""
+        return self._refs.get(subject)
+
+    def holds(self, subject: str, rule: Rule) -> bool:
+        """Whether ``rule`` held at the session's newest sample."""
+        return rule in self._holding.get(subject, frozenset())
+
     def _series_of(self, subject: str) -> Series:
         series = self._series.get(subject)
         if series is None:
             series = self._series[subject] = Series(self.settings.baseline_window_s)
             while len(self._series) > self.settings.max_sessions:
-                self._series.popitem(last=False)
+                forgotten, _ = self._series.popitem(last=False)
+                self._refs.pop(forgotten, None)
+                self._holding.pop(forgotten, None)
         else:
             self._series.move_to_end(subject)
         return series
