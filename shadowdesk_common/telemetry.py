@@ -26,6 +26,7 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import (
     ConsoleMetricExporter,
     MetricExporter,
+    MetricReader,
     PeriodicExportingMetricReader,
 )
 from opentelemetry.sdk.resources import Resource
@@ -45,6 +46,11 @@ class TelemetrySettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SHADOWDESK_OTEL_")
 
     exporter: ExporterKind = Field("none", description="none | console | otlp")
+    prometheus: bool = Field(
+        False,
+        description="Also keep the metrics for a Prometheus scrape (the server's `GET /metrics`, admin "
+        "token), whatever the exporter.",
+    )
     metric_interval_s: float = Field(30.0, gt=0, description="How often metrics are exported.")
     log_level: str = Field("INFO", description="Level of the stderr and OpenTelemetry log handlers.")
 
@@ -84,10 +90,19 @@ def configure_telemetry(service_name: str, settings: TelemetrySettings | None = 
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     telemetry = Telemetry()
+    resource = Resource.create({"service.name": service_name})
+    readers: list[MetricReader] = []
+    if settings.prometheus:
+        from opentelemetry.exporter.prometheus import PrometheusMetricReader
+
+        readers.append(PrometheusMetricReader())
     if settings.exporter == "none":
         _scrub_log_handlers()
+        if readers:
+            meter_provider = MeterProvider(resource=resource, metric_readers=readers)
+            metrics.set_meter_provider(meter_provider)
+            telemetry.providers = [meter_provider]
         return telemetry
-    resource = Resource.create({"service.name": service_name})
     span_exporter, metric_exporter, log_exporter = _exporters(settings.exporter)
 
     tracer_provider = TracerProvider(resource=resource)
@@ -97,7 +112,7 @@ def configure_telemetry(service_name: str, settings: TelemetrySettings | None = 
     reader = PeriodicExportingMetricReader(
         metric_exporter, export_interval_millis=int(settings.metric_interval_s * 1000)
     )
-    meter_provider = MeterProvider(resource=resource, metric_readers=[reader])
+    meter_provider = MeterProvider(resource=resource, metric_readers=[reader, *readers])
     metrics.set_meter_provider(meter_provider)
 
     logger_provider = LoggerProvider(resource=resource)

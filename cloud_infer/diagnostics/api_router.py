@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Depends, Path, Query, Response
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from pydantic import BaseModel
 from starlette.requests import HTTPConnection
 
@@ -104,6 +105,13 @@ async def get_remediation(
     remediation_id: Annotated[str, Path(pattern="^rem-[0-9a-f]{12}$")],
 ) -> Remediation:
     return remediations.get(remediation_id)
+
+
+@router.get("/metrics", response_class=Response, responses={200: {"content": {"text/plain": {}}}})
+async def prometheus_metrics(_: AdminClaims) -> Response:
+    """This server's metrics in Prometheus' text format (with ``SHADOWDESK_OTEL_PROMETHEUS=true``): the
+    service's own and every session's latest metrics and open incidents, by pseudonym."""
+    return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
 
 @router.get("/audit", response_model=AuditPage)

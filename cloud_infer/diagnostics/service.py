@@ -13,10 +13,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-from collections import OrderedDict
-from collections.abc import Sequence
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Iterable, Sequence
 
-from opentelemetry import trace
+from opentelemetry import metrics, trace
+from opentelemetry.metrics import CallbackOptions, Observation
 
 from cloud_infer.commands.service import SessionRef
 from cloud_infer.diagnostics.config import DiagnosticsSettings
@@ -32,6 +33,7 @@ from recall_store.store import ObjectStore
 
 logger = logging.getLogger(__name__)
 tracer = trace.get_tracer(__name__)
+meter = metrics.get_meter(__name__)
 
 CONSUMER_NAME = "diagnostics"
 _PREFIX = "ops/incidents/"
@@ -59,6 +61,27 @@ class DiagnosticsService:
         # Whose each pseudonym is (for remediation through the downlink), and what holds for it now.
         self._refs: dict[str, SessionRef] = {}
         self._holding: dict[str, frozenset[Rule]] = {}
+        # Exported through OpenTelemetry (and the Prometheus scrape): each session's newest sample, by
+        # pseudonym, and the open incidents by rule.
+        for metric in ("cpu_percent", "memory_percent", "disk_used_percent"):
+            meter.create_observable_gauge(
+                f"shadowdesk.session.{metric}", callbacks=[self._sessions_gauge(metric)], unit="%"
+            )
+        meter.create_observable_gauge("shadowdesk.incidents.open", callbacks=[self._open_incidents])
+
+    def _sessions_gauge(self, metric: str) -> Callable[[CallbackOptions], Iterable[Observation]]:
+        def observe(_: CallbackOptions) -> Iterable[Observation]:
+            newest = [(subject, series.newest) for subject, series in list(self._series.items())]
+            return [
+                Observation(s.value(metric), {"session": subject}) for subject, s in newest if s is not None
+            ]
+
+        return observe
+
+    def _open_incidents(self, _: CallbackOptions) -> Iterable[Observation]:
+        # Every rule, so a count that falls to 0 is reported as 0, not as a series that stopped.
+        counts = Counter(i.rule for i in self._book.all() if i.open)
+        return [Observation(counts[rule], {"rule": rule.value}) for rule in Rule]
 
     def consume(self, stream: Fanout) -> None:
         """Read every committed batch (register before the stream starts)."""
