@@ -32,6 +32,10 @@ want="$(sha256sum pyproject.toml | cut -d' ' -f1)-$WANT_TEST"
 if [[ "$(cat "$stamp" 2>/dev/null)" != "$want" ]]; then
   .venv/bin/python -m pip install -q --upgrade pip
   if ((WANT_TEST)); then extras=cloud,dev; else extras=cloud; fi
+  # llama-cpp-python compiles llama.cpp here. Its default -march=native turns on ggml's AMX kernels on
+  # a CPU that has AMX, and on these VMs they die with a general protection fault on the embedded Q4
+  # model's first long prompt; AVX2 runs on any x86-64 machine of the last decade.
+  export CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON}"
   .venv/bin/python -m pip install -q -e ".[$extras]"
   echo "$want" > "$stamp"
 fi
