@@ -287,20 +287,34 @@ class TreeReader:
         return role, self._hypertext(node, text, depth, walk)
 
     def _hypertext(self, node: tuple[str, str], text: str, depth: int, walk: _Walk) -> str:
-        """``text`` with each embedded-object character replaced by that child's text."""
-        parts = text.split(_EMBEDDED)
-        pieces = [parts[0]]
-        embedded = 0
+        """``text`` with each embedded-object character replaced by that child's text.
+
+        Chromium lists a text leaf (static) as a child although its text is already the parent's, while
+        an inline element (``<strong>``, ``<em>``: static too) holds an embedded-object character like
+        any other child. So a static child whose text comes next in the parent's text, before the next
+        embedded-object character, is a leaf; any other child is the object at that character."""
+        pieces: list[str] = []
+        emitted = 0  # text[:emitted] is in pieces
+        searched = 0  # where the next leaf or object is looked for
+        unplaced: list[str] = []  # objects beyond the text's last embedded-object character
         for child in node_refs(self._call(walk, node, ACCESSIBLE, "GetChildren")):
             role, child_text = self._visit(child, depth + 1, walk)
+            embedded = text.find(_EMBEDDED, searched)
             if role == ROLE_STATIC:
-                continue  # a text leaf: its text is the parent's own, already in ``parts``
-            embedded += 1
-            pieces.append(child_text if role in _INLINE_ROLES else f"\n{child_text}\n")
-            if embedded < len(parts):
-                pieces.append(parts[embedded])
-        pieces.extend(parts[embedded + 1 :])
-        return "".join(pieces)
+                if not child_text:
+                    continue  # an empty text leaf
+                leaf = text.find(child_text, searched, len(text) if embedded < 0 else embedded)
+                if leaf >= 0:
+                    searched = leaf + len(child_text)
+                    continue
+            shown = child_text if role in _INLINE_ROLES else f"\n{child_text}\n"
+            if embedded < 0:
+                unplaced.append(shown)
+                continue
+            pieces += [text[emitted:embedded], shown]
+            emitted = searched = embedded + 1
+        pieces.append(text[emitted:].replace(_EMBEDDED, ""))
+        return "".join(pieces + unplaced)
 
     def _call(self, walk: _Walk, node: tuple[str, str], interface: str, method: str, *args: Any) -> Any:
         return self._client.call(node, interface, method, walk.remaining_s(), *args)

@@ -15,6 +15,8 @@ from harness.chromium import chromium_argv
 from harness.dbus import SessionBus
 from session_agent.privacy import PrivacyRules
 from session_agent.sensors.accessibility import (
+    ACCESSIBLE,
+    TEXT,
     AccessibilitySensor,
     AtspiClient,
     TreeReader,
@@ -69,6 +71,50 @@ def texts(events: Collected) -> list[str]:
     return [event.text.text for event in events.of("text")]
 
 
+class FakeTree:
+    """An AT-SPI client over a fixed tree: node path → (role, text, children), every node showing."""
+
+    def __init__(self, nodes: dict[str, tuple[int, str, list[str]]]) -> None:
+        self.nodes = nodes
+
+    def call(
+        self, node: tuple[str, str], interface: str, method: str, timeout: float, *args: object
+    ) -> object:
+        role, text, children = self.nodes[node[1]]
+        replies = {
+            "GetRole": role,
+            "GetState": (1 << 25, 0),  # SHOWING
+            "GetInterfaces": [ACCESSIBLE, TEXT],
+            "GetText": text,
+            "GetChildren": [(":1.1", child) for child in children],
+        }
+        return replies[method]
+
+
+def test_inline_elements_keep_their_place_in_the_line_and_text_leaves_are_not_repeated() -> None:
+    e = "\ufffc"  # Chromium: each child object's place in its parent's text
+    tree = FakeTree(
+        {
+            # <p>Claim number: <strong>EXP-000042</strong> filed <a>details</a></p>: the text leaves are
+            # static children too (their text already the paragraph's), and so is <strong>.
+            "/p": (73, f"Claim number: {e} filed {e}", ["/t1", "/empty", "/strong", "/t2", "/a"]),
+            "/t1": (116, "Claim number: ", []),
+            "/empty": (116, "", []),
+            "/strong": (116, "EXP-000042", ["/t3"]),
+            "/t3": (116, "EXP-000042", []),
+            "/t2": (116, " filed ", []),
+            "/a": (88, "details", []),
+            # A child with no place in the text left still counts, after the text.
+            "/div": (39, f"Intro {e}", ["/h", "/list"]),
+            "/h": (83, "Heading", []),
+            "/list": (39, "Rows", []),
+        }
+    )
+    reader = TreeReader(tree, WalkLimits())  # type: ignore[arg-type]  # the fake answers what it asks
+    assert reader.read((":1.1", "/p"))[0].text == "Claim number: EXP-000042 filed details"
+    assert reader.read((":1.1", "/div"))[0].text == "Intro\nHeading\nRows"
+
+
 def test_only_password_and_single_line_fields_are_protected() -> None:
     assert is_protected(40, False, {})  # PASSWORD_TEXT
     assert is_protected(61, False, {"text-input-type": "password"})
@@ -117,6 +163,7 @@ def test_web_page_text_without_password_and_url_visit(
     page.write_text(
         "<!doctype html><title>Recall report</title><h1>Report</h1>"
         f"<p>{PARAGRAPH} <a href='#more'>with a link</a> inside.</p>"
+        "<p>Claim number: <strong>EXP-000042</strong> filed</p>"
         f"<label>Password <input type=password value={PASSWORD}></label>"
         f"<label>Search <input type=text value={TYPED}></label>",
         encoding="utf-8",
@@ -137,6 +184,7 @@ def test_web_page_text_without_password_and_url_visit(
     snapshot = next(event.text for event in events.of("text") if PARAGRAPH in event.text.text)
     assert snapshot.window_id == window and snapshot.app_id == "chromium"
     assert f"{PARAGRAPH} with a link inside." in snapshot.text  # the link stays in its sentence
+    assert "Claim number: EXP-000042 filed" in snapshot.text  # so does an inline element's text
     assert "Password" in snapshot.text  # the label is read, the field is not
     for text in texts(events):
         assert PASSWORD not in text and "•" not in text, text  # the field's value, or its mask
