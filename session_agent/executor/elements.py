@@ -298,7 +298,8 @@ class Accessibility:
     def _at_bounds(
         self, frame: Node, ref: pb.ElementRef, window: WindowInfo, x11: X11Desktop, context: ActionContext
     ) -> Element | None:
-        """The element of the ref's role under the middle of its recorded bounds."""
+        """The element of the ref's role under the middle of its recorded bounds, unless its id says it is
+        another element (the next page of a form laid out alike, while it loads, has another field there)."""
         left, top = x11.origin(window.window_id)
         bounds = ref.bounds
         x, y = left + bounds.x + bounds.width // 2, top + bounds.y + bounds.height // 2
@@ -308,6 +309,8 @@ class Accessibility:
                 return None
             role = str(self.call(node, ACCESSIBLE, "GetRoleName", context))
             if ref.role and role.casefold() != ref.role.casefold():
+                return None
+            if ref.id_attribute and id_of(self, node, context) not in ("", ref.id_attribute):
                 return None
             name = str(self.get(node, ACCESSIBLE, "Name", context))
             path = path_of(self, node, frame, context) or ()

@@ -29,6 +29,7 @@ import psutil
 from jeepney import DBusAddress, DBusErrorResponse, new_method_call
 from jeepney.io.blocking import open_dbus_connection
 from mss.exception import ScreenShotError
+from PIL import Image
 from Xlib import XK, X
 from Xlib import error as xerror
 from Xlib.display import Display
@@ -272,9 +273,11 @@ class WorkflowActions:
                     a11y.client.close()
 
     def take_frame(self, command: pb.Command, context: ActionContext) -> Outcome:
-        """Grab the screen now, as the frame sensor would (private windows withheld or blacked out), and
-        commit it to the spool as a ScreenFrame event; its seq goes into the result."""
+        """Grab the screen now, as the frame sensor would (private windows withheld or blacked out), or only
+        the rectangle of the window it names, and commit it to the spool as a ScreenFrame event; its seq
+        goes into the result."""
         settings = self._settings
+        target = command.workflow_step.take_frame
         try:
             grabber = mss.MSS(display=self._display, backend="xgetimage")
             windows = Display(self._display)
@@ -292,6 +295,8 @@ class WorkflowActions:
             grabber.close()
         if image is None:
             raise ActionRefusedError("a private window has the focus: no frame is taken")
+        if target.HasField("window"):
+            image, window_id = self._window_part(image, target.window)
         encoded, (width, height) = encode(image, settings.frame_max_width, settings.frame_quality)
         if len(encoded) > settings.batch_max_bytes:
             raise ActionFailedError(f"the frame has {len(encoded)} bytes, over batch_max_bytes")
@@ -312,6 +317,18 @@ class WorkflowActions:
         return Outcome(
             {"width": str(width), "height": str(height), "bytes": str(len(encoded))}, frame_seq=seqs[0]
         )
+
+    def _window_part(self, screen: Image.Image, ref: pb.WindowRef) -> tuple[Image.Image, int]:
+        """The part of ``screen`` that ``ref``'s window covers, and the window's id."""
+        with X11Desktop(self._display) as x11:
+            window = x11.find(ref)
+            if self._is_private(window):
+                raise ActionRefusedError("the window is private: it is not captured")
+            left, top, width, height = x11.bounds(window.window_id)
+        box = (max(0, left), max(0, top), min(screen.width, left + width), min(screen.height, top + height))
+        if box[0] >= box[2] or box[1] >= box[3]:
+            raise ActionFailedError("the window is not on the screen")
+        return screen.crop(box), window.window_id
 
     def select_option(self, command: pb.Command, context: ActionContext) -> Outcome:
         """Choose an entry of a drop-down by its text: the entry's own action (or the Selection

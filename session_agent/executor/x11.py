@@ -33,6 +33,8 @@ MAX_CHORD_KEYS = 6
 # Keycodes lent to characters at once, and how long apps get to handle keys before a map change.
 _MAX_BORROWED = 32
 _SETTLE_S = 0.15
+# How long apps get to reload the keyboard map after spare keycodes were mapped, before the first key.
+_REMAP_SETTLE_S = 0.1
 # How an EWMH client says who asks for the activation: 2 = a pager or tool acting for the user.
 _SOURCE_PAGER = 2
 _MODIFIERS = {
@@ -162,6 +164,16 @@ class X11Desktop:
             raise ActionFailedError(f"window {window_id:#x} is gone") from exc
         return -int(translated.x), -int(translated.y)
 
+    def bounds(self, window_id: int) -> tuple[int, int, int, int]:
+        """The window's rectangle on the screen: left, top, width and height (root coordinates)."""
+        left, top = self.origin(window_id)
+        window = self.display.create_resource_object("window", window_id)
+        try:
+            geometry = window.get_geometry()
+        except (xerror.BadWindow, xerror.BadDrawable) as exc:
+            raise ActionFailedError(f"window {window_id:#x} is gone") from exc
+        return left, top, int(geometry.width), int(geometry.height)
+
     def activate(self, window: WindowInfo, context: ActionContext) -> None:
         """Ask the window manager to focus and raise ``window``; wait until it is the active window."""
         if self.active_window_id() == window.window_id:
@@ -192,21 +204,52 @@ class X11Desktop:
             self._release_scratch()
 
     def type_text(self, text: str, window_id: int, context: ActionContext) -> None:
-        """Type ``text`` key by key into ``window_id``, which must stay the active window throughout."""
+        """Type ``text`` key by key into ``window_id``, which must stay the active window throughout.
+
+        Characters the keyboard map lacks (Chinese) are mapped to spare keycodes before the first key
+        of the stretch that uses them, then the apps get a moment: an app reloads its map when told it
+        changed, and a key pressed right after the change is read with the old map (the character is
+        lost)."""
         shift = self.display.keysym_to_keycode(XK.XK_Shift_L)
+        keysyms = [keysym_of_char(char) for char in text]
         try:
-            for char in text:
-                self._require_focus(window_id, context)
-                keycode, shifted = self._keycode(keysym_of_char(char))
-                if shifted:
-                    self.display.xtest_fake_input(X.KeyPress, shift)
-                self.display.xtest_fake_input(X.KeyPress, keycode)
-                self.display.xtest_fake_input(X.KeyRelease, keycode)
-                if shifted:
-                    self.display.xtest_fake_input(X.KeyRelease, shift)
-                self.display.sync()
+            start = 0
+            while start < len(keysyms):
+                end, mapped = self._map_stretch(keysyms, start)
+                if mapped:
+                    context.sleep(_REMAP_SETTLE_S)
+                for keysym in keysyms[start:end]:
+                    self._require_focus(window_id, context)
+                    keycode, shifted = self._keycode(keysym)
+                    if shifted:
+                        self.display.xtest_fake_input(X.KeyPress, shift)
+                    self.display.xtest_fake_input(X.KeyPress, keycode)
+                    self.display.xtest_fake_input(X.KeyRelease, keycode)
+                    if shifted:
+                        self.display.xtest_fake_input(X.KeyRelease, shift)
+                    self.display.sync()
+                start = end
         finally:
             self._release_scratch()
+
+    def _map_stretch(self, keysyms: list[int], start: int) -> tuple[int, bool]:
+        """Map spare keycodes, in one change of the map, to the keysyms from ``start`` on that the keyboard
+        lacks, as far as the spare keycodes go: where that stretch ends, and whether anything was mapped."""
+        wanted: list[int] = []
+        end = start
+        while end < len(keysyms):
+            keysym = keysyms[end]
+            if keysym not in self._borrowed and keysym not in wanted and self._on_keyboard(keysym) is None:
+                if not self._spare:
+                    self._spare = self._spare_keycodes()
+                if len(self._borrowed) + len(wanted) == len(self._spare):
+                    if end > start:
+                        break  # type this stretch before its keycodes are taken back
+                    self._release_scratch()
+                wanted.append(keysym)
+            end += 1
+        self._borrow(wanted)
+        return end, bool(wanted)
 
     def click(self, x: int, y: int, window_id: int, context: ActionContext) -> None:
         """A left click at root coordinates (x, y) while ``window_id`` is active."""
@@ -229,20 +272,45 @@ class X11Desktop:
         """
         if keysym in self._borrowed:
             return self._borrowed[keysym], False
-        for keycode, index in self.display.keysym_to_keycodes(keysym):
-            if index in (0, 1):
-                return keycode, index == 1
+        if (found := self._on_keyboard(keysym)) is not None:
+            return found
         if not self._spare:
             self._spare = self._spare_keycodes()
         if len(self._borrowed) == len(self._spare):
             self._release_scratch()  # every spare keycode is in use: start over
-        keycode = self._spare[len(self._borrowed)]
-        per_keycode = len(self.display.get_keyboard_mapping(keycode, 1)[0])
-        self.display.change_keyboard_mapping(keycode, [(keysym,) * per_keycode])
+        self._borrow([keysym])
+        return self._borrowed[keysym], False
+
+    def _borrow(self, keysyms: list[int]) -> None:
+        """Map the next spare keycodes to ``keysyms`` (none of them on the keyboard)."""
+        keycodes = self._spare[len(self._borrowed) : len(self._borrowed) + len(keysyms)]
+        self._change_map(dict(zip(keycodes, keysyms, strict=True)))
+        self._borrowed.update(zip(keysyms, keycodes, strict=True))
+
+    def _change_map(self, keysym_of: dict[int, int]) -> None:
+        """Give each keycode its keysym (0: none) in one request over their range: the apps and the window
+        manager hear of one change of the map, not one per keycode (each makes them reload it)."""
+        if not keysym_of:
+            return
+        first, last = min(keysym_of), max(keysym_of)
+        rows = self.display.get_keyboard_mapping(first, last - first + 1)
+        width = len(rows[0])
+        self.display.change_keyboard_mapping(
+            first,
+            [
+                (keysym_of[keycode],) * width if keycode in keysym_of else tuple(row)
+                for keycode, row in enumerate(rows, first)
+            ],
+        )
         self.display.sync()
-        self.display._update_keymap(keycode, 1)  # python-xlib's cache; it wants a real event otherwise
-        self._borrowed[keysym] = keycode
-        return keycode, False
+        self.display._update_keymap(first, last - first + 1)  # python-xlib's cache; it wants an event
+
+    def _on_keyboard(self, keysym: int) -> tuple[int, bool] | None:
+        """A keycode of the keyboard map that types ``keysym``, and whether Shift is needed."""
+        for keycode, index in self.display.keysym_to_keycodes(keysym):
+            if index in (0, 1):
+                return keycode, index == 1
+        return None
 
     def _spare_keycodes(self) -> list[int]:
         first = int(self.display.display.info.min_keycode)
@@ -258,9 +326,5 @@ class X11Desktop:
         if not self._borrowed:
             return
         time.sleep(_SETTLE_S)  # the last keys typed with them are handled by now
-        for keycode in self._borrowed.values():
-            per_keycode = len(self.display.get_keyboard_mapping(keycode, 1)[0])
-            self.display.change_keyboard_mapping(keycode, [(0,) * per_keycode])
-            self.display._update_keymap(keycode, 1)
+        self._change_map(dict.fromkeys(self._borrowed.values(), 0))
         self._borrowed.clear()
-        self.display.sync()

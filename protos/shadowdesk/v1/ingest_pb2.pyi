@@ -1054,9 +1054,20 @@ Global___WaitFor: typing_extensions.TypeAlias = WaitFor
 class TakeFrame(google.protobuf.message.Message):
     DESCRIPTOR: google.protobuf.descriptor.Descriptor
 
+    WINDOW_FIELD_NUMBER: builtins.int
+    @property
+    def window(self) -> Global___WindowRef:
+        """Only this window's rectangle of the screen (clipped to the screen; windows stacked over it show),
+        e.g. for a check read by OCR, which must not read another window. Unset: the whole screen.
+        """
+
     def __init__(
         self,
+        *,
+        window: Global___WindowRef | None = ...,
     ) -> None: ...
+    def HasField(self, field_name: typing.Literal["window", b"window"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["window", b"window"]) -> None: ...
 
 Global___TakeFrame: typing_extensions.TypeAlias = TakeFrame
 

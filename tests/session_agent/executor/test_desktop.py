@@ -18,6 +18,7 @@ from protos.shadowdesk.v1 import ingest_pb2 as pb
 from session_agent.agent import Agent
 from session_agent.config import AgentSettings
 from session_agent.executor import Executor, open_executor
+from session_agent.executor.x11 import X11Desktop
 from session_agent.privacy import PrivacyRules
 from session_agent.spool import Spool
 from shadowdesk_common.desktop import VirtualDesktop
@@ -177,6 +178,12 @@ async def test_keyboard_typing_where_editable_text_is_missing_and_keys_only_as_c
     assert (
         ok(await run("read", **step(read_element=pb.ReadElement(element=SEARCH))))["value"] == "Find ÄÖ 42!"
     )
+    # More characters the keyboard lacks than it has spare keycodes: mapped a stretch at a time, each
+    # before its first key (a key pressed right after its keycode was mapped lost its character).
+    many = "北京华信办公用品有限司上海浦东新区世纪大道深圳市南山科技园广州天河路杭州西湖成都锦江武汉江汉"
+    assert len(set(many)) > 32
+    ok(await run("type-many", **step(type_text=pb.TypeText(element=SEARCH, text=many, replace=True))))
+    assert ok(await run("read-many", **step(read_element=pb.ReadElement(element=SEARCH))))["value"] == many
     text = await run("text", **step(press_keys=pb.PressKeys(keys="shift+a")))
     assert text.status == R.STATUS_REFUSED and "TypeText" in text.error
     unknown = await run("unknown", **step(press_keys=pb.PressKeys(keys="ctrl+nosuchkey")))
@@ -215,6 +222,13 @@ async def test_take_frame_launch_app_and_private_windows(
     spool: Spool = run.spool  # type: ignore[attr-defined]
     event = next(e for e in spooled(spool, "frame") if e.seq == frame.frame_seq)
     assert event.frame.width == 640 and event.frame.image[:4] == b"RIFF" and frame.frame_seq < spool.last_seq
+    # Only a window's rectangle (what a check read by OCR looks at): the window's shape, not the screen's.
+    part = await run("frame-window", **step(take_frame=pb.TakeFrame(window=MOUSEPAD)))
+    event = next(e for e in spooled(spool, "frame") if e.seq == part.frame_seq)
+    with X11Desktop(desk.desktop.display) as x11:
+        _, _, width, height = x11.bounds(desk.mousepad)
+    assert event.frame.window_id == desk.mousepad and width / height != 1280 / 800
+    assert abs(event.frame.width / event.frame.height - width / height) < 0.02, (event.frame.width, width)
     launched = ok(
         await run(
             "launch",

@@ -143,6 +143,10 @@ async def test_an_element_renamed_is_found_by_id_label_or_bounds(desk: Desk, run
     by_bounds = pb.ElementRef(window=CHROMIUM, role="entry", name="Vendor", label="Vendor", bounds=bounds)
     read = ok(await run("by-bounds", read_element=pb.ReadElement(element=by_bounds)))
     assert read["found_by"] == "bounds" and read["value"] == "After"
+    # An element with another id there is another field (a page laid out alike), never this one.
+    other = pb.ElementRef(window=CHROMIUM, role="entry", name="Total", id_attribute="total", bounds=bounds)
+    elsewhere = await run("other-id", read_element=pb.ReadElement(element=other))
+    assert elsewhere.status == R.STATUS_FAILED and "id 'total'" in elsewhere.error
     # Nothing that matches is not found, by any of them.
     lost = pb.ElementRef(window=CHROMIUM, role="entry", name="Vendor", id_attribute="nope", label="Nope")
     missing = await run("lost", read_element=pb.ReadElement(element=lost))
