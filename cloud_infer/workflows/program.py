@@ -16,6 +16,8 @@ import re2
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from cloud_infer.workflows.values import CompareAs
+
 PROGRAM_VERSION: Literal[1] = 1
 
 Name = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$", description="lower_snake_case name")]
@@ -109,6 +111,15 @@ class Check(_Model):
     path: Input | None = None
     # Save what matched (text_in_window) for later steps, e.g. the claim number.
     save_as: Name | None = None
+    # text_in_window with equals: the app may show the value in another rendering of the same money
+    # amount (1,280.00 as ¥1280.00) or day (2026年11月23日 as 2026-11-23); text is the value as is.
+    compare_as: CompareAs = "text"
+
+    @model_validator(mode="after")
+    def _compare_as_needs_a_shown_value(self) -> Check:
+        if self.compare_as != "text" and (self.kind != "text_in_window" or self.equals is None):
+            raise ValueError(f"compare_as {self.compare_as!r} is for a text_in_window check with equals")
+        return self
 
 
 Action = Literal[

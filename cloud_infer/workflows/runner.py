@@ -63,6 +63,7 @@ from cloud_infer.workflows.runner_protocol import (
     StepTrace,
 )
 from cloud_infer.workflows.runner_store import RunStore
+from cloud_infer.workflows.values import rendering_pattern
 from protos.shadowdesk.v1 import ingest_pb2 as pb
 
 logger = logging.getLogger(__name__)
@@ -430,11 +431,14 @@ class RunEngine:
         results = []
         for index, check in enumerate(step.checks):
             try:
-                results.append(await self._check(step, index, check, items, trace, row))
+                result = await self._check(step, index, check, items, trace, row)
             except CommandOutcomeError as exc:
                 if exc.interrupted:
                     raise
-                results.append(CheckTrace(kind=check.kind, held=False, via="none", detail=str(exc)[:500]))
+                result = CheckTrace(kind=check.kind, held=False, via="none", detail=str(exc)[:500])
+            results.append(result)
+            if not result.held:
+                break  # the step failed; each later check would wait its whole timeout on a page not there
         return results
 
     async def _check(
@@ -506,7 +510,7 @@ class RunEngine:
                 if exc.interrupted or not exc.transient:
                     raise
                 # Accessibility has no answer for this element: read the screen instead.
-                return await self._by_ocr(step, row, check.kind, expected, "", trace, str(exc))
+                return await self._by_ocr(step, row, target.window, check.kind, expected, "", trace, str(exc))
             actual = outcome.observed.get("value", "")
             if _text(actual) == _text(expected):
                 return CheckTrace(kind=check.kind, held=True, expected=expected, actual=actual)
@@ -532,22 +536,27 @@ class RunEngine:
     ) -> CheckTrace:
         window = check.window or (check.target.window if check.target else None) or _window_of(step)
         text = self._resolve(check.equals, items)[0] if check.equals is not None else ""
-        find = pb.FindText(window=window_ref(window), text=text, pattern=check.pattern)
-        wait = pb.WorkflowStep(wait_for=pb.WaitFor(text_in_window=find, timeout_ms=_ms(step.timeout_s)))
         expected = text or check.pattern
+        pattern = check.pattern
+        # The same amount or day in whatever rendering the app shows it (not a value of another shape).
+        shown = rendering_pattern(text, check.compare_as) if text else ""
+        if shown:
+            text, pattern = "", shown
+        find = pb.FindText(window=window_ref(window), text=text, pattern=pattern)
+        wait = pb.WorkflowStep(wait_for=pb.WaitFor(text_in_window=find, timeout_ms=_ms(step.timeout_s)))
         try:
             outcome = await self._command(step, row, wait, f"check:{index}", trace)
         except CommandOutcomeError as exc:
             if exc.interrupted or not exc.transient:
                 raise
-            return await self._by_ocr(
-                step, row, check.kind, text, check.pattern, trace, str(exc), check.save_as
+            read = await self._by_ocr(
+                step, row, window, check.kind, text, pattern, trace, str(exc), check.save_as
             )
+            read.expected = expected  # the value, not the pattern that finds its renderings
+            return read
         # The agent reports the line it found (text) and what matched in it (match).
         actual = outcome.observed.get("text", text)
-        matched = outcome.observed.get("match") or (
-            _matched(check.pattern, actual) if check.pattern else text
-        )
+        matched = outcome.observed.get("match") or (_matched(pattern, actual) if pattern else text)
         self._bind(check.save_as, matched or "")
         return CheckTrace(kind=check.kind, held=True, expected=expected, actual=matched or "")
 
@@ -555,6 +564,7 @@ class RunEngine:
         self,
         step: Step,
         row: int | None,
+        window: WindowTarget,
         kind: str,
         text: str,
         pattern: str,
@@ -562,8 +572,9 @@ class RunEngine:
         why: str,
         save_as: str | None = None,
     ) -> CheckTrace:
-        """The check read from a frame of the screen by OCR (for apps without accessibility)."""
-        frame = await self._frame(step, row, "frame:ocr", trace, always=True)
+        """The check read by OCR from a frame of ``window`` only (for apps without accessibility): text
+        another window shows (the invoice a value was typed from) proves nothing."""
+        frame = await self._frame(step, row, "frame:ocr", trace, always=True, window=window)
         seen = await self._desktop.ocr_text(frame) if frame is not None else ""
         expected = text or pattern
         if not seen:
@@ -582,13 +593,19 @@ class RunEngine:
         return CheckTrace(kind=kind, held=held, via="ocr", expected=expected, actual=text if held else "")
 
     async def _frame(
-        self, step: Step, row: int | None, purpose: str, trace: list[CommandTrace], *, always: bool = False
+        self,
+        step: Step,
+        row: int | None,
+        purpose: str,
+        trace: list[CommandTrace],
+        *,
+        always: bool = False,
+        window: WindowTarget | None = None,
     ) -> FrameRef | None:
         if self._settings.frames == "off" and not always:
             return None
-        return await self._desktop.frame(
-            key=self._key(step, row, purpose, read_only=True), purpose=purpose, trace=trace
-        )
+        key = self._key(step, row, purpose, read_only=True)
+        return await self._desktop.frame(key=key, purpose=purpose, trace=trace, window=window)
 
     # --- inputs ----------------------------------------------------------------------------------
 
@@ -748,8 +765,11 @@ def _extract(pattern: str, text: str) -> str:
 
 
 def _matched(pattern: str, text: str) -> str | None:
+    """What ``pattern`` finds in ``text``: its first group, as the agent reports it, else the match."""
     match = re2.search(pattern, text)
-    return match.group(0) if match is not None else None
+    if match is None:
+        return None
+    return str(match.group(1) if match.re.groups else match.group(0))
 
 
 def _describe(check: CheckTrace) -> str:

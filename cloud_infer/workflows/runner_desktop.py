@@ -192,11 +192,15 @@ class RunDesktop:
         # failed (target not found yet, the app did not answer) or expired (the agent was away)
         raise CommandOutcomeError(record.error or f"the command {status.value}", transient=True)
 
-    async def frame(self, *, key: str, purpose: str, trace: list[CommandTrace]) -> FrameRef | None:
-        """A frame of the screen now (None when the agent takes none, e.g. a private window has focus)."""
+    async def frame(
+        self, *, key: str, purpose: str, trace: list[CommandTrace], window: WindowTarget | None = None
+    ) -> FrameRef | None:
+        """A frame of the screen now, or of ``window``'s rectangle only (None when the agent takes none,
+        e.g. a private window has focus)."""
+        take = pb.TakeFrame(window=window_ref(window)) if window is not None else pb.TakeFrame()
         try:
             outcome = await self.run(
-                pb.WorkflowStep(take_frame=pb.TakeFrame()),
+                pb.WorkflowStep(take_frame=take),
                 key=key,
                 timeout_s=5.0,
                 purpose=purpose,

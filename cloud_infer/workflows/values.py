@@ -4,16 +4,22 @@ All of it is deterministic text work (no model calls): a value's type from its s
 optional ¥/$/元 and thousands separators, dates in ISO, ``2026/11/23``, ``2026年11月23日`` or
 ``Nov 23 2026``, numbers, text), a lower_snake name from a field's label (ASCII only: a label without
 ASCII letters falls back to ``field_<n>`` and is kept as the parameter's label), RE2 patterns that
-match values of the same shape (an invoice number ``INV-2026-0042`` → ``INV-\\d+-\\d+``), and whether a
-button's name means an irreversible action (submit, pay, send, delete; 提交, 支付, 付款, 发送, 删除).
+match values of the same shape (an invoice number ``INV-2026-0042`` → ``INV-\\d+-\\d+``) or the same
+money amount or day in any usual rendering (``1,280.00`` shown as ``¥1280.00``, ``2026年11月23日``
+shown as ``2026-11-23``), and whether a button's name means an irreversible action (submit, pay, send,
+delete; 提交, 支付, 付款, 发送, 删除).
 """
 
 from __future__ import annotations
 
 import re
+from datetime import date
+from decimal import Decimal, InvalidOperation
 from typing import Literal
 
 ParamType = Literal["text", "money", "date", "number", "choice", "secret"]
+# How a value shown back by an app may differ from what was typed (``Check.compare_as``).
+CompareAs = Literal["text", "money", "date"]
 
 _MONEY = re.compile(
     r"^(?:[¥￥$]|RMB|CNY|USD)?\s*-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d{1,2})?\s*(?:元|RMB|CNY|USD)?$",
@@ -29,6 +35,7 @@ _DATES = (
     re.compile(rf"^\d{{1,2}}\s+(?:{_MONTHS})[a-z]*\.?,?\s+\d{{4}}$", re.IGNORECASE),
 )
 _NUMBER = re.compile(r"^-?\d+(?:\.\d+)?$")
+_MONTH_NAMES = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
 _MONEY_LABEL = re.compile(r"amount|total|price|cost|tax|fee|sum|金额|总额|价|税|费", re.IGNORECASE)
 _DATE_LABEL = re.compile(r"date|日期", re.IGNORECASE)
 
@@ -143,3 +150,74 @@ def context_label(context: str) -> str:
     words = re.sub(r"[:：#\s]+$", "", context).strip()
     words = words.split(".")[-1].strip()[-48:]
     return re.sub(r"^(?:your|the)\s+", "", words, flags=re.IGNORECASE)
+
+
+def money_amount(value: str) -> Decimal | None:
+    """The amount a money value means (``¥1,280.50`` → 1280.50); None when it is not money."""
+    text = value.strip()
+    if not _MONEY.fullmatch(text):
+        return None
+    digits = re.sub(r"[^\d.\-]", "", text)
+    try:
+        return Decimal(digits)
+    except InvalidOperation:
+        return None
+
+
+def calendar_day(value: str) -> date | None:
+    """The day a date value means, in any of the shapes ``infer_type`` knows; None otherwise."""
+    text = value.strip()
+    numbers = [int(n) for n in re.findall(r"\d+", text)]
+    try:
+        if any(pattern.fullmatch(text) for pattern in _DATES[:3]):
+            return date(numbers[0], numbers[1], numbers[2])
+        month = re.search(_MONTHS, text, re.IGNORECASE)
+        if month is not None and any(pattern.fullmatch(text) for pattern in _DATES[3:]):
+            day, year = numbers  # the English shapes: day before year either way
+            return date(year, _MONTH_NAMES.index(month.group(0).lower()[:3]) + 1, day)
+    except (ValueError, IndexError):
+        return None
+    return None
+
+
+def rendering_pattern(value: str, compare_as: CompareAs) -> str:
+    """An RE2 pattern that finds ``value`` shown in any usual rendering of the same amount or day, its
+    first group being what is shown; empty for text, or a value that is not money (a date)."""
+    if compare_as == "money":
+        amount = money_amount(value)
+        return _money_pattern(amount) if amount is not None else ""
+    if compare_as == "date":
+        day = calendar_day(value)
+        return _date_pattern(day) if day is not None else ""
+    return ""
+
+
+def _money_pattern(amount: Decimal) -> str:
+    """``1280.5`` → with or without thousands separators and a currency sign, cents as ``.50`` or ``.5``
+    (none at all for a whole amount); never part of a longer number."""
+    sign = "-" if amount < 0 else ""
+    whole, _, cents = f"{abs(amount):.2f}".partition(".")
+    groups: list[str] = []
+    while len(whole) > 3:
+        whole, groups = whole[:-3], [whole[-3:], *groups]
+    integer = "[,，]?".join([whole, *groups])
+    if cents == "00":
+        fraction = r"(?:\.0{1,2})?"
+    elif cents.endswith("0"):
+        fraction = rf"\.{cents[0]}0?"
+    else:
+        fraction = rf"\.{cents}"
+    # Not inside a longer number: 80.00 is not the end of 1280.00, nor 1280 the start of 1280.50.
+    return rf"(?:^|[^\d.,，])({sign}{integer}{fraction})(?:$|[^\d.,，]|[.,，](?:\D|$))"
+
+
+def _date_pattern(day: date) -> str:
+    """The day as ISO, ``2026/11/23``, ``2026.11.23``, ``2026年11月23日`` (zero-padded or not), or with
+    the month's English name before or after the day; never part of a longer number."""
+    y, m, d = day.year, f"0?{day.month}", f"0?{day.day}"
+    month = _MONTH_NAMES[day.month - 1]
+    numeric = rf"{y}\s*[-/.年]\s*{m}\s*[-/.月]\s*{d}(?:\s*日)?"
+    named = (
+        rf"(?i:{month}[a-z]*\.?\s+{d}(?:st|nd|rd|th)?,?\s+{y}|{d}(?:st|nd|rd|th)?\s+{month}[a-z]*\.?,?\s+{y})"
+    )
+    return rf"(?:^|\D)({numeric}|{named})(?:\D|$)"

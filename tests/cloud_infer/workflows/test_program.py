@@ -97,6 +97,10 @@ def test_the_schema_describes_steps_loops_and_inputs() -> None:
         (lambda d: d["steps"][1].pop("target"), "type needs a target"),
         (lambda d: d["parameters"][1].update(default="hunter2"), "cannot have a default"),
         (lambda d: d.update(surprise=1), "Extra inputs are not permitted"),
+        (
+            lambda d: d["steps"][1]["checks"][0].update(compare_as="money"),
+            "compare_as 'money' is for a text_in_window check with equals",
+        ),
     ],
 )
 def test_broken_documents_are_refused_with_where_and_why(edit: object, message: str) -> None:

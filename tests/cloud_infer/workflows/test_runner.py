@@ -137,7 +137,9 @@ class Desk:
     notes: str = "taxi=12.50\nnot a line\nhotel=80.00\n"
     fields: dict[str, str] = field(default_factory=dict)
     submissions: int = 0
+    filed: dict[str, str] = field(default_factory=dict)  # what the submit stored, shown after it
     drop: set[str] = field(default_factory=set)  # fields that silently lose what is typed
+    lose_on_submit: set[str] = field(default_factory=set)  # fields the submit silently stores empty
     missing: set[str] = field(default_factory=set)  # elements that never appear
     interrupt: set[str] = field(default_factory=set)  # clicks the agent is killed in the middle of
     hold: set[str] = field(default_factory=set)  # clicks whose result is held back (until released)
@@ -146,7 +148,12 @@ class Desk:
     seen: list[pb.Command] = field(default_factory=list)
 
     def page_text(self) -> str:
-        return f"Claim filed: CLM-{1000 + self.submissions}" if self.submissions else "New claim"
+        """The form, or the confirmation: the claim number and what was stored (money without its
+        thousands separators, as portals store it)."""
+        if not self.submissions:
+            return "New claim"
+        stored = "\n".join(f"{name}: {value}" for name, value in self.filed.items())
+        return f"Claim filed: CLM-{1000 + self.submissions}\n{stored}"
 
     def answer(self, command: pb.Command) -> tuple[pb.CommandResult.Status.ValueType, dict[str, str], str]:
         step = command.workflow_step
@@ -183,6 +190,10 @@ class Desk:
         if action == "click_element":
             if step.click_element.element.name == "Submit":
                 self.submissions += 1
+                self.filed = {
+                    name: "" if name in self.lose_on_submit else value.replace(",", "")
+                    for name, value in self.fields.items()
+                }
             if step.click_element.element.name in self.interrupt:
                 return R.STATUS_INTERRUPTED, {}, "the agent restarted while acting"
             return ok, {"method": "action:press"}, ""
@@ -389,6 +400,53 @@ async def test_a_silently_dropped_field_halts_the_run_which_is_never_complete(ri
     await rig.runner.answer(rig.user, run_id, Decision.ABORT)
     await until(rig, run_id, RunStatus.ABORTED)
     assert rig.desk.submissions == 0
+
+
+def with_read_back(program: Mapping[str, object]) -> dict[str, object]:
+    """``program`` whose submit also checks the confirmation shows the vendor and the amount typed (the
+    amount as the same amount in any rendering), as the compiler makes them from a recording."""
+    steps = [dict(step) for step in program["steps"]]  # type: ignore[attr-defined]
+    submit = next(step for step in steps if step["id"] == "submit")
+    submit["checks"] = [
+        *submit["checks"],
+        {"kind": "text_in_window", "window": FORM, "equals": {"param": "vendor"}},
+        {"kind": "text_in_window", "window": FORM, "equals": {"param": "amount"}, "compare_as": "money"},
+    ]
+    return {**program, "steps": steps}
+
+
+async def test_the_confirmation_is_read_back_and_a_value_the_app_dropped_halts_the_run(rig: Rig) -> None:
+    program = Program.model_validate(with_read_back(PROGRAM))
+    params = {**PARAMS, "amount": "1,118.00"}
+
+    async def submitted(lose: set[str]) -> str:
+        rig.desk.lose_on_submit = lose
+        state = await rig.runner.start_run(rig.user, rig.session, program=program, parameters=params)
+        await until(rig, state.run_id, RunStatus.WAITING)
+        await rig.runner.answer(rig.user, state.run_id, Decision.CONFIRM)
+        await until(rig, state.run_id, RunStatus.COMPLETE, RunStatus.WAITING)
+        return state.run_id
+
+    # Shown back as stored, "1118.00": the same amount as typed, so the run is complete.
+    done = await rig.runner.get(rig.user, await submitted(set()))
+    assert done.status is RunStatus.COMPLETE
+    submit = next(t for t in done.steps if t.step_id == "submit")
+    assert [c.held for c in submit.checks] == [True, True, True]
+    assert submit.checks[1].actual == "Acme 有限公司" and "1118.00" in submit.checks[2].actual
+    # The app files the claim without its vendor: the run halts on the submit, which it never repeats,
+    # and the checks after the one that failed wait for nothing.
+    run_id = await submitted({"Vendor"})
+    halted = await rig.runner.get(rig.user, run_id)
+    assert halted.status is RunStatus.WAITING and halted.question is not None
+    assert halted.question.kind == "halt" and halted.step_id == "submit"
+    assert "expected 'Acme 有限公司'" in halted.question.reason
+    (submit,) = [t for t in halted.steps if t.step_id == "submit"]
+    assert [c.held for c in submit.checks] == [True, False] and rig.desk.submissions == 2
+    # Nothing answered through accessibility: OCR reads the check's window only, never the screen.
+    frames = rig.desk.actions("take_frame")
+    assert frames and {f.workflow_step.take_frame.window.app_id for f in frames} == {"chromium"}
+    await rig.runner.answer(rig.user, run_id, Decision.ABORT)
+    await until(rig, run_id, RunStatus.ABORTED)
 
 
 async def test_a_target_that_never_appears_halts_after_its_retries_and_skip_ends_failed(rig: Rig) -> None:
