@@ -19,9 +19,14 @@ In order:
    field, which never has a value), defaulting to what was recorded.
 5. **Loops**: the same steps repeated over consecutive copies from one source (a line each time)
    become one ``Loop`` over the lines read from that source; ``row_pattern`` names the line ``line``.
+   A click in the loop after which the window's text showed the row's value (an Add button whose page
+   then lists the line) is checked by that value appearing (``text_in_window`` of ``item: line``).
 6. **Checks**: ``field_value`` after each type/select (not secrets), ``window_focused`` after a focus,
    and a reference-like token (a claim number) that appeared after the final click becomes a
-   ``text_in_window`` check with its shape as an RE2 pattern, saved and required by ``final_checks``.
+   ``text_in_window`` check with its shape as an RE2 pattern, saved and required by ``final_checks``;
+   each value typed, chosen or pasted that the page after the final click shows back becomes a
+   ``text_in_window`` check on that click (``confirmation.py``: an app that silently drops a field
+   fails the run's proof).
    Buttons named submit/pay/send/delete (提交/支付/付款/发送/删除) are ``sensitive``; a pause the user
    had to make raises the next step's timeout (its wait for its target), never a sleep.
 """
@@ -34,6 +39,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from cloud_infer.workflows.confirmation import TypedValue, shown_value_checks
 from cloud_infer.workflows.program import (
     BindingInput,
     Bounds,
@@ -49,6 +55,7 @@ from cloud_infer.workflows.program import (
     WindowTarget,
 )
 from cloud_infer.workflows.values import (
+    CompareAs,
     Names,
     context_label,
     infer_type,
@@ -140,7 +147,7 @@ class _Act:
 class _LoopAct:
     source: _Act  # the copy of the first row
     body: list[_Act]
-    rows: int
+    rows: list[list[_Act]]  # every recorded row's acts (the first is ``body``)
 
 
 @dataclass
@@ -149,6 +156,7 @@ class _Emitter:
     ids: set[str] = field(default_factory=set)
     parameters: list[Parameter] = field(default_factory=list)
     frames: Sequence[FrameRef] = ()
+    read_values: dict[str, str] = field(default_factory=dict)  # binding → the value copied when recorded
 
     def step_id(self, base: str) -> str:
         stem = re.sub(r"[^a-z0-9_]+", "_", base.lower()).strip("_")[:56] or "step"
@@ -191,16 +199,18 @@ def compile_recording(
     steps: list[Step | Loop] = []
     current: WindowTarget | None = None
     bindings: dict[int, Input] = {}  # id of a copy act → the binding its read step saves
-    for entry in plan:
+    for index, entry in enumerate(plan):
         if isinstance(entry, _LoopAct):
-            emitted_loop, after = _emit_loop(entry, emitter)
+            following = plan[index + 1] if index + 1 < len(plan) else None
+            end_ns = following.rec.time_ns if isinstance(following, _Act) else math.inf
+            emitted_loop, after = _emit_loop(entry, emitter, texts, end_ns)
             steps.extend(emitted_loop)
             # with no rows the loop leaves the focus as it was: only then is it known after the loop
             current = current if after == current else None
         else:
             emitted, current = _emit(entry, emitter, current, bindings)
             steps.extend(emitted)
-    final_checks = _final_check(ordered, acts, steps, texts, emitter.names)
+    final_checks = _final_check(ordered, acts, steps, texts, emitter)
     return Program(
         name=name[:256] or "Recorded macro",
         description="Compiled from a recording; edit the parameters and steps as needed.",
@@ -385,7 +395,8 @@ def _find_loop(acts: list[_Act]) -> list[_Act | _LoopAct]:
     if best is None:
         return list(acts)
     covered, start, length = best
-    loop = _LoopAct(source=acts[start], body=acts[start : start + length], rows=covered // length)
+    rows = [acts[row : row + length] for row in range(start, start + covered, length)]
+    loop = _LoopAct(source=acts[start], body=rows[0], rows=rows)
     return [*acts[:start], loop, *acts[start + covered :]]
 
 
@@ -449,6 +460,7 @@ def _emit(
         what = act.pasted_into or what
         save_as = emitter.names.take(what, "value")
         bindings[id(act)] = BindingInput(binding=save_as)
+        emitter.read_values[save_as] = act.value
         steps.append(
             Step(
                 id=emitter.step_id(f"read_{save_as}"),
@@ -524,7 +536,9 @@ def _field_step(act: _Act, emitter: _Emitter, bindings: dict[int, Input], what: 
     )
 
 
-def _emit_loop(loop: _LoopAct, emitter: _Emitter) -> tuple[list[Step | Loop], WindowTarget | None]:
+def _emit_loop(
+    loop: _LoopAct, emitter: _Emitter, texts: Sequence[TextSeen], end_ns: float
+) -> tuple[list[Step | Loop], WindowTarget | None]:
     """A read of the source's lines, then the loop over them; and the window focused after a row."""
     source = loop.source
     where = source.window.title_contains or source.window.app_id
@@ -540,10 +554,15 @@ def _emit_loop(loop: _LoopAct, emitter: _Emitter) -> tuple[list[Step | Loop], Wi
     bindings: dict[int, Input] = {id(source): ItemInput(item=LINE_ITEM)}
     body: list[Step] = []
     current: WindowTarget | None = None
-    for act in loop.body:
+    for index, act in enumerate(loop.body):
         if act is source:
             continue
         emitted, current = _emit(act, emitter, current, bindings)
+        if act.kind == "click" and _shows_its_row(loop, index, texts, end_ns):
+            # The page lists the row once it took it (an Add button): proof the row was added, and the
+            # next row waits for it instead of typing into the page being replaced.
+            shown = Check(kind="text_in_window", window=act.window, equals=ItemInput(item=LINE_ITEM))
+            emitted[-1] = emitted[-1].model_copy(update={"checks": [*emitted[-1].checks, shown]})
         body.extend(emitted)
     loop_id = emitter.step_id(f"each_{lines}")
     return [
@@ -558,6 +577,20 @@ def _emit_loop(loop: _LoopAct, emitter: _Emitter) -> tuple[list[Step | Loop], Wi
     ], current
 
 
+def _shows_its_row(loop: _LoopAct, index: int, texts: Sequence[TextSeen], end_ns: float) -> bool:
+    """Whether, in some recorded row, the row's value appeared in the window's text after the click at
+    ``index`` of the body (before the same click of the next row) and not before it."""
+    for number, row in enumerate(loop.rows):
+        click, value = row[index], row[0].value.strip()
+        after_ns = click.rec.time_ns
+        until_ns = loop.rows[number + 1][index].rec.time_ns if number + 1 < len(loop.rows) else end_ns
+        seen = [t for t in texts if t.app_id == click.window.app_id and value in t.text]
+        shown_before = any(t.time_ns <= after_ns for t in seen)
+        if value and not shown_before and any(after_ns < t.time_ns < until_ns for t in seen):
+            return True
+    return False
+
+
 # --- the final check ----------------------------------------------------------------------------
 
 
@@ -566,9 +599,10 @@ def _final_check(
     acts: Sequence[_Act],
     steps: list[Step | Loop],
     texts: Sequence[TextSeen],
-    names: Names,
+    emitter: _Emitter,
 ) -> list[Check]:
-    """A reference the app showed after the final click (a claim number): checked, saved, required."""
+    """What the app showed after the final click: a reference (a claim number), checked, saved and
+    required at the end; and the values typed earlier that it shows back, each checked."""
     clicks = [a for a in acts if a.kind in ("click", "key")]
     last_step = steps[-1]
     if not clicks or not isinstance(last_step, Step) or last_step.action not in ("click", "press"):
@@ -578,19 +612,42 @@ def _final_check(
     later = [r for r in recorded if r.seq > final.rec.seq]
     before_text = "\n".join(t.text for t in texts if t.time_ns <= after_ns)
     before_text += "\n" + "\n".join(r.action.window_title for r in recorded if r.seq <= final.rec.seq)
-    after_parts = [t.text for t in texts if t.time_ns > after_ns and t.app_id == final.window.app_id]
-    after_parts += [r.action.window_title for r in later] + [
-        r.action.value for r in later if r.action.kind == K.KIND_COPY
-    ]
+    page_after = "\n".join(t.text for t in texts if t.time_ns > after_ns and t.app_id == final.window.app_id)
+    after_parts = [page_after, *(r.action.window_title for r in later)]
+    after_parts += [r.action.value for r in later if r.action.kind == K.KIND_COPY]
     typed = {r.action.value.strip() for r in recorded if r.action.value and r.seq <= final.rec.seq}
+    checks: list[Check] = []
+    final_checks: list[Check] = []
     found = new_tokens("\n".join(after_parts), before_text, typed)
-    if not found:
-        return []
-    token, context = found[0]
-    pattern = shape_pattern(token)
-    if not pattern:
-        return []
-    name = names.take(context_label(context), "confirmation")
-    check = Check(kind="text_in_window", window=final.window, pattern=pattern, save_as=name)
-    steps[-1] = last_step.model_copy(update={"checks": [*last_step.checks, check]})
-    return [Check(kind="text_in_window", window=final.window, equals=BindingInput(binding=name))]
+    pattern = shape_pattern(found[0][0]) if found else ""
+    if pattern:
+        name = emitter.names.take(context_label(found[0][1]), "confirmation")
+        checks.append(Check(kind="text_in_window", window=final.window, pattern=pattern, save_as=name))
+        final_checks.append(
+            Check(kind="text_in_window", window=final.window, equals=BindingInput(binding=name))
+        )
+    checks += shown_value_checks(_typed_values(steps[:-1], emitter), page_after, final.window)
+    steps[-1] = last_step.model_copy(update={"checks": [*last_step.checks, *checks]})
+    return final_checks
+
+
+def _typed_values(steps: Sequence[Step | Loop], emitter: _Emitter) -> list[TypedValue]:
+    """What each step outside a loop typed or chose (never a secret), with its value as recorded."""
+    parameters = {p.name: p for p in emitter.parameters}
+    typed: list[TypedValue] = []
+    for step in steps:
+        if not isinstance(step, Step) or step.action not in ("type", "select"):
+            continue
+        if isinstance(step.input, ParamInput):
+            parameter = parameters[step.input.param]
+            if parameter.type != "secret" and parameter.default is not None:
+                typed.append(TypedValue(step.input, parameter.default, _compare_as(parameter.type)))
+        elif isinstance(step.input, BindingInput) and step.input.binding in emitter.read_values:
+            value = emitter.read_values[step.input.binding]
+            # A value read has no parameter type: its shape says what it is.
+            typed.append(TypedValue(step.input, value, _compare_as(infer_type(value))))
+    return typed
+
+
+def _compare_as(kind: str) -> CompareAs:
+    return "money" if kind == "money" else "date" if kind == "date" else "text"

@@ -110,8 +110,12 @@ def expense_claim(recording_id: str = "rec-1", amount: str = "¥1,280.00") -> Sc
     s.seen("chromium", "New claim\nInvoice number INV-2026-0042\nAmount 1,280.00\nSubmit claim")
     s.add(K.KIND_CLICK, PORTAL, title, element=element(PORTAL, "push button", "Submit claim", ident="submit"))
     s.add(K.KIND_WAIT, PORTAL, title, waited_ms=3000)
+    # The confirmation shows what the portal stored, normalised (the date ISO, the amount plain), and
+    # not the cost centre.
     s.seen(
-        "chromium", f"Claim submitted\nInvoice INV-2026-0042\nClaim number: {CLAIM_NUMBER}\nBack to claims"
+        "chromium",
+        f"Claim submitted\nInvoice INV-2026-0042\nClaim number: {CLAIM_NUMBER}\nVendorAcme Trading Co."
+        "\nInvoice date2026-11-23\nAmount1280.00\nCategoryTravel\nBack to claims",
     )
     s.add(K.KIND_FOCUS, PORTAL, portal_title("Claim submitted"))
     s.add(K.KIND_STOPPED, PORTAL, portal_title("Claim submitted"))
@@ -121,8 +125,10 @@ def expense_claim(recording_id: str = "rec-1", amount: str = "¥1,280.00") -> Sc
 WEEK_LINES = ["Fixed the login timeout", "Reviewed 3 pull requests", "Planned the Q1 roadmap"]
 
 
-def weekly_report(lines: list[str] | None = None) -> Script:
-    """Copy each line of a text file in mousepad into the report form's item field, then send."""
+def weekly_report(lines: list[str] | None = None, *, listed: bool = True) -> Script:
+    """Copy each line of a text file in mousepad into the report form's item field, then send. The page
+    after each Add lists the items so far (``listed``; else it only counts them), as the accessibility
+    sensor reads it when the person comes back from mousepad."""
     s = Script("rec-week")
     form = "Weekly report - Team Portal - Chromium"
     editor = "week47.txt - Mousepad"
@@ -133,10 +139,14 @@ def weekly_report(lines: list[str] | None = None) -> Script:
     text = element(EDITOR, "text", "", label="")
     item = element(PORTAL, "entry", "Item", ident="item")
     add = element(PORTAL, "push button", "Add item", ident="add")
-    for line in lines or WEEK_LINES:
+    lines = lines or WEEK_LINES
+    for index, line in enumerate(lines):
         s.add(K.KIND_FOCUS, EDITOR, editor)
+        s.seen("mousepad", "\n".join(lines))
         s.add(K.KIND_COPY, EDITOR, editor, element=text, value=line)
         s.add(K.KIND_FOCUS, PORTAL, form)
+        added = lines[:index] if listed else []
+        s.seen("chromium", "\n".join(["Weekly report", "Week", f"Items: {index} of 5", *added, "Item"]))
         s.add(K.KIND_CLICK, PORTAL, form, element=item)
         s.add(K.KIND_PASTE, PORTAL, form, element=item, value=line)
         s.add(K.KIND_FIELD_VALUE, PORTAL, form, element=item, value=line)

@@ -7,6 +7,7 @@ import re2
 from cloud_infer.workflows.compiler import FrameRef, Recorded, compile_recording
 from cloud_infer.workflows.program import (
     BindingInput,
+    Check,
     ItemInput,
     Loop,
     ParamInput,
@@ -15,7 +16,7 @@ from cloud_infer.workflows.program import (
     from_yaml,
     to_yaml,
 )
-from cloud_infer.workflows.values import infer_type, shape_pattern, snake_name
+from cloud_infer.workflows.values import infer_type, rendering_pattern, shape_pattern, snake_name
 from protos.shadowdesk.v1 import ingest_pb2 as pb
 from tests.cloud_infer.workflows.recordings import (
     CLAIM_NUMBER,
@@ -91,12 +92,21 @@ def test_the_expense_claim_compiles_to_bindings_parameters_checks_and_a_final_cl
     # the submit is sensitive; sign-in is not
     assert steps["click_submit_claim"].sensitive and not steps["click_sign_in"].sensitive
     # the claim number that appeared after the final click: checked, saved, and required at the end
-    (claim,) = steps["click_submit_claim"].checks
+    claim, *shown = steps["click_submit_claim"].checks
     assert (claim.kind, claim.save_as) == ("text_in_window", "claim_number")
     assert re2.fullmatch(claim.pattern, CLAIM_NUMBER) and re2.fullmatch(claim.pattern, "CLM-2027-9")
     assert not re2.search(claim.pattern, "INV-2026-0042")
     (final,) = program.final_checks
     assert (final.kind, final.equals) == ("text_in_window", BindingInput(binding="claim_number"))
+    # what the confirmation shows back, each value as the amount or day it is (shown normalised), in
+    # the order typed; the cost centre it does not show and the password are not checked
+    assert [(c.kind, c.equals, c.compare_as) for c in shown] == [
+        ("text_in_window", BindingInput(binding="invoice_number"), "text"),
+        ("text_in_window", BindingInput(binding="amount"), "money"),
+        ("text_in_window", ParamInput(param="invoice_date"), "date"),
+        ("text_in_window", ParamInput(param="vendor"), "text"),
+        ("text_in_window", ParamInput(param="category"), "text"),
+    ]
     # the document round-trips through YAML unchanged
     assert from_yaml(to_yaml(program)) == program
 
@@ -128,7 +138,7 @@ def test_a_wait_becomes_the_next_steps_wait_for_its_target_never_a_sleep() -> No
 
 def test_the_weekly_report_becomes_a_loop_over_the_lines_of_the_text_file() -> None:
     script = weekly_report()
-    program = compile_recording(script.actions, name="提报 weekly report")
+    program = compile_recording(script.actions, name="提报 weekly report", texts=script.texts)
     kinds = [type(e).__name__ + ":" + (e.action if isinstance(e, Step) else "loop") for e in program.steps]
     assert kinds == ["Step:focus", "Step:type", "Step:read", "Loop:loop", "Step:click"]
     read, loop = program.steps[2], program.steps[3]
@@ -146,10 +156,23 @@ def test_the_weekly_report_becomes_a_loop_over_the_lines_of_the_text_file() -> N
     assert body["type"].input == ItemInput(item="line")
     assert body["type"].checks[0].equals == ItemInput(item="line")
     assert body["click"].target is not None and body["click"].target.name == "Add item"
+    # The page listed each line once Add took it: the row's line, shown, is what proves the Add (and
+    # what the next row waits for before typing into the page that replaced this one).
+    assert body["click"].checks == [
+        Check(kind="text_in_window", window=body["click"].target.window, equals=ItemInput(item="line"))
+    ]
     send = program.steps[4]
     assert isinstance(send, Step) and send.sensitive
     assert [p.name for p in program.parameters] == ["week"]  # the lines are data, not parameters
     assert from_yaml(to_yaml(program)) == program
+
+
+def test_an_add_whose_page_never_showed_the_row_gets_no_check_of_it() -> None:
+    script = weekly_report(listed=False)
+    program = compile_recording(script.actions, name="counted, not listed", texts=script.texts)
+    (loop,) = [e for e in program.steps if isinstance(e, Loop)]
+    (add,) = [s for s in loop.steps if s.action == "click"]
+    assert add.checks == []
 
 
 def test_one_copy_pasted_twice_is_no_loop() -> None:
@@ -215,3 +238,29 @@ def test_recorded_order_is_by_seq() -> None:
     shuffled = list(reversed(script.actions))
     assert compile_recording(shuffled, name="x") == compile_recording(script.actions, name="x")
     assert all(isinstance(r, Recorded) for r in shuffled)
+
+
+def shown(pattern: str, text: str) -> str | None:
+    match = re2.search(pattern, text)
+    return match.group(1) if match else None
+
+
+def test_rendering_patterns_find_the_same_amount_or_day_in_any_usual_rendering() -> None:
+    money = rendering_pattern("1,280.50", "money")
+    assert [shown(money, t) for t in ("Amount1280.50", "¥1,280.5 paid", "金额（含税）1280.50")] == [
+        "1280.50",
+        "1,280.5",
+        "1280.50",
+    ]
+    # Never part of another number: not 11280.50, 1280.55 or 1280.505, nor the 80.50 of 1280.50.
+    assert [shown(money, t) for t in ("11280.50", "1280.55", "1280.505", "")] == [None] * 4
+    assert shown(rendering_pattern("80.50", "money"), "Total 1280.50") is None
+    whole = rendering_pattern("¥35", "money")
+    assert [shown(whole, t) for t in ("Tax35.00", "tax 35", "35.01", "135")] == ["35.00", "35", None, None]
+    day = rendering_pattern("2026年01月05日", "date")
+    found = [shown(day, t) for t in ("Invoice date2026-01-05", "2026/1/5", "Jan 5, 2026", "5 January 2026")]
+    assert found == ["2026-01-05", "2026/1/5", "Jan 5, 2026", "5 January 2026"]
+    assert [shown(day, t) for t in ("2026-01-15", "2026-11-05", "12026-01-05")] == [None] * 3
+    assert shown(rendering_pattern("Nov 23 2026", "date"), "2026年11月23日") == "2026年11月23日"
+    # Text, and a value that is not of its type, are compared as they are.
+    assert rendering_pattern("Acme", "money") == rendering_pattern("CC-2040", "text") == ""
