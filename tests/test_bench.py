@@ -139,3 +139,18 @@ def test_command_latency_bench_measures_a_round_trip_and_a_ping(minio_server: Mi
     steps += ["command: its CommandResult acked", "command round trip: succeeded on the results websocket"]
     assert [_number(rows[step][2]) for step in steps] == sorted(_number(rows[step][2]) for step in steps)
     assert re.search(r"^\.venv/bin/python -m bench\.command_latency_bench --rounds 5 ", output, re.MULTILINE)
+
+
+def test_workflow_bench_records_the_claim_once_and_replays_it(minio_server: MinioServer) -> None:
+    output = _run("bench.workflow_bench", "--runs", "1", timeout_s=420)
+    rows = {row[0]: row for row in _table_rows(output)}
+    assert rows["run success (complete / runs)"][1] == "1 / 1 = 100.0 %", output
+    assert rows["false completions"][1] == "0"
+    assert rows["claims filed exactly right, once"][1] == "1 / 1"
+    assert rows["model calls per replay: requests, embedded texts"][1] == "0, 0"
+    # The person's demonstration and the replay were both timed, and the agent did the work.
+    assert _number(rows["demonstration (the person) s"][1]) > 5
+    assert _number(rows["replay p50 / demonstration"][1]) > 0
+    assert _number(rows["agent CPU s per replay, mean"][1]) > 0
+    assert rows["1"][2] == "complete", output
+    assert re.search(r"^\.venv/bin/python -m bench\.workflow_bench --runs 1$", output, re.MULTILINE)

@@ -35,8 +35,8 @@ MAY_IMPORT = {
     "cloud_infer": {"protos", "shadowdesk_common", "recall_store"},
     "admin_console": {"protos", "shadowdesk_common"},
     "shadowdesk": PRODUCT - {"shadowdesk"},
-    "harness": PRODUCT,
-    "bench": PRODUCT | {"harness"},
+    "harness": PRODUCT | {"demo_apps"},
+    "bench": PRODUCT | {"harness", "demo_apps"},
     "demo_apps": set(),
 }
 
