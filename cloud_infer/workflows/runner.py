@@ -392,9 +392,8 @@ class RunEngine:
             find = pb.FindText(window=window_ref(_window_of(step)), text=text, pattern=step.pattern)
             wait = pb.WaitFor(text_in_window=find, timeout_ms=_ms(step.timeout_s))
             outcome = await self._command(step, row, pb.WorkflowStep(wait_for=wait), "act", trace)
-            found = outcome.observed.get("match") or outcome.observed.get("text", text)
-            # The agent reports the pattern's whole match; a read keeps its first group, so does this.
-            self._bind(step.save_as, _extract(step.pattern, found) if step.pattern else found)
+            # The agent reports what the pattern matched: its first group, when it has one (as a read keeps).
+            self._bind(step.save_as, outcome.observed.get("match") or outcome.observed.get("text", text))
         elif action == "set_clipboard":
             assert step.input is not None
             text, _ = self._resolve(step.input, items)

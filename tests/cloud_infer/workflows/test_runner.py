@@ -169,8 +169,9 @@ class Desk:
                 find = step.wait_for.text_in_window
                 text = self.page_text()
                 found = re.search(find.pattern, text) if find.pattern else None
-                if found is not None:  # the agent reports the pattern's whole match
-                    return ok, {"met": "true", "found": "true", "text": text, "match": found[0]}, ""
+                if found is not None:  # as the agent: the pattern's first group, or its whole match
+                    matched = next((g for g in found.groups() if g is not None), found[0])
+                    return ok, {"met": "true", "found": "true", "text": text, "match": matched}, ""
                 if not find.pattern and find.text and find.text in text:
                     return ok, {"met": "true", "found": "true", "text": text}, ""
                 return R.STATUS_FAILED, {"met": "false"}, "text_in_window not met"
