@@ -14,9 +14,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from cloud_infer.auth import issue_token
 from harness.dbus import SessionBus
-from harness.processes import TOKEN_SECRET, ServerProcess, ShadowdeskProcess, agent_env
+from harness.processes import ServerProcess, ShadowdeskProcess, desktop_agent
 from shadowdesk_common.desktop import VirtualDesktop
 
 
@@ -352,24 +351,14 @@ def start_agent(
 ) -> ShadowdeskProcess:
     """The real agent on the day's desktop (AT-SPI on), streaming as user ``ids[0]``, session ``ids[1]``."""
     user, session = ids
-    token = issue_token(TOKEN_SECRET, user_id=user, scope="ingest", session_id=session, ttl_s=7200)
-    agent = ShadowdeskProcess(
-        "agent",
-        {
-            "DISPLAY": desktop.display,
-            **bus.app_env,
-            **agent_env(
-                server,
-                token,
-                user,
-                session,
-                workdir / "spool.sqlite3",
-                flush_interval_s="0.2",
-                accessibility_interval_s="1",
-                **settings,
-            ),
-        },
-        workdir / "agent.log",
+    return desktop_agent(
+        desktop.display,
+        bus.app_env,
+        server,
+        user,
+        session,
+        workdir,
+        flush_interval_s="0.2",
+        accessibility_interval_s="1",
+        **settings,
     )
-    agent.start()
-    return agent

@@ -35,7 +35,7 @@ from harness.processes import (
     TOKEN_SECRET,
     ServerProcess,
     ShadowdeskProcess,
-    agent_env,
+    desktop_agent,
     minio_store_env,
     wait_until,
 )
@@ -226,25 +226,16 @@ def expense_desk(minio: MinioServer, home: Path, user: str, session: str) -> Ite
                 ["mousepad", str(note)], env={**bus.app_env, "XDG_CONFIG_HOME": str(home / "config")}
             )
             desktop.wait_for_window(f"{note} - Mousepad")
-            token = issue_token(TOKEN_SECRET, user, "ingest", session_id=session, ttl_s=7200)
-            agent = ShadowdeskProcess(
-                "agent",
-                {
-                    "DISPLAY": desktop.display,
-                    **bus.app_env,
-                    **agent_env(
-                        server,
-                        token,
-                        user,
-                        session,
-                        home / "spool.sqlite3",
-                        sensors="window_focus,accessibility",
-                        flush_interval_s="0.1",
-                    ),
-                },
-                home / "agent.log",
+            agent = desktop_agent(
+                desktop.display,
+                bus.app_env,
+                server,
+                user,
+                session,
+                home,
+                sensors="window_focus,accessibility",
+                flush_interval_s="0.1",
             )
-            agent.start()
             try:
                 yield ExpenseDesk(user, session, desktop, bus, server, agent, portal, home)
             finally:

@@ -18,6 +18,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
+from cloud_infer.auth import issue_token
 from harness.minio import free_port
 
 SHADOWDESK = [sys.executable, "-m", "shadowdesk.cli"]
@@ -163,3 +164,21 @@ def wait_until(predicate: Callable[[], object], timeout_s: float, what: str, int
             return
         time.sleep(interval_s)
     raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+
+
+def desktop_agent(
+    display: str,
+    app_env: Mapping[str, str],
+    server: ServerProcess,
+    user_id: str,
+    session_id: str,
+    workdir: Path,
+    **settings: str,
+) -> ShadowdeskProcess:
+    """The real agent on a desktop (its ``DISPLAY`` and session bus ``app_env``), streaming to ``server`` as
+    ``user_id``'s ``session_id`` with its spool and log in ``workdir``; started."""
+    token = issue_token(TOKEN_SECRET, user_id, "ingest", session_id=session_id, ttl_s=7200)
+    env = agent_env(server, token, user_id, session_id, workdir / "spool.sqlite3", **settings)
+    agent = ShadowdeskProcess("agent", {"DISPLAY": display, **app_env, **env}, workdir / "agent.log")
+    agent.start()
+    return agent

@@ -9,11 +9,12 @@ imports the cloud tier or the store, and no product package imports ``harness``,
 
 from __future__ import annotations
 
-import ast
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.support.imports import absolute_imports
 
 REPO = Path(__file__).resolve().parents[1]
 PRODUCT = {
@@ -43,18 +44,11 @@ MAY_IMPORT = {
 
 def our_imports(package: str) -> Iterator[tuple[str, str]]:
     """(file, package of ours) for every absolute import of one of our packages under ``package``."""
-    for path in sorted((REPO / package).rglob("*.py")):
-        for node in ast.walk(ast.parse(path.read_text(), str(path))):
-            if isinstance(node, ast.Import):
-                names = [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                names = [node.module]
-            else:
-                continue
-            for name in names:
-                top = name.partition(".")[0]
-                if top in OURS and top != package:
-                    yield f"{path.relative_to(REPO)}:{node.lineno}", top
+    for path, imports in absolute_imports(sorted((REPO / package).rglob("*.py"))).items():
+        for lineno, name in imports:
+            top = name.partition(".")[0]
+            if top in OURS and top != package:
+                yield f"{path.relative_to(REPO)}:{lineno}", top
 
 
 def test_every_package_of_ours_has_a_floor() -> None:

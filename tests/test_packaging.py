@@ -8,7 +8,6 @@ own requirements is caught too. docs/deployment.md measures both installs.
 
 from __future__ import annotations
 
-import ast
 import json
 import subprocess
 import sys
@@ -20,6 +19,8 @@ from pathlib import Path
 
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
+
+from tests.support.imports import absolute_imports
 
 REPO = Path(__file__).resolve().parents[1]
 PROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
@@ -87,14 +88,12 @@ def modules_of(distributions: Iterable[str]) -> set[str]:
 
 def imported_modules(paths: Iterable[str]) -> Iterator[tuple[Path, str]]:
     """(file, top-level module) of every absolute import in ``paths``, inside functions too."""
+    files = []
     for entry in paths:
         root = REPO / entry
-        for path in [root] if root.is_file() else sorted(root.rglob("*.py")):
-            for node in ast.walk(ast.parse(path.read_text(), str(path))):
-                if isinstance(node, ast.Import):
-                    yield from ((path, alias.name.partition(".")[0]) for alias in node.names)
-                elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                    yield path, node.module.partition(".")[0]
+        files += [root] if root.is_file() else sorted(root.rglob("*.py"))
+    for path, imports in absolute_imports(files).items():
+        yield from ((path, module.partition(".")[0]) for _, module in imports)
 
 
 def test_base_install_pulls_no_heavy_distribution() -> None:

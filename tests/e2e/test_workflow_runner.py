@@ -32,7 +32,7 @@ from cloud_infer.auth import issue_token
 from harness.chromium import chromium_argv
 from harness.dbus import SessionBus
 from harness.minio import MinioServer
-from harness.processes import TOKEN_SECRET, ServerProcess, ShadowdeskProcess, agent_env, minio_store_env
+from harness.processes import TOKEN_SECRET, ServerProcess, ShadowdeskProcess, desktop_agent, minio_store_env
 from shadowdesk_common.desktop import VirtualDesktop
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -224,25 +224,16 @@ def desk(minio_server: MinioServer, tmp_path_factory: pytest.TempPathFactory) ->
                 ["mousepad", str(note)], env={**bus.app_env, "XDG_CONFIG_HOME": str(home / "config")}
             )
             desktop.wait_for_window(f"{note} - Mousepad")
-            token = issue_token(TOKEN_SECRET, USER, "ingest", session_id=SESSION, ttl_s=7200)
-            agent = ShadowdeskProcess(
-                "agent",
-                {
-                    "DISPLAY": desktop.display,
-                    **bus.app_env,
-                    **agent_env(
-                        server,
-                        token,
-                        USER,
-                        SESSION,
-                        home / "spool.sqlite3",
-                        sensors="system_metrics",
-                        flush_interval_s="0.1",
-                    ),
-                },
-                home / "agent.log",
+            agent = desktop_agent(
+                desktop.display,
+                bus.app_env,
+                server,
+                USER,
+                SESSION,
+                home,
+                sensors="system_metrics",
+                flush_interval_s="0.1",
             )
-            agent.start()
             running = Desk(desktop, bus, server, agent, portal, home)
             running.open_form("first")
             try:

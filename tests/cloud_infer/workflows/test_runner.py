@@ -9,7 +9,6 @@ tests/e2e/test_workflow_runner.py.
 
 from __future__ import annotations
 
-import ast
 import asyncio
 import contextlib
 import json
@@ -36,6 +35,7 @@ from recall_store.config import StoreSettings
 from tests.cloud_infer.commands.agent import TestAgent
 from tests.cloud_infer.commands.conftest import CommandStack, start_stack
 from tests.cloud_infer.helpers import SECRET, FaultyStore, manage_auth, read_auth, serve_api
+from tests.support.imports import absolute_imports
 
 
 @pytest.fixture
@@ -563,16 +563,9 @@ def test_parameters_are_checked_before_a_run_starts() -> None:
 def test_the_runner_never_imports_the_llm_gateway() -> None:
     """Replays make zero model calls: nothing the runner is built from can reach the gateway."""
     folder = Path(__file__).resolve().parents[3] / "cloud_infer" / "workflows"
-    for path in sorted(folder.glob("runner*.py")):
-        for node in ast.walk(ast.parse(path.read_text())):
-            modules = (
-                [alias.name for alias in node.names]
-                if isinstance(node, ast.Import)
-                else [node.module or ""]
-                if isinstance(node, ast.ImportFrom)
-                else []
-            )
-            assert not [m for m in modules if m.startswith(("cloud_infer.llm", "cloud_infer.assist"))], path
+    for path, imports in absolute_imports(sorted(folder.glob("runner*.py"))).items():
+        modules = [module for _, module in imports]
+        assert not [m for m in modules if m.startswith(("cloud_infer.llm", "cloud_infer.assist"))], path
 
 
 async def test_the_api_starts_follows_answers_and_keeps_runs_to_their_owner(
