@@ -8,6 +8,7 @@ that user's MinIO bucket directly.
 from __future__ import annotations
 
 import io
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -51,16 +52,21 @@ def desktop() -> Iterator[VirtualDesktop]:
 
 
 def _timeline(server: ServerProcess, token: str) -> dict[str, Any]:
-    now = datetime.now(UTC)
-    response = httpx.get(
-        f"{server.http_url}/v1/timeline",
-        params={
-            "start": (now - timedelta(hours=1)).isoformat(),
-            "end": (now + timedelta(minutes=5)).isoformat(),
-        },
-        headers={"Authorization": f"Bearer {token}"},
-        timeout=10,
-    )
+    """The user's last hour; a 429 (timeline reads are limited per user a minute) waits as it asks."""
+    for _ in range(5):
+        now = datetime.now(UTC)
+        response = httpx.get(
+            f"{server.http_url}/v1/timeline",
+            params={
+                "start": (now - timedelta(hours=1)).isoformat(),
+                "end": (now + timedelta(minutes=5)).isoformat(),
+            },
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=10,
+        )
+        if response.status_code != 429:
+            break
+        time.sleep(min(10.0, float(response.headers.get("retry-after", "1"))))
     response.raise_for_status()
     body: dict[str, Any] = response.json()
     return body
@@ -110,12 +116,14 @@ def test_desktop_history_reaches_minio_in_the_users_space_only(
                 ),
                 60,
                 f"a span of {title!r} with a frame in the timeline (agent log: {agent.log()[-1500:]})",
+                interval_s=1.0,
             )
         # The second "Alpha notes" is not proven by the wait above (the first span already matched).
         wait_until(
             lambda: _order(_timeline(server, read_token)["spans"], wanted)[-4:] == wanted,
             60,
             "the focus order in the timeline",
+            interval_s=1.0,
         )
         spans = _timeline(server, read_token)["spans"]
     finally:
