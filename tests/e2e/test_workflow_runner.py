@@ -13,7 +13,6 @@ killed mid-run (the run resumes; nothing is submitted twice). No run makes a mod
 from __future__ import annotations
 
 import contextlib
-import json
 import threading
 import time
 import uuid
@@ -31,6 +30,7 @@ import pytest
 from cloud_infer.auth import issue_token
 from harness.chromium import chromium_argv
 from harness.dbus import SessionBus
+from harness.expense_desk import show
 from harness.minio import MinioServer
 from harness.processes import TOKEN_SECRET, ServerProcess, ShadowdeskProcess, desktop_agent, minio_store_env
 from shadowdesk_common.desktop import VirtualDesktop
@@ -280,23 +280,6 @@ def wait_run(
                 f"server: {desk.server.log()[-3000:]}\nagent: {desk.agent.log()[-3000:]}"
             )
         time.sleep(0.2)
-
-
-def show(run: dict[str, Any]) -> str:
-    """What a failed assertion needs to say about a run: its question and each try's outcome and error."""
-    tries = [
-        (
-            s["step_id"],
-            s["row"],
-            s["outcome"],
-            s["error"][:300],
-            [(c["kind"], c["held"], c["actual"]) for c in s["checks"]],
-        )
-        for s in run.get("steps", [])
-    ]
-    return json.dumps(
-        {"status": run["status"], "question": run["question"], "error": run["error"], "tries": tries}
-    )
 
 
 def answer(api: httpx.Client, run: dict[str, Any], decision: str) -> None:
