@@ -145,6 +145,14 @@ class DiagnosticsService:
             raise NotFoundError(f"no incident {incident_id!r}")
         return found
 
+    def sessions(self) -> list[tuple[str, Series]]:
+        """Every session with recent metrics, by pseudonym, the most recently reporting last."""
+        return list(self._series.items())
+
+    def series(self, subject: str) -> Series | None:
+        """A session's recent metrics, by pseudonym."""
+        return self._series.get(subject)
+
     def session_of(self, subject: str) -> SessionRef | None:
         """The session behind a pseudonym, once it reported metrics to this server; never shown to admins."""
         return self._refs.get(subject)
