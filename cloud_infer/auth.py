@@ -4,7 +4,11 @@ Scopes: ``ingest`` (one desktop session's agent; claim ``sid`` binds it to that 
 (the caller's own history and settings), ``manage`` (destructive or privacy-reducing changes:
 erasure, unpausing, removing exclusions, retention; commanding one's own desktops) and ``admin`` (an
 operator: remediation commands to any user's desktop, ``cloud_infer.commands.policy``; nothing of a
-user's history). A ``login`` ticket is not an API token: it is
+user's history). The ops roles (``OPS_ROLES``, weakest first, each including the ones before it):
+``ops_view`` reads the fleet's ops data, ``ops_operate`` also runs the actions that are not risky, and
+``admin`` does everything, approving risky actions and revealing whose a session is among it.
+``ops_console`` is the admin console's own service token: it only exchanges a console user's sign-in
+for a short-lived token of that user's role. A ``login`` ticket is not an API token: it is
 redeemed once at ``POST /v1/auth/session`` for a read (and maybe manage) token, so no token ever rides
 in a URL. Every token names its key (``kid``): new tokens are signed with the current key, and earlier
 keys stay valid for verification while their tokens live out a rotation. A token whose lifetime
@@ -27,8 +31,12 @@ from cloud_infer.errors import PermissionDeniedError, TokenExpiredError, TokenIn
 from recall_store.errors import InvalidNameError
 from recall_store.naming import validate_id
 
-Scope = Literal["ingest", "read", "manage", "admin", "login"]
-SCOPES: frozenset[str] = frozenset({"ingest", "read", "manage", "admin", "login"})
+Scope = Literal["ingest", "read", "manage", "admin", "login", "ops_view", "ops_operate", "ops_console"]
+SCOPES: frozenset[str] = frozenset(
+    {"ingest", "read", "manage", "admin", "login", "ops_view", "ops_operate", "ops_console"}
+)
+OpsRole = Literal["ops_view", "ops_operate", "admin"]
+OPS_ROLES: tuple[OpsRole, ...] = ("ops_view", "ops_operate", "admin")
 ALGORITHM = "HS256"
 ISSUER = "shadowdesk"
 # One audience per kind of token: an agent's token opens no API route and a read token no stream.
@@ -65,6 +73,12 @@ class TokenClaims:
         """Self if the token carries ``scope``, else PermissionDeniedError (a valid token, too weak)."""
         if scope not in self.scopes:
             raise PermissionDeniedError(f"this needs a token with the {scope!r} scope")
+        return self
+
+    def require_ops(self, role: OpsRole) -> TokenClaims:
+        """Self if the token carries ``role`` or a stronger ops role, else PermissionDeniedError."""
+        if not self.scopes & set(OPS_ROLES[OPS_ROLES.index(role) :]):
+            raise PermissionDeniedError(f"this needs the {role!r} ops role or a stronger one")
         return self
 
 
@@ -124,7 +138,7 @@ class TokenAuthority:
             raise ValueError("a login ticket carries no other scope; put what it grants in grants")
         kind = _kind(wanted)
         if kind == "api" and "read" not in wanted:
-            raise ValueError("an API token always carries read; manage or admin comes on top of it")
+            raise ValueError("an API token always carries read; the other scopes come on top of it")
         if kind == "ingest":
             if session_id is None:
                 raise ValueError("an ingest token needs a session id")

@@ -167,6 +167,11 @@ class RemediationService:
             raise NotFoundError(f"no remediation {remediation_id!r}")
         return found
 
+    def of_incident(self, incident_id: str) -> list[Remediation]:
+        """The incident's remediations (not dry runs) since this server started, newest first."""
+        found = [r for r in self._remediations.values() if r.incident_id == incident_id]
+        return sorted(found, key=lambda r: r.created_ns, reverse=True)
+
     async def close(self) -> None:
         for task in self._tasks:
             task.cancel()

@@ -1,0 +1,135 @@
+"""The fleet as the admin console shows it: each session's health and newest numbers, a session's recent
+series for charts, and a search over incidents ("has this happened before?").
+
+Only numbers leave here for sessions: every numeric field of the newest ``Sample`` (read generically, so
+a metric the agent starts to send shows up without a change here), never a string a sample may carry.
+Sessions are named by pseudonym, as everywhere in ops.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Iterator
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from cloud_infer.diagnostics.incidents import Incident
+from cloud_infer.diagnostics.rules import Severity
+from cloud_infer.diagnostics.service import DiagnosticsService
+from cloud_infer.diagnostics.signals import NS_PER_S, Sample
+
+
+class Health(StrEnum):
+    OK = "ok"
+    WARNING = "warning"
+    CRITICAL = "critical"
+
+
+class SessionSummary(BaseModel):
+    subject: str = Field(description="The session's pseudonym.")
+    health: Health = Field(description="The worst severity among the open incidents it is active in.")
+    last_sample_ns: int
+    metrics: dict[str, float] = Field(description="The newest sample's numeric metrics.")
+    open_incidents: list[str]
+
+
+class SessionList(BaseModel):
+    sessions: list[SessionSummary]
+
+
+class SeriesPoints(BaseModel):
+    """Columns for a chart: ``t`` (seconds since the epoch) and one list per metric, equally long."""
+
+    subject: str
+    t: list[float]
+    metrics: dict[str, list[float]]
+
+
+def numbers(sample: Sample) -> dict[str, float]:
+    """The sample's numeric metrics by field name (its time, booleans and any text left out)."""
+    found: dict[str, float] = {}
+    for field in dataclasses.fields(sample):
+        value = getattr(sample, field.name)
+        if field.name != "t" and isinstance(value, int | float) and not isinstance(value, bool):
+            found[field.name] = float(value)
+    return found
+
+
+def summaries(diagnostics: DiagnosticsService) -> list[SessionSummary]:
+    """Every session with recent metrics, the most recently reporting first."""
+    worst: dict[str, Health] = {}
+    incidents: dict[str, list[str]] = {}
+    for incident in diagnostics.incidents(open_only=True, limit=10_000):
+        health = Health.CRITICAL if incident.severity is Severity.CRITICAL else Health.WARNING
+        for part in incident.sessions:
+            if not part.active:
+                continue
+            incidents.setdefault(part.subject, []).append(incident.incident_id)
+            if worst.get(part.subject) is not Health.CRITICAL:
+                worst[part.subject] = health
+    found = []
+    for subject, series in reversed(diagnostics.sessions()):
+        newest = series.newest
+        if newest is None:
+            continue
+        found.append(
+            SessionSummary(
+                subject=subject,
+                health=worst.get(subject, Health.OK),
+                last_sample_ns=int(newest.t * NS_PER_S),
+                metrics=numbers(newest),
+                open_incidents=incidents.get(subject, []),
+            )
+        )
+    return found
+
+
+def points(subject: str, samples: Iterable[Sample], seconds: float) -> SeriesPoints:
+    """The samples within ``seconds`` of the newest, as columns."""
+    kept = list(samples)
+    if kept:
+        kept = [s for s in kept if s.t >= kept[-1].t - seconds]
+    rows = [numbers(s) for s in kept]
+    names = sorted({name for row in rows for name in row})
+    return SeriesPoints(
+        subject=subject,
+        t=[s.t for s in kept],
+        metrics={name: [row.get(name, 0.0) for row in rows] for name in names},
+    )
+
+
+def _texts(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _texts(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _texts(item)
+
+
+def matches(incident: Incident, query: str) -> bool:
+    """Whether every word of ``query`` is in the incident's text: its rule, title, severity, explanations,
+    sessions and whatever else it names (process and app names), case-insensitive."""
+    words = query.lower().split()
+    text = " ".join(_texts(incident.model_dump(mode="json", exclude={"evidence"}))).lower()
+    return all(word in text for word in words)
+
+
+def _signature(incident: Incident) -> object:
+    # Incidents that carry a fault signature (the app and version that crashed, ...) match on it too.
+    return (incident.rule, getattr(incident, "signature", None))
+
+
+def similar(incident: Incident, incidents: Iterable[Incident]) -> list[Incident]:
+    """Incidents opened before ``incident`` with the same rule and signature, newest first."""
+    return [
+        other
+        for other in incidents
+        if other.incident_id != incident.incident_id
+        and other.opened_ns < incident.opened_ns
+        and _signature(other) == _signature(incident)
+    ]
