@@ -39,6 +39,17 @@ if [[ "$(cat "$stamp" 2>/dev/null)" != "$want" ]]; then
   .venv/bin/python -m pip install -q -e ".[$extras]"
   echo "$want" > "$stamp"
 fi
+# pip's wheel cache keys a built llama-cpp-python by its source, not by CMAKE_ARGS, so a machine whose
+# cache holds a native build (or a venv from before this rule) would still load AMX kernels: check the
+# library that is installed, and rebuild it without the cache when they are in it.
+if ! .venv/bin/python -c 'import re, sys, llama_cpp; sys.exit(bool(re.search(r"AMX\w* = 1", llama_cpp.llama_print_system_info().decode())))'; then
+  echo "setup: rebuilding llama-cpp-python for AVX2 (the installed build has AMX kernels)"
+  version="$(.venv/bin/python -c 'import llama_cpp; print(llama_cpp.__version__)')"
+  CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON}" \
+    .venv/bin/python -m pip install -q --no-cache-dir --force-reinstall --no-deps "llama-cpp-python==$version"
+  .venv/bin/python -c 'import re, sys, llama_cpp; sys.exit(bool(re.search(r"AMX\w* = 1", llama_cpp.llama_print_system_info().decode())))' \
+    || { echo "setup: llama-cpp-python still has AMX kernels; set CMAKE_ARGS to a build without them" >&2; exit 1; }
+fi
 
 if ((WANT_TEST)); then
   echo "setup: minio server at $(bash scripts/minio.sh)"
