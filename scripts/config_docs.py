@@ -12,6 +12,7 @@ from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 from pydantic_settings import BaseSettings
 
+from admin_console.config import ConsoleSettings
 from cloud_infer.commands.config import CommandSettings
 from cloud_infer.config import ServerSettings
 from cloud_infer.diagnostics.config import DiagnosticsSettings
@@ -35,6 +36,7 @@ SECTIONS: list[tuple[str, type[BaseSettings]]] = [
     ("Ops diagnostics (server side)", DiagnosticsSettings),
     ("Recall (server side)", RecallSettings),
     ("LLM (server side)", LLMSettings),
+    ("Admin console (`shadowdesk console`)", ConsoleSettings),
     ("Session agent (`shadowdesk agent`)", AgentSettings),
     ("Telemetry (every process)", TelemetrySettings),
 ]

@@ -1,5 +1,5 @@
-"""The ``shadowdesk`` command: ``up`` (all-in-one demo), ``server``, ``agent``, ``token``, ``login``,
-``revoke``, ``fsck``.
+"""The ``shadowdesk`` command: ``up`` (all-in-one demo), ``server``, ``agent``, ``console``, ``token``,
+``login``, ``revoke``, ``fsck``.
 
 Every subcommand reads its configuration from the environment (see docs/configuration.md); flags only
 cover what a person types at a demo. Each command imports what it runs only when it runs: the base install
@@ -74,6 +74,11 @@ def _agent(_: argparse.Namespace) -> int:
     return 0
 
 
+def _console(_: argparse.Namespace) -> int:
+    # Its own process and its own imports: the console reaches the cloud through its API only.
+    os.execv(sys.executable, [sys.executable, "-m", "admin_console"])
+
+
 def _token(args: argparse.Namespace) -> int:
     with _cloud_tier("token"):
         from cloud_infer.auth import Scope, TokenAuthority
@@ -84,6 +89,9 @@ def _token(args: argparse.Namespace) -> int:
         "read": ["read"],
         "manage": ["read", "manage"],
         "admin": ["read", "admin"],
+        "ops_view": ["read", "ops_view"],
+        "ops_operate": ["read", "ops_operate"],
+        "ops_console": ["read", "ops_console"],
     }
     scopes = by_choice[args.scope]
     token = TokenAuthority.from_settings(ServerSettings()).issue(
@@ -171,15 +179,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("server", help="the cloud tier: gRPC ingest and the HTTP API").set_defaults(func=_server)
     sub.add_parser("agent", help="the session agent inside a desktop").set_defaults(func=_agent)
+    sub.add_parser(
+        "console", help="the admin console's web app (configure with SHADOWDESK_CONSOLE_*)"
+    ).set_defaults(func=_console)
 
     token = sub.add_parser("token", help="issue an access token signed with SHADOWDESK_TOKEN_SECRET")
     token.add_argument("--user", required=True)
     token.add_argument(
         "--scope",
-        choices=["ingest", "read", "manage", "admin"],
+        choices=["ingest", "read", "manage", "admin", "ops_view", "ops_operate", "ops_console"],
         required=True,
         help="manage and admin also read; admin: an operator's remediation commands to any desktop and "
-        "the ops incidents",
+        "everything of ops; ops_view reads ops data, ops_operate also runs the actions that are not risky; "
+        "ops_console: the admin console's service token",
     )
     token.add_argument("--session", help="the desktop session an ingest token is bound to")
     token.add_argument(

@@ -4,7 +4,10 @@
 the store, the cloud tier over the store, and ``shadowdesk`` (the CLI) over all of them. The agent never
 imports the cloud tier or the store, and no product package imports ``harness``, ``bench``, ``tests`` or
 ``demo_apps`` (the apps the demo and the tests work in, which import nothing of ours); ``bench`` uses
-``harness``, never ``tests``. Lazy imports inside functions count the same.
+``harness``, never ``tests``. The admin console stands apart: it imports only the contract and the bottom
+floor (it reaches the cloud through its API), and nothing of ours imports it (``shadowdesk console`` and
+the demo run it as its own process, ``python -m admin_console``). Lazy imports inside functions count the
+same.
 """
 
 from __future__ import annotations
@@ -27,17 +30,18 @@ PRODUCT = {
     "shadowdesk",
 }
 OURS = PRODUCT | {"harness", "bench", "tests", "demo_apps"}
-# Besides itself. The ops console will reach the cloud through its API, not by importing the cloud tier.
+# Besides itself. The ops console reaches the cloud through its API, not by importing the cloud tier.
+CONSOLE = "admin_console"
 MAY_IMPORT = {
     "protos": set(),
     "shadowdesk_common": {"protos"},
     "session_agent": {"protos", "shadowdesk_common"},
     "recall_store": {"protos", "shadowdesk_common"},
     "cloud_infer": {"protos", "shadowdesk_common", "recall_store"},
-    "admin_console": {"protos", "shadowdesk_common"},
-    "shadowdesk": PRODUCT - {"shadowdesk"},
-    "harness": PRODUCT | {"demo_apps"},
-    "bench": PRODUCT | {"harness", "demo_apps"},
+    CONSOLE: {"protos", "shadowdesk_common"},
+    "shadowdesk": PRODUCT - {"shadowdesk", CONSOLE},
+    "harness": PRODUCT - {CONSOLE} | {"demo_apps"},
+    "bench": PRODUCT - {CONSOLE} | {"harness", "demo_apps"},
     "demo_apps": set(),
 }
 
@@ -62,3 +66,13 @@ def test_package_imports_only_the_floors_below_it(package: str) -> None:
         f"{where} imports {top}" for where, top in our_imports(package) if top not in MAY_IMPORT[package]
     ]
     assert not wrong, wrong
+
+
+def test_nothing_of_ours_imports_the_console() -> None:
+    importers = [
+        f"{where} imports {CONSOLE}"
+        for package in sorted(MAY_IMPORT)
+        for where, top in our_imports(package)
+        if top == CONSOLE
+    ]
+    assert not importers, importers
