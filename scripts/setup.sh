@@ -51,6 +51,9 @@ if ! .venv/bin/python -c 'import re, sys, llama_cpp; sys.exit(bool(re.search(r"A
     || { echo "setup: llama-cpp-python still has AMX kernels; set CMAKE_ARGS to a build without them" >&2; exit 1; }
 fi
 
+# The admin console's charts (uPlot) from the npm registry, as its lock file pins them.
+npm ci --prefix admin_console/web --no-audit --no-fund --loglevel=error >/dev/null
+
 if ((WANT_TEST)); then
   echo "setup: minio server at $(bash scripts/minio.sh)"
 fi
