@@ -144,6 +144,7 @@ def _up(args: argparse.Namespace) -> int:
             desktop=args.desktop,
             scenario=args.scenario,
             portal_port=args.portal_port,
+            console_port=args.console_port,
         )
         asyncio.run(run_demo(options))
     finally:
@@ -175,6 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="expense: an expense portal, an invoice in evince and a cost list in mousepad on the desktop",
     )
     up.add_argument("--portal-port", type=int, default=8090, help="the expense portal's port")
+    up.add_argument("--console-port", type=int, default=8081, help="the admin console's port")
     up.set_defaults(func=_up)
 
     sub.add_parser("server", help="the cloud tier: gRPC ingest and the HTTP API").set_defaults(func=_server)

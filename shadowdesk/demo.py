@@ -1,8 +1,11 @@
-"""``shadowdesk up``: the cloud server, the embedded local store and an agent, in one process.
+"""``shadowdesk up``: the cloud server, the embedded local store and an agent, in one process, and the
+admin console beside it (its own process and port, ``python -m admin_console``).
 
-The demo keeps everything under one data directory: the local object store, the agent's spool and a
-random token secret made on first run. The agent attaches to $DISPLAY, or to a virtual Xvfb desktop
-with a window manager and a terminal that the demo starts, or runs with system metrics only.
+The demo keeps everything under one data directory: the local object store, the agent's spool, a
+random token secret made on first run, and the console's user store with one demo user per role (their
+passwords are made on first run, kept in ``console-logins.txt`` and printed). The agent attaches to
+$DISPLAY, or to a virtual Xvfb desktop with a window manager and a terminal that the demo starts, or
+runs with system metrics only.
 ``scenario="expense"`` also opens the expense scenario on the desktop (``shadowdesk.scenario``).
 """
 
@@ -16,6 +19,7 @@ import secrets
 import shutil
 import signal
 import socket
+import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -34,6 +38,13 @@ from shadowdesk_common.desktop import VirtualDesktop
 logger = logging.getLogger(__name__)
 
 DEMO_USER = "demo"
+# Console users of the demo, by role; two admins, since a risky action needs a second one's approval.
+CONSOLE_USERS = (
+    ("ops-admin", "admin"),
+    ("ops-admin2", "admin"),
+    ("ops-operator", "operator"),
+    ("ops-viewer", "viewer"),
+)
 DEMO_WINDOW_TITLE = "Shadowdesk demo terminal"
 DesktopChoice = Literal["auto", "virtual", "current", "none"]
 ScenarioChoice = Literal["none", "expense"]
@@ -48,6 +59,7 @@ class DemoOptions:
     desktop: DesktopChoice = "auto"
     scenario: ScenarioChoice = "none"
     portal_port: int = 8090
+    console_port: int = 8081
 
 
 def _token_secret(data_dir: Path) -> str:
@@ -56,6 +68,49 @@ def _token_secret(data_dir: Path) -> str:
         path.write_text(secrets.token_urlsafe(32))
         path.chmod(0o600)
     return path.read_text().strip()
+
+
+def _console_logins(data_dir: Path) -> str:
+    """The demo's console users (made on first run through the console's own ``add-user``) and their
+    passwords, as lines of ``user  password  (role)``."""
+    logins = data_dir / "console-logins.txt"
+    if not logins.exists():
+        lines = []
+        for username, role in CONSOLE_USERS:
+            password = secrets.token_urlsafe(12)
+            add_user = [sys.executable, "-m", "admin_console", "add-user", "--username", username]
+            subprocess.run(
+                [*add_user, "--role", role, "--users-file", str(data_dir / "console-users.json")],
+                input=password + "\n",
+                text=True,
+                check=True,
+            )
+            lines.append(f"{username}  {password}  ({role})")
+        logins.touch(mode=0o600)
+        logins.write_text("\n".join(lines) + "\n")
+    return logins.read_text()
+
+
+def _start_console(
+    data_dir: Path, tokens: TokenAuthority, max_ttl_s: int, port: int, cloud_url: str
+) -> subprocess.Popen[bytes]:
+    """The console as its own process; its service token (scope ops_console) is made anew at each start."""
+    token_file = data_dir / "console-service-token"
+    token_file.touch(mode=0o600)
+    token_file.write_text(tokens.issue("admin-console", ["read", "ops_console"], ttl_s=max_ttl_s))
+    secret_file = data_dir / "console-session-secret"
+    if not secret_file.exists():
+        secret_file.touch(mode=0o600)
+        secret_file.write_text(secrets.token_urlsafe(32))
+    env = {
+        **os.environ,
+        "SHADOWDESK_CONSOLE_PORT": str(port),
+        "SHADOWDESK_CONSOLE_CLOUD_URL": cloud_url,
+        "SHADOWDESK_CONSOLE_SERVICE_TOKEN_FILE": str(token_file),
+        "SHADOWDESK_CONSOLE_USERS_FILE": str(data_dir / "console-users.json"),
+        "SHADOWDESK_CONSOLE_SESSION_SECRET": secret_file.read_text().strip(),
+    }
+    return subprocess.Popen([sys.executable, "-m", "admin_console"], env=env)
 
 
 def _wait_for_port(port: int, timeout_s: float) -> None:
@@ -138,10 +193,16 @@ async def run_demo(options: DemoOptions) -> None:
     )
     base = f"http://127.0.0.1:{options.http_port}"
 
+    logins = await asyncio.to_thread(_console_logins, data_dir)
     server_task = asyncio.create_task(serve(server_settings, store_settings, stop=stop), name="server")
+    console: subprocess.Popen[bytes] | None = None
     try:
         await asyncio.to_thread(_wait_for_port, options.grpc_port, 30.0)
         agent_task = asyncio.create_task(run_agent(agent_settings, stop), name="agent")
+        console = _start_console(
+            data_dir, tokens, server_settings.token_max_ttl_s, options.console_port, base
+        )
+        await asyncio.to_thread(_wait_for_port, options.console_port, 30.0)
         sys.stderr.write(
             "\nShadowdesk is up.\n"
             f"  desktop : {mode} {display}\n"
@@ -152,6 +213,8 @@ async def run_demo(options: DemoOptions) -> None:
             f"  token   : TOKEN=$({cli} token --user {DEMO_USER} --scope read)\n"
             f"  search  : curl -H \"Authorization: Bearer $TOKEN\" '{base}/v1/recall/search?q=shadowdesk'\n"
             f'  timeline: curl -H "Authorization: Bearer $TOKEN" {base}/v1/timeline\n'
+            + f"  console : http://127.0.0.1:{options.console_port}/  (admin console; sign in as one of:)\n"
+            + "".join(f"            {line}\n" for line in logins.splitlines())
             + (scenario.banner() if scenario is not None else "")
             + "Stop with Ctrl-C.\n\n"
         )
@@ -162,6 +225,9 @@ async def run_demo(options: DemoOptions) -> None:
         await asyncio.gather(agent_task, server_task)
     finally:
         stop.set()
+        if console is not None:
+            console.terminate()
+            await asyncio.to_thread(console.wait, 30)
         if not server_task.done():
             server_task.cancel()
         if scenario is not None:

@@ -1,4 +1,5 @@
-"""`shadowdesk up`, the README's demo, on a virtual desktop: its sign-in link shows the terminal window."""
+"""`shadowdesk up`, the README's demo, on a virtual desktop: its sign-in link shows the terminal window, and
+its admin console signs in the printed demo admin and shows the desktop's session."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ _JWT = re.compile(r"eyJ[\w-]+\.[\w-]+\.[\w-]+")
 
 
 def test_up_streams_the_virtual_desktop_into_the_local_store(tmp_path: Path) -> None:
-    http_port, grpc_port = free_port(), free_port()
+    http_port, grpc_port, console_port = free_port(), free_port(), free_port()
     log_path = tmp_path / "up.log"
     with log_path.open("wb") as log:
         demo = subprocess.Popen(
@@ -28,6 +29,7 @@ def test_up_streams_the_virtual_desktop_into_the_local_store(tmp_path: Path) -> 
                 "--data-dir", str(tmp_path / "data"),
                 "--http-port", str(http_port),
                 "--grpc-port", str(grpc_port),
+                "--console-port", str(console_port),
                 "--desktop", "virtual",
                 "--for", "60",
             ],
@@ -63,6 +65,16 @@ def test_up_streams_the_virtual_desktop_into_the_local_store(tmp_path: Path) -> 
         wait_until(
             terminal_in_timeline, 60, f"the demo terminal in the timeline; log:\n{log_path.read_text()}"
         )
+        (password,) = re.findall(r"ops-admin  (\S+)  \(admin\)", printed)
+        with httpx.Client(base_url=f"http://127.0.0.1:{console_port}", timeout=10) as console:
+            signed_in = console.post("/api/login", json={"username": "ops-admin", "password": password})
+            assert signed_in.status_code == 200 and signed_in.json()["role"] == "admin", signed_in.text
+
+            def session_on_console() -> bool:
+                reply = console.get("/api/ops/sessions")  # through the console's token exchange
+                return reply.status_code == 200 and bool(reply.json()["sessions"])
+
+            wait_until(session_on_console, 30, "the demo desktop's session on the console")
     finally:
         demo.terminate()
         exit_code = demo.wait(timeout=30)
