@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import socket
 import threading
 from collections.abc import Callable
 
@@ -21,7 +22,9 @@ from protos.shadowdesk.v1 import ingest_pb2 as pb
 from session_agent.config import (
     SENSOR_ACCESSIBILITY,
     SENSOR_APPS,
+    SENSOR_DESKTOP_HEALTH,
     SENSOR_FRAMES,
+    SENSOR_PROCESS_FAULTS,
     SENSOR_SELECTION,
     SENSOR_SYSTEM_METRICS,
     SENSOR_WINDOW_FOCUS,
@@ -32,8 +35,11 @@ from session_agent.executor import open_executor
 from session_agent.privacy import PrivacyRules
 from session_agent.sender import Sender
 from session_agent.sensors.accessibility import AccessibilitySensor
-from session_agent.sensors.base import FocusState, Sensor
+from session_agent.sensors.base import FocusState, Sensor, new_event
+from session_agent.sensors.crashes import ProcessFaultSensor
+from session_agent.sensors.desktop import DesktopSensor
 from session_agent.sensors.frames import FrameSensor
+from session_agent.sensors.health import DesktopHealth
 from session_agent.sensors.metrics import MetricsSensor
 from session_agent.sensors.selection import SelectionSensor
 from session_agent.sensors.window import WindowSensor
@@ -94,6 +100,7 @@ class Agent:
         self.buffer = EventBuffer()
         self.focus = FocusState()
         self.privacy = PrivacyRules.from_settings(settings)
+        self.health = DesktopHealth(self.buffer.emit)
         self._tracer = tracer
         self._meter = meter
 
@@ -111,7 +118,10 @@ class Agent:
             meter=self._meter,
             on_command=executor.submit,
             capabilities=executor.capabilities,
+            link=self.health.link,
+            on_connected=lambda: self.health.logon.reached(pb.LogonPhase.PHASE_AGENT_CONNECTED),
         )
+        self.buffer.emit(self._session_info())
         # Commands a previous run left unfinished are answered INTERRUPTED before anything is sent.
         await asyncio.to_thread(executor.start)
         sensor_stop = threading.Event()
@@ -158,6 +168,13 @@ class Agent:
                 spool.spool.dropped_frames,
             )
 
+    def _session_info(self) -> pb.Event:
+        event = new_event()
+        event.session_info.hostname = socket.gethostname()[:255]
+        event.session_info.image = self.settings.image
+        event.session_info.agent_version = self.settings.agent_version
+        return event
+
     def _sensors(self, spool: AsyncSpool) -> list[Sensor]:
         settings, emit = self.settings, self.buffer.emit
         sensors: list[Sensor] = []
@@ -171,6 +188,7 @@ class Agent:
                     emit_focus=SENSOR_WINDOW_FOCUS in settings.sensors,
                     emit_apps=SENSOR_APPS in settings.sensors,
                     privacy=self.privacy,
+                    health=self.health,
                 )
             )
         if SENSOR_FRAMES in settings.sensors:
@@ -211,8 +229,29 @@ class Agent:
             )
         if SENSOR_SYSTEM_METRICS in settings.sensors:
             sensors.append(
-                MetricsSensor(emit, interval_s=settings.metrics_interval_s, spool_depth=lambda: spool.depth)
+                MetricsSensor(
+                    emit,
+                    interval_s=settings.metrics_interval_s,
+                    send_interval_s=settings.metrics_send_interval_s,
+                    spool_depth=lambda: spool.depth,
+                    health=self.health,
+                    top_processes=settings.top_processes,
+                    top_interval_s=settings.top_interval_s,
+                )
             )
+        if SENSOR_DESKTOP_HEALTH in settings.sensors:
+            sensors.append(
+                DesktopSensor(
+                    settings.display,
+                    emit,
+                    health=self.health,
+                    hang_after_s=settings.hang_after_s,
+                    ping_interval_s=settings.ping_interval_s,
+                    probe_interval_s=settings.probe_interval_s,
+                )
+            )
+        if SENSOR_PROCESS_FAULTS in settings.sensors:
+            sensors.append(ProcessFaultSensor(settings.display, emit, health=self.health))
         return sensors
 
     async def _flush_loop(self, spool: AsyncSpool, sender: Sender) -> None:

@@ -30,6 +30,9 @@ SENSOR_FRAMES = "frames"
 SENSOR_SYSTEM_METRICS = "system_metrics"
 SENSOR_ACCESSIBILITY = "accessibility"
 SENSOR_SELECTION = "selection"
+# Ops diagnostics: app hangs, the desktop probe and logon phases (X), and crashes and OOM kills.
+SENSOR_DESKTOP_HEALTH = "desktop_health"
+SENSOR_PROCESS_FAULTS = "process_faults"
 KNOWN_SENSORS = frozenset(
     {
         SENSOR_WINDOW_FOCUS,
@@ -38,10 +41,19 @@ KNOWN_SENSORS = frozenset(
         SENSOR_SYSTEM_METRICS,
         SENSOR_ACCESSIBILITY,
         SENSOR_SELECTION,
+        SENSOR_DESKTOP_HEALTH,
+        SENSOR_PROCESS_FAULTS,
     }
 )
 X11_SENSORS = frozenset(
-    {SENSOR_WINDOW_FOCUS, SENSOR_APPS, SENSOR_FRAMES, SENSOR_ACCESSIBILITY, SENSOR_SELECTION}
+    {
+        SENSOR_WINDOW_FOCUS,
+        SENSOR_APPS,
+        SENSOR_FRAMES,
+        SENSOR_ACCESSIBILITY,
+        SENSOR_SELECTION,
+        SENSOR_DESKTOP_HEALTH,
+    }
 )
 # Executor actions: the names of the WorkflowStep and Remediation oneof fields of ingest.proto.
 ACTION_FOCUS_WINDOW = "focus_window"
@@ -146,7 +158,32 @@ class AgentSettings(BaseSettings):
         4, ge=0, le=64, description="skip frames whose dHash differs from the last sent one in fewer bits"
     )
     window_poll_s: float = Field(0.5, gt=0, description="longest wait between X event checks")
-    metrics_interval_s: float = Field(5.0, ge=0.1, description="seconds between system metric samples")
+    metrics_interval_s: float = Field(1.0, ge=0.1, description="seconds between system metric samples")
+    metrics_send_interval_s: float = Field(
+        2.0,
+        ge=0,
+        description="system metric samples are handed to the spool together this often (each hand-over "
+        "is a commit and a batch; 0: every sample at once)",
+    )
+    top_processes: int = Field(
+        3, ge=0, le=10, description="processes named in each sample as top CPU and top memory users (0: none)"
+    )
+    top_interval_s: float = Field(
+        3.0, ge=0, description="seconds between readings of the top processes (a pass over /proc)"
+    )
+    hang_after_s: float = Field(
+        5.0, gt=0, description="a window that leaves a _NET_WM_PING unanswered this long is hung"
+    )
+    ping_interval_s: float = Field(1.0, gt=0, description="seconds between _NET_WM_PING checks of a window")
+    probe_interval_s: float = Field(
+        1.0, gt=0, description="seconds between desktop responsiveness probes (an X round trip)"
+    )
+    image: str = Field(
+        "",
+        max_length=255,
+        description="the desktop image's name, reported to the cloud (fleet diagnostics groups host "
+        "faults by it; empty: by host)",
+    )
     accessibility_interval_s: float = Field(
         5.0, ge=0.5, description="seconds between accessibility-text walks of a window that stays focused"
     )

@@ -31,6 +31,7 @@ from protos.shadowdesk.v1 import ingest_pb2 as pb
 from protos.shadowdesk.v1 import ingest_pb2_grpc
 from session_agent.config import MAX_BATCH_BYTES, AgentSettings
 from session_agent.errors import AckTimeoutError, StreamError, StreamRejectedError, stream_error
+from session_agent.sensors.health import LinkStats
 from session_agent.spool import AsyncSpool
 
 logger = logging.getLogger(__name__)
@@ -107,8 +108,13 @@ class Sender:
         meter: metrics.Meter | None = None,
         on_command: Callable[[pb.Command], Awaitable[None]] | None = None,
         capabilities: Sequence[str] = (),
+        link: LinkStats | None = None,
+        on_connected: Callable[[], None] | None = None,
     ) -> None:
         self._settings = settings
+        # The ops sensors read the link's health here: send-to-Ack times and the oldest batch waiting.
+        self.link = link or LinkStats()
+        self._on_connected = on_connected
         self._on_command = on_command
         self._capabilities = list(capabilities)
         self._spool = spool
@@ -203,7 +209,10 @@ class Sender:
                 ),
             )
             state_out.append(state)
+            self.link.oldest_unacked = lambda: state.inflight[0].sent_at if state.inflight else None
             self.streams_opened += 1
+            if self._on_connected is not None:
+                self._on_connected()
             logger.info("streaming to %s; cloud has seq <= %d", settings.server, welcome.acked_seq)
             await _first_failure(
                 self._write_batches(call, state), self._read_acks(call, state), self._watch_acks(state)
@@ -224,6 +233,7 @@ class Sender:
             agent_version=settings.agent_version,
             capabilities=[*sorted(settings.sensors), *self._capabilities],
             hostname=socket.gethostname()[:255],
+            image=settings.image,
         )
 
     async def _write_batches(self, call: _Call, state: _StreamState) -> None:
@@ -261,7 +271,9 @@ class Sender:
                 acked_seq = message.ack.acked_seq
                 now = time.monotonic()
                 while state.inflight and state.inflight[0].last_seq <= acked_seq:
-                    self._ack_latency.record(now - state.inflight.popleft().sent_at)
+                    rtt_s = now - state.inflight.popleft().sent_at
+                    self._ack_latency.record(rtt_s)
+                    self.link.acked(rtt_s)
                 await self._spool.mark_acked(acked_seq)
                 state.progressed = True
                 state.acked.set()

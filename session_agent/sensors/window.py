@@ -4,7 +4,8 @@ Focus follows ``_NET_ACTIVE_WINDOW`` on the root window; titles follow ``_NET_WM
 ``WM_NAME``) on the focused window; apps follow the pids (``_NET_WM_PID``) of ``_NET_CLIENT_LIST``.
 All of it is driven by PropertyNotify events, re-checked every ``poll_s`` in case an event was missed
 between reading a property and subscribing to it. It reads window properties only: never keystrokes,
-window contents or input fields. Apps already running when the sensor starts are reported STARTED.
+window contents or input fields. Apps already running when the sensor starts are reported STARTED;
+an app started later is reported with its start time (its process's start to its first listed window).
 
 A private window (``session_agent.privacy``) is reported with ``private`` set and without its title
 and WM_CLASS; ``private_view`` tells the frame sensor which parts of the screen are private.
@@ -15,6 +16,7 @@ from __future__ import annotations
 import logging
 import select
 import threading
+import time
 from dataclasses import dataclass
 
 import psutil
@@ -27,6 +29,7 @@ from protos.shadowdesk.v1 import ingest_pb2 as pb
 from session_agent.errors import SensorError
 from session_agent.privacy import PrivacyRules
 from session_agent.sensors.base import Emit, FocusState, new_event
+from session_agent.sensors.health import DesktopHealth, app_version
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +61,8 @@ class PrivateView:
 class App:
     app_id: str
     executable: str
+    version: str = ""
+    startup_ms: int = 0
 
 
 class WindowSensor:
@@ -73,9 +78,12 @@ class WindowSensor:
         emit_focus: bool,
         emit_apps: bool,
         privacy: PrivacyRules | None = None,
+        health: DesktopHealth | None = None,
     ) -> None:
         self._display_name = display
         self._privacy = privacy or PrivacyRules()
+        self._health = health or DesktopHealth()
+        self._started = time.time()
         self._emit = emit
         self._poll_s = poll_s
         self._focus = focus
@@ -160,10 +168,19 @@ class WindowSensor:
                 running[info.pid] = info.app_id
         for pid, app_id in running.items():
             if pid not in self._apps:
-                self._apps[pid] = App(app_id, _executable(pid))
+                self._apps[pid] = App(app_id, executable_of(pid), app_version(pid), self._startup_ms(pid))
                 self._emit_app(pb.AppLifecycle.KIND_STARTED, pid, self._apps[pid])
         for pid in [pid for pid in self._apps if pid not in running]:
             self._emit_app(pb.AppLifecycle.KIND_EXITED, pid, self._apps.pop(pid))
+        self._health.apps = {pid: app.app_id for pid, app in self._apps.items()}
+
+    def _startup_ms(self, pid: int) -> int:
+        """From the process's start to now (its first window is listed), for apps started after the agent."""
+        try:
+            created = psutil.Process(pid).create_time()
+        except psutil.Error:
+            return 0
+        return int((time.time() - created) * 1000) if created >= self._started else 0
 
     def _emit_app(self, kind: pb.AppLifecycle.Kind.ValueType, pid: int, app: App) -> None:
         event = new_event()
@@ -171,6 +188,9 @@ class WindowSensor:
         event.app.app_id = app.app_id
         event.app.pid = pid
         event.app.executable = app.executable
+        event.app.app_version = app.version
+        if kind == pb.AppLifecycle.KIND_STARTED:
+            event.app.startup_ms = app.startup_ms
         self._emit(event)
 
 
@@ -236,7 +256,8 @@ def _text(value: object) -> str:
     return str(value)
 
 
-def _executable(pid: int) -> str:
+def executable_of(pid: int) -> str:
+    """The process name (comm), "" when it is gone."""
     try:
         return psutil.Process(pid).name()
     except psutil.Error:

@@ -58,10 +58,13 @@ class Hello(google.protobuf.message.Message):
     AGENT_VERSION_FIELD_NUMBER: builtins.int
     CAPABILITIES_FIELD_NUMBER: builtins.int
     HOSTNAME_FIELD_NUMBER: builtins.int
+    IMAGE_FIELD_NUMBER: builtins.int
     session_id: builtins.str
     user_id: builtins.str
     agent_version: builtins.str
     hostname: builtins.str
+    image: builtins.str
+    """The desktop image (e.g. "ubuntu-24.04-office-2026.11"); fleet diagnostics groups host faults by it."""
     @property
     def capabilities(self) -> google.protobuf.internal.containers.RepeatedScalarFieldContainer[builtins.str]:
         """Sensor and executor names the agent supports, e.g. "frames", "window_focus", "system_metrics"."""
@@ -74,8 +77,9 @@ class Hello(google.protobuf.message.Message):
         agent_version: builtins.str = ...,
         capabilities: collections.abc.Iterable[builtins.str] | None = ...,
         hostname: builtins.str = ...,
+        image: builtins.str = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["agent_version", b"agent_version", "capabilities", b"capabilities", "hostname", b"hostname", "session_id", b"session_id", "user_id", b"user_id"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["agent_version", b"agent_version", "capabilities", b"capabilities", "hostname", b"hostname", "image", b"image", "session_id", b"session_id", "user_id", b"user_id"]) -> None: ...
 
 Global___Hello: typing_extensions.TypeAlias = Hello
 
@@ -134,6 +138,9 @@ class Event(google.protobuf.message.Message):
     COMMAND_STARTED_FIELD_NUMBER: builtins.int
     COMMAND_RESULT_FIELD_NUMBER: builtins.int
     RECORDED_FIELD_NUMBER: builtins.int
+    APP_FAULT_FIELD_NUMBER: builtins.int
+    LOGON_FIELD_NUMBER: builtins.int
+    SESSION_INFO_FIELD_NUMBER: builtins.int
     seq: builtins.int
     """Per-session, strictly increasing, starting at 1. The cloud deduplicates on it."""
     time_unix_nano: builtins.int
@@ -166,6 +173,18 @@ class Event(google.protobuf.message.Message):
     def recorded(self) -> Global___RecordedAction:
         """What the user did while a recording (RecordingControl) was on; never sent outside one."""
 
+    @property
+    def app_fault(self) -> Global___AppFault:
+        """An app hung, recovered, crashed or was killed for memory (ops diagnostics)."""
+
+    @property
+    def logon(self) -> Global___LogonPhase:
+        """A phase of the session's logon was reached (once per phase and agent run)."""
+
+    @property
+    def session_info(self) -> Global___SessionInfo:
+        """Where the session runs: sent once per agent run, so consumers of the committed stream know it."""
+
     def __init__(
         self,
         *,
@@ -182,10 +201,13 @@ class Event(google.protobuf.message.Message):
         command_started: Global___CommandStarted | None = ...,
         command_result: Global___CommandResult | None = ...,
         recorded: Global___RecordedAction | None = ...,
+        app_fault: Global___AppFault | None = ...,
+        logon: Global___LogonPhase | None = ...,
+        session_info: Global___SessionInfo | None = ...,
     ) -> None: ...
-    def HasField(self, field_name: typing.Literal["app", b"app", "clipboard", b"clipboard", "command_result", b"command_result", "command_started", b"command_started", "frame", b"frame", "input", b"input", "kind", b"kind", "metrics", b"metrics", "recorded", b"recorded", "text", b"text", "url", b"url", "window_focus", b"window_focus"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["app", b"app", "clipboard", b"clipboard", "command_result", b"command_result", "command_started", b"command_started", "frame", b"frame", "input", b"input", "kind", b"kind", "metrics", b"metrics", "recorded", b"recorded", "seq", b"seq", "text", b"text", "time_unix_nano", b"time_unix_nano", "url", b"url", "window_focus", b"window_focus"]) -> None: ...
-    def WhichOneof(self, oneof_group: typing.Literal["kind", b"kind"]) -> typing.Literal["window_focus", "app", "frame", "text", "clipboard", "url", "input", "metrics", "command_started", "command_result", "recorded"] | None: ...
+    def HasField(self, field_name: typing.Literal["app", b"app", "app_fault", b"app_fault", "clipboard", b"clipboard", "command_result", b"command_result", "command_started", b"command_started", "frame", b"frame", "input", b"input", "kind", b"kind", "logon", b"logon", "metrics", b"metrics", "recorded", b"recorded", "session_info", b"session_info", "text", b"text", "url", b"url", "window_focus", b"window_focus"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["app", b"app", "app_fault", b"app_fault", "clipboard", b"clipboard", "command_result", b"command_result", "command_started", b"command_started", "frame", b"frame", "input", b"input", "kind", b"kind", "logon", b"logon", "metrics", b"metrics", "recorded", b"recorded", "seq", b"seq", "session_info", b"session_info", "text", b"text", "time_unix_nano", b"time_unix_nano", "url", b"url", "window_focus", b"window_focus"]) -> None: ...
+    def WhichOneof(self, oneof_group: typing.Literal["kind", b"kind"]) -> typing.Literal["window_focus", "app", "frame", "text", "clipboard", "url", "input", "metrics", "command_started", "command_result", "recorded", "app_fault", "logon", "session_info"] | None: ...
 
 Global___Event: typing_extensions.TypeAlias = Event
 
@@ -250,10 +272,18 @@ class AppLifecycle(google.protobuf.message.Message):
     APP_ID_FIELD_NUMBER: builtins.int
     PID_FIELD_NUMBER: builtins.int
     EXECUTABLE_FIELD_NUMBER: builtins.int
+    STARTUP_MS_FIELD_NUMBER: builtins.int
+    APP_VERSION_FIELD_NUMBER: builtins.int
     kind: Global___AppLifecycle.Kind.ValueType
     app_id: builtins.str
     pid: builtins.int
     executable: builtins.str
+    startup_ms: builtins.int
+    """KIND_STARTED of an app launched while the agent ran: from the process's start to its first
+    top-level window being listed by the window manager, in ms (0: unknown).
+    """
+    app_version: builtins.str
+    """See AppFault.app_version."""
     def __init__(
         self,
         *,
@@ -261,8 +291,10 @@ class AppLifecycle(google.protobuf.message.Message):
         app_id: builtins.str = ...,
         pid: builtins.int = ...,
         executable: builtins.str = ...,
+        startup_ms: builtins.int = ...,
+        app_version: builtins.str = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["app_id", b"app_id", "executable", b"executable", "kind", b"kind", "pid", b"pid"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["app_id", b"app_id", "app_version", b"app_version", "executable", b"executable", "kind", b"kind", "pid", b"pid", "startup_ms", b"startup_ms"]) -> None: ...
 
 Global___AppLifecycle: typing_extensions.TypeAlias = AppLifecycle
 
@@ -418,6 +450,20 @@ class SystemMetrics(google.protobuf.message.Message):
     NET_TX_BYTES_FIELD_NUMBER: builtins.int
     PROCESS_COUNT_FIELD_NUMBER: builtins.int
     SPOOL_DEPTH_FIELD_NUMBER: builtins.int
+    SWAP_USED_BYTES_FIELD_NUMBER: builtins.int
+    SWAP_TOTAL_BYTES_FIELD_NUMBER: builtins.int
+    DISK_FREE_BYTES_FIELD_NUMBER: builtins.int
+    DISK_READ_BYTES_FIELD_NUMBER: builtins.int
+    DISK_WRITE_BYTES_FIELD_NUMBER: builtins.int
+    SWAP_IN_PAGES_FIELD_NUMBER: builtins.int
+    SWAP_OUT_PAGES_FIELD_NUMBER: builtins.int
+    OOM_KILLS_FIELD_NUMBER: builtins.int
+    CLOUD_RTT_MS_FIELD_NUMBER: builtins.int
+    UNACKED_MS_FIELD_NUMBER: builtins.int
+    DESKTOP_PROBE_MS_FIELD_NUMBER: builtins.int
+    TOP_CPU_FIELD_NUMBER: builtins.int
+    TOP_MEMORY_FIELD_NUMBER: builtins.int
+    LOAD_5M_FIELD_NUMBER: builtins.int
     cpu_percent: builtins.float
     memory_used_bytes: builtins.int
     memory_total_bytes: builtins.int
@@ -428,6 +474,38 @@ class SystemMetrics(google.protobuf.message.Message):
     process_count: builtins.int
     spool_depth: builtins.int
     """Events waiting in the agent's spool when the sample was taken."""
+    swap_used_bytes: builtins.int
+    """Fields 10-23 were added for ops diagnostics; an older agent leaves them 0 (not sensed)."""
+    swap_total_bytes: builtins.int
+    disk_free_bytes: builtins.int
+    disk_read_bytes: builtins.int
+    """Bytes read and written by every block device since boot (rates are deltas between samples)."""
+    disk_write_bytes: builtins.int
+    swap_in_pages: builtins.int
+    """Pages swapped in and out since boot (/proc/vmstat pswpin, pswpout)."""
+    swap_out_pages: builtins.int
+    oom_kills: builtins.int
+    """Processes the kernel killed for lack of memory since boot (/proc/vmstat oom_kill)."""
+    cloud_rtt_ms: builtins.float
+    """Round trip to the cloud tier on the agent's own stream: the newest batch's send-to-Ack time
+    (the cloud acks after a durable write, so this includes it), ms; 0 when no Ack came since the
+    last sample.
+    """
+    unacked_ms: builtins.float
+    """Age of the oldest batch sent and not yet acknowledged, ms (0: none waiting); grows while the
+    link or the cloud is stuck, when no Ack can give an RTT.
+    """
+    desktop_probe_ms: builtins.float
+    """The desktop's responsiveness: a property change on the agent's own X window until the X server's
+    PropertyNotify for it comes back, ms (0: not measured).
+    """
+    load_5m: builtins.float
+    @property
+    def top_cpu(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[Global___ProcessUsage]:
+        """The top few processes by CPU and by resident memory (names only, never command lines)."""
+
+    @property
+    def top_memory(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[Global___ProcessUsage]: ...
     def __init__(
         self,
         *,
@@ -440,10 +518,193 @@ class SystemMetrics(google.protobuf.message.Message):
         net_tx_bytes: builtins.int = ...,
         process_count: builtins.int = ...,
         spool_depth: builtins.int = ...,
+        swap_used_bytes: builtins.int = ...,
+        swap_total_bytes: builtins.int = ...,
+        disk_free_bytes: builtins.int = ...,
+        disk_read_bytes: builtins.int = ...,
+        disk_write_bytes: builtins.int = ...,
+        swap_in_pages: builtins.int = ...,
+        swap_out_pages: builtins.int = ...,
+        oom_kills: builtins.int = ...,
+        cloud_rtt_ms: builtins.float = ...,
+        unacked_ms: builtins.float = ...,
+        desktop_probe_ms: builtins.float = ...,
+        top_cpu: collections.abc.Iterable[Global___ProcessUsage] | None = ...,
+        top_memory: collections.abc.Iterable[Global___ProcessUsage] | None = ...,
+        load_5m: builtins.float = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["cpu_percent", b"cpu_percent", "disk_used_percent", b"disk_used_percent", "load_1m", b"load_1m", "memory_total_bytes", b"memory_total_bytes", "memory_used_bytes", b"memory_used_bytes", "net_rx_bytes", b"net_rx_bytes", "net_tx_bytes", b"net_tx_bytes", "process_count", b"process_count", "spool_depth", b"spool_depth"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["cloud_rtt_ms", b"cloud_rtt_ms", "cpu_percent", b"cpu_percent", "desktop_probe_ms", b"desktop_probe_ms", "disk_free_bytes", b"disk_free_bytes", "disk_read_bytes", b"disk_read_bytes", "disk_used_percent", b"disk_used_percent", "disk_write_bytes", b"disk_write_bytes", "load_1m", b"load_1m", "load_5m", b"load_5m", "memory_total_bytes", b"memory_total_bytes", "memory_used_bytes", b"memory_used_bytes", "net_rx_bytes", b"net_rx_bytes", "net_tx_bytes", b"net_tx_bytes", "oom_kills", b"oom_kills", "process_count", b"process_count", "spool_depth", b"spool_depth", "swap_in_pages", b"swap_in_pages", "swap_out_pages", b"swap_out_pages", "swap_total_bytes", b"swap_total_bytes", "swap_used_bytes", b"swap_used_bytes", "top_cpu", b"top_cpu", "top_memory", b"top_memory", "unacked_ms", b"unacked_ms"]) -> None: ...
 
 Global___SystemMetrics: typing_extensions.TypeAlias = SystemMetrics
+
+@typing.final
+class ProcessUsage(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    PID_FIELD_NUMBER: builtins.int
+    NAME_FIELD_NUMBER: builtins.int
+    APP_ID_FIELD_NUMBER: builtins.int
+    CPU_PERCENT_FIELD_NUMBER: builtins.int
+    RSS_BYTES_FIELD_NUMBER: builtins.int
+    pid: builtins.int
+    name: builtins.str
+    """The process name (comm), never its command line."""
+    app_id: builtins.str
+    """The desktop app it belongs to (its window's app id, found through the process's ancestors);
+    "" for a process of no app.
+    """
+    cpu_percent: builtins.float
+    """Of one core, since the previous sample."""
+    rss_bytes: builtins.int
+    def __init__(
+        self,
+        *,
+        pid: builtins.int = ...,
+        name: builtins.str = ...,
+        app_id: builtins.str = ...,
+        cpu_percent: builtins.float = ...,
+        rss_bytes: builtins.int = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["app_id", b"app_id", "cpu_percent", b"cpu_percent", "name", b"name", "pid", b"pid", "rss_bytes", b"rss_bytes"]) -> None: ...
+
+Global___ProcessUsage: typing_extensions.TypeAlias = ProcessUsage
+
+@typing.final
+class AppFault(google.protobuf.message.Message):
+    """An app's fault, as the agent observed it."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    class _Kind:
+        ValueType = typing.NewType("ValueType", builtins.int)
+        V: typing_extensions.TypeAlias = ValueType
+
+    class _KindEnumTypeWrapper(google.protobuf.internal.enum_type_wrapper._EnumTypeWrapper[AppFault._Kind.ValueType], builtins.type):
+        DESCRIPTOR: google.protobuf.descriptor.EnumDescriptor
+        KIND_UNSPECIFIED: AppFault._Kind.ValueType  # 0
+        KIND_HUNG: AppFault._Kind.ValueType  # 1
+        """A top-level window of the app that advertises _NET_WM_PING has not answered it for hung_ms."""
+        KIND_RECOVERED: AppFault._Kind.ValueType  # 2
+        """A hung window answered again (hung_ms: how long it did not)."""
+        KIND_CRASHED: AppFault._Kind.ValueType  # 3
+        """A process of the session died by a signal."""
+        KIND_OOM_KILLED: AppFault._Kind.ValueType  # 4
+        """The kernel's OOM killer ended a process of the session."""
+
+    class Kind(_Kind, metaclass=_KindEnumTypeWrapper): ...
+    KIND_UNSPECIFIED: AppFault.Kind.ValueType  # 0
+    KIND_HUNG: AppFault.Kind.ValueType  # 1
+    """A top-level window of the app that advertises _NET_WM_PING has not answered it for hung_ms."""
+    KIND_RECOVERED: AppFault.Kind.ValueType  # 2
+    """A hung window answered again (hung_ms: how long it did not)."""
+    KIND_CRASHED: AppFault.Kind.ValueType  # 3
+    """A process of the session died by a signal."""
+    KIND_OOM_KILLED: AppFault.Kind.ValueType  # 4
+    """The kernel's OOM killer ended a process of the session."""
+
+    KIND_FIELD_NUMBER: builtins.int
+    APP_ID_FIELD_NUMBER: builtins.int
+    PID_FIELD_NUMBER: builtins.int
+    EXECUTABLE_FIELD_NUMBER: builtins.int
+    APP_VERSION_FIELD_NUMBER: builtins.int
+    SIGNAL_FIELD_NUMBER: builtins.int
+    CORE_DUMPED_FIELD_NUMBER: builtins.int
+    HUNG_MS_FIELD_NUMBER: builtins.int
+    RSS_BYTES_FIELD_NUMBER: builtins.int
+    kind: Global___AppFault.Kind.ValueType
+    app_id: builtins.str
+    pid: builtins.int
+    executable: builtins.str
+    """The process name (comm); never its command line."""
+    app_version: builtins.str
+    """What identifies the app's build: the executable file's size and modification time, hashed
+    (the same build on every desktop of an image gives the same value).
+    """
+    signal: builtins.int
+    """KIND_CRASHED, KIND_OOM_KILLED: the signal that ended it, and whether it dumped core."""
+    core_dumped: builtins.bool
+    hung_ms: builtins.int
+    rss_bytes: builtins.int
+    """The process's resident memory when last sampled (KIND_OOM_KILLED), 0 if unknown."""
+    def __init__(
+        self,
+        *,
+        kind: Global___AppFault.Kind.ValueType = ...,
+        app_id: builtins.str = ...,
+        pid: builtins.int = ...,
+        executable: builtins.str = ...,
+        app_version: builtins.str = ...,
+        signal: builtins.int = ...,
+        core_dumped: builtins.bool = ...,
+        hung_ms: builtins.int = ...,
+        rss_bytes: builtins.int = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["app_id", b"app_id", "app_version", b"app_version", "core_dumped", b"core_dumped", "executable", b"executable", "hung_ms", b"hung_ms", "kind", b"kind", "pid", b"pid", "rss_bytes", b"rss_bytes", "signal", b"signal"]) -> None: ...
+
+Global___AppFault: typing_extensions.TypeAlias = AppFault
+
+@typing.final
+class LogonPhase(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    class _Phase:
+        ValueType = typing.NewType("ValueType", builtins.int)
+        V: typing_extensions.TypeAlias = ValueType
+
+    class _PhaseEnumTypeWrapper(google.protobuf.internal.enum_type_wrapper._EnumTypeWrapper[LogonPhase._Phase.ValueType], builtins.type):
+        DESCRIPTOR: google.protobuf.descriptor.EnumDescriptor
+        PHASE_UNSPECIFIED: LogonPhase._Phase.ValueType  # 0
+        PHASE_DESKTOP_UP: LogonPhase._Phase.ValueType  # 1
+        """The X display accepts connections and a window manager runs."""
+        PHASE_AGENT_CONNECTED: LogonPhase._Phase.ValueType  # 2
+        """The agent's first stream to the cloud was welcomed."""
+        PHASE_FIRST_WINDOW: LogonPhase._Phase.ValueType  # 3
+        """The first app's top-level window was listed."""
+
+    class Phase(_Phase, metaclass=_PhaseEnumTypeWrapper): ...
+    PHASE_UNSPECIFIED: LogonPhase.Phase.ValueType  # 0
+    PHASE_DESKTOP_UP: LogonPhase.Phase.ValueType  # 1
+    """The X display accepts connections and a window manager runs."""
+    PHASE_AGENT_CONNECTED: LogonPhase.Phase.ValueType  # 2
+    """The agent's first stream to the cloud was welcomed."""
+    PHASE_FIRST_WINDOW: LogonPhase.Phase.ValueType  # 3
+    """The first app's top-level window was listed."""
+
+    PHASE_FIELD_NUMBER: builtins.int
+    SINCE_LOGON_MS_FIELD_NUMBER: builtins.int
+    phase: Global___LogonPhase.Phase.ValueType
+    since_logon_ms: builtins.int
+    """Since the logon began: the start of the session's first process (its session leader), ms."""
+    def __init__(
+        self,
+        *,
+        phase: Global___LogonPhase.Phase.ValueType = ...,
+        since_logon_ms: builtins.int = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["phase", b"phase", "since_logon_ms", b"since_logon_ms"]) -> None: ...
+
+Global___LogonPhase: typing_extensions.TypeAlias = LogonPhase
+
+@typing.final
+class SessionInfo(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    HOSTNAME_FIELD_NUMBER: builtins.int
+    IMAGE_FIELD_NUMBER: builtins.int
+    AGENT_VERSION_FIELD_NUMBER: builtins.int
+    hostname: builtins.str
+    image: builtins.str
+    agent_version: builtins.str
+    def __init__(
+        self,
+        *,
+        hostname: builtins.str = ...,
+        image: builtins.str = ...,
+        agent_version: builtins.str = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["agent_version", b"agent_version", "hostname", b"hostname", "image", b"image"]) -> None: ...
+
+Global___SessionInfo: typing_extensions.TypeAlias = SessionInfo
 
 @typing.final
 class CloudMessage(google.protobuf.message.Message):
