@@ -59,7 +59,10 @@ class CloudClient:
         cached = self._tokens.get(user)
         if cached is not None and cached[1] - _RENEW_BEFORE_S > time.monotonic():
             return cached[0]
-        service = self._service_token_file.read_text(encoding="utf-8").strip()
+        try:
+            service = self._service_token_file.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise CloudError(f"the console's service token cannot be read: {exc.strerror}") from exc
         reply = await self._send(
             "POST", "/v1/ops/console-tokens", service, json={"username": user.username, "role": user.role}
         )

@@ -10,12 +10,14 @@ Screenshots of the pages go to docs/images/console-*.png.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -39,6 +41,9 @@ from harness.processes import (
     wait_until,
     wait_until_serving,
 )
+from recall_store.config import StoreSettings
+from recall_store.event_log import EventLog, LoggedEvent
+from recall_store.factory import open_store
 from shadowdesk_common.desktop import VirtualDesktop
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -75,6 +80,21 @@ class Ops:
         reply = httpx.get(f"{self.server.http_url}/v1/ops/{path}", headers=ADMIN, params=params, timeout=10)
         assert reply.status_code == 200, reply.text
         return reply.json()
+
+    def logged(self) -> str:
+        """The canary user's events as the server logged them in their space, as text."""
+
+        async def read() -> list[LoggedEvent]:
+            store = open_store(StoreSettings(backend="local", local_root=self.home / "store"))
+            try:
+                return await EventLog(store).read(USER, 0, 2**63 - 1)
+            finally:
+                await store.close()
+
+        # In a thread of its own: Playwright's sync API keeps an event loop running in this one.
+        with ThreadPoolExecutor(1) as pool:
+            events = pool.submit(asyncio.run, read()).result()
+        return "\n".join(str(logged.event) for logged in events)
 
     def incidents_of(self, subject: str) -> list[dict[str, Any]]:
         found = self.cloud("incidents", state="all")["incidents"]
@@ -177,7 +197,7 @@ def ops(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ops]:
             window = desktop.wait_for_window(f"{note} - Mousepad")
             argv = chromium_argv(canary_page.url, home / "profile", "--force-renderer-accessibility")
             desktop.launch(argv, env=bus.app_env)
-            desktop.wait_for_window("Quarterly plan - Chromium")
+            browser_window = desktop.wait_for_window("Quarterly plan - Chromium")
             agent = desktop_agent(
                 desktop.display,
                 bus.app_env,
@@ -190,13 +210,22 @@ def ops(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ops]:
                 flush_interval_s="0.2",
                 allowed_actions="kill_process,diagnostic_snapshot",
             )
-            # Typed text and a copy in mousepad, focused last, so the agent reads its title and text.
-            desktop.xdotool("windowactivate", "--sync", str(window))
-            desktop.xdotool("type", "--delay", "20", f"{TYPED_CANARY}\n{CLIP_CANARY}")
-            desktop.xdotool("key", "shift+Home", "ctrl+c")
             running = Ops(server, console, console_url, agent, desktop, home)
             try:
+                # Once the agent streams: typed text and a copy in mousepad (its title, text and the
+                # clipboard), then the browser at the canary URL, each until the user's log has them.
                 wait_until(lambda: running.incidents_of(subject_of(USER, SESSION)), 60, "the disk incident")
+                desktop.activate(window)
+                desktop.xdotool("type", "--delay", "20", f"{TYPED_CANARY}\n{CLIP_CANARY}")
+                desktop.xdotool("key", "shift+Home", "ctrl+c")
+
+                def logged(*canaries: str) -> bool:
+                    text = running.logged()
+                    return all(canary in text for canary in canaries)
+
+                wait_until(lambda: logged(TITLE_CANARY, TYPED_CANARY, CLIP_CANARY), 30, "mousepad text", 1)
+                desktop.activate(browser_window)
+                wait_until(lambda: logged(URL_CANARY), 30, "the canary URL in the user's log", 1)
                 yield running
             finally:
                 for other in running.others:
@@ -404,9 +433,9 @@ def test_search_finds_the_earlier_incident(ops: Ops, browser: Browser) -> None:
 
 def test_no_console_page_or_ops_answer_shows_what_is_on_the_users_screen(ops: Ops, browser: Browser) -> None:
     # The canaries did reach the cloud, in the user's own space (so this test can fail).
-    stored = b"".join(p.read_bytes() for p in (ops.home / "store").rglob("*") if p.is_file())
-    for canary in (TITLE_CANARY, CLIP_CANARY):
-        assert canary.encode() in stored, f"{canary} never reached the cloud"
+    logged = ops.logged()
+    for canary in CANARIES:
+        assert canary in logged, f"{canary} never reached the cloud"
 
     seen: list[str] = []
     page = ops.sign_in(browser, "ada")  # an admin sees the most

@@ -159,7 +159,8 @@ function sessionPage(subject) {
   onSnapshot.push((snapshot) => {
     const s = snapshot.sessions.find((x) => x.subject === subject);
     if (s) {
-      numbers.replaceChildren(badge(s.health), ...Object.entries(s.metrics).map(([name, value]) =>
+      numbers.replaceChildren(el("div", { class: "card" }, badge(s.health), el("div", { text: "health" })),
+        ...Object.entries(s.metrics).map(([name, value]) =>
         el("div", { class: "card" }, el("div", { class: "n", text: value.toFixed(1) }),
           el("div", { text: METRIC_LABELS[name] || name }))));
     }
