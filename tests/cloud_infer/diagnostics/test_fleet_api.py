@@ -202,9 +202,9 @@ async def test_only_an_admin_reveals_whose_a_session_is_and_the_audit_log_says_w
     unknown = await fleet.api.post(f"/v1/ops/sessions/s-{'0' * 16}/reveal", json=reason, headers=ADMIN)
     assert unknown.status_code == 404
 
-    audit = await fleet.get("/v1/ops/audit")
+    audit = await fleet.get("/v1/ops/audit", after_seq=body["audit_seq"] - 1, limit=1)
     assert audit["intact"], audit
-    (entry,) = [e for e in audit["entries"] if e["action"] == "session.reveal"]
+    (entry,) = audit["entries"]
     assert (entry["seq"], entry["actor"], entry["reason"], entry["subjects"]) == (
         body["audit_seq"],
         "ops-1",
@@ -243,5 +243,8 @@ async def test_the_console_exchanges_its_service_token_for_a_users_role_attribut
     kill = {"action": "end_process", "pid": 4242, "executable": "dd"}
     asked = await fleet.api.post(path, json=kill, headers=ada)
     assert asked.status_code == 200 and asked.json()["requested_by"] == "console.ada", asked.text
-    audit = await fleet.get("/v1/ops/audit", headers=vic)
-    assert [e["actor"] for e in audit["entries"]] == ["console.ada"]
+    audit = await fleet.get("/v1/ops/audit", headers=vic, limit=500)  # MinIO's operator space is shared
+    mine = [
+        e for e in audit["entries"] if e["result"].get("remediation_id") == asked.json()["remediation_id"]
+    ]
+    assert [(e["actor"], e["action"]) for e in mine] == [("console.ada", "remediation.end_process.requested")]
