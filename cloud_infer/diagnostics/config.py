@@ -31,6 +31,38 @@ class DiagnosticsSettings(BaseSettings):
         le=100,
         description="Disk in use at or above this percentage is a full disk.",
     )
+    probe_ms: float = Field(
+        default=500.0,
+        gt=0,
+        description="Unresponsive desktop: the agent's X round trip (its desktop probe) slower than this "
+        "many ms ...",
+    )
+    probe_for_s: float = Field(default=10.0, ge=0, description="... for at least this many seconds.")
+    link_ms: float = Field(
+        default=2000.0,
+        gt=0,
+        description="Degraded cloud link: batches acknowledged (or waiting for their Ack) slower than this "
+        "many ms ...",
+    )
+    link_for_s: float = Field(default=10.0, ge=0, description="... for at least this many seconds.")
+    swap_pages_per_s: float = Field(
+        default=1000.0,
+        gt=0,
+        description="Swap thrashing: pages swapped in and out faster than this per second ...",
+    )
+    swap_for_s: float = Field(default=10.0, ge=0, description="... for at least this many seconds.")
+    hang_s: float = Field(
+        default=5.0, gt=0, description="An app whose window leaves the ping unanswered this long is hung."
+    )
+    fault_hold_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="An app crash or OOM kill is a finding for this long after it (then it clears).",
+    )
+    crash_loop_count: int = Field(
+        default=3, ge=2, description="A crash loop: this many crashes of the same app (and version) ..."
+    )
+    crash_loop_window_s: float = Field(default=120.0, gt=0, description="... within this many seconds.")
     baseline_window_s: float = Field(
         default=300.0, gt=0, description="The recent history a session's own baseline is computed over."
     )
@@ -48,8 +80,9 @@ class DiagnosticsSettings(BaseSettings):
     group_window_s: float = Field(
         default=60.0,
         gt=0,
-        description="Sessions whose same fault starts within this long of an open incident's last start "
-        "join that incident instead of opening another.",
+        description="Sessions whose fault of the same signature (rule and app and version, or rule and "
+        "image or host) starts within this long of an open incident's last start join that incident "
+        "instead of opening another.",
     )
     clear_after_s: float = Field(
         default=30.0, ge=0, description="A session's finding is over once it has been absent this long."

@@ -1,21 +1,27 @@
-"""The rules that turn a session's recent metrics into findings.
+"""The rules that turn a session's recent signals into findings (thresholds in docs/diagnostics.md).
 
-Threshold rules (docs/diagnostics.md): memory in use above ``memory_percent`` for ``memory_for_s``, CPU
-busy above ``cpu_percent`` for ``cpu_for_s``, disk in use at or above ``disk_used_percent``. Baseline
-rules: a metric far above what is usual for this session (a robust z-score, median and MAD of the last
-``baseline_window_s``, so one spike does not move the baseline) for ``baseline_for_s``; minutes of
-history are enough, and a threshold finding on the same metric supersedes it.
+Threshold rules on the metrics: memory in use above ``memory_percent`` for ``memory_for_s``, CPU busy
+above ``cpu_percent`` for ``cpu_for_s``, disk in use at or above ``disk_used_percent``, the desktop probe
+slower than ``probe_ms`` for ``probe_for_s``, the cloud link slower than ``link_ms`` for ``link_for_s``,
+swapping faster than ``swap_pages_per_s`` for ``swap_for_s``. Baseline rules: a metric far above what is
+usual for this session (a robust z-score, median and MAD of the last ``baseline_window_s``, so one
+spike does not move the baseline) for ``baseline_for_s``; a threshold finding on the same metric
+supersedes it. App rules on the process events, one finding per app: a window hung for ``hang_s``, a
+crash in the last ``fault_hold_s``, ``crash_loop_count`` crashes of one app within
+``crash_loop_window_s`` (a crash loop, which supersedes the crash), an OOM kill in the last
+``fault_hold_s``.
 """
 
 from __future__ import annotations
 
 import statistics
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
 from cloud_infer.diagnostics.config import DiagnosticsSettings
-from cloud_infer.diagnostics.signals import Sample, Series
+from cloud_infer.diagnostics.signals import ProcessEvent, Sample, Series
 
 # 1.4826 * MAD estimates a normal distribution's standard deviation; the floor keeps a flat history
 # (an idle desktop at 2 % CPU) from calling every small change unusual.
@@ -34,20 +40,41 @@ class Rule(StrEnum):
     DISK_FULL = "disk_full"
     CPU_UNUSUAL = "cpu_unusual"
     MEMORY_UNUSUAL = "memory_unusual"
+    DESKTOP_UNRESPONSIVE = "desktop_unresponsive"
+    LINK_DEGRADED = "link_degraded"
+    SWAP_THRASH = "swap_thrash"
+    APP_HANG = "app_hang"
+    APP_CRASH = "app_crash"
+    CRASH_LOOP = "crash_loop"
+    OOM_KILL = "oom_kill"
 
 
+# The sample metric each rule judges ("" for the app rules, judged on process events).
 METRIC = {
     Rule.MEMORY_PRESSURE: "memory_percent",
     Rule.CPU_SATURATED: "cpu_percent",
     Rule.DISK_FULL: "disk_used_percent",
     Rule.CPU_UNUSUAL: "cpu_percent",
     Rule.MEMORY_UNUSUAL: "memory_percent",
+    Rule.DESKTOP_UNRESPONSIVE: "probe_ms",
+    Rule.LINK_DEGRADED: "link_ms",
+    Rule.SWAP_THRASH: "swap_pages_per_s",
+    Rule.APP_HANG: "",
+    Rule.APP_CRASH: "",
+    Rule.CRASH_LOOP: "",
+    Rule.OOM_KILL: "",
 }
+# Faults of an app: grouped across the fleet by the app and its version; the others by host or image.
+APP_RULES = frozenset({Rule.APP_HANG, Rule.APP_CRASH, Rule.CRASH_LOOP, Rule.OOM_KILL})
 
 
 @dataclass(frozen=True, slots=True)
 class Finding:
-    """A rule that holds for one session now: since when, the latest value, and what it was judged against."""
+    """A rule that holds for one session now: since when, the latest value, and what it was judged against.
+
+    App rules name the app's process (``app_id``, ``pid``, ``executable``, ``app_version``); their value
+    is seconds hung, crashes counted, or the victim's memory in MiB. ``causes`` are the likely causes,
+    most likely first (``explain.with_causes`` fills them from the session's evidence)."""
 
     rule: Rule
     severity: Severity
@@ -56,6 +83,12 @@ class Finding:
     peak: float
     threshold: float  # the threshold, or for a baseline rule the usual value (the baseline's median)
     held_s: float
+    app_id: str = ""
+    app_version: str = ""
+    pid: int = 0
+    executable: str = ""
+    signal: int = 0
+    causes: tuple[str, ...] = ()
 
     @property
     def metric(self) -> str:
@@ -103,6 +136,85 @@ def _unusual(rule: Rule, series: Series, settings: DiagnosticsSettings) -> Findi
     return Finding(rule, found.severity, found.since, found.value, found.peak, round(median, 2), found.held_s)
 
 
+def _app_finding(
+    rule: Rule,
+    severity: Severity,
+    event: ProcessEvent,
+    since: float,
+    value: float,
+    threshold: float,
+    now: float,
+) -> Finding:
+    return Finding(
+        rule,
+        severity,
+        since,
+        value,
+        value,
+        threshold,
+        now - since,
+        app_id=event.app_id,
+        app_version=event.app_version,
+        pid=event.pid,
+        executable=event.executable,
+        signal=event.signal,
+    )
+
+
+def _hangs(series: Series, settings: DiagnosticsSettings) -> list[Finding]:
+    """Per app, its longest hang still going on: a HUNG event with no later sign of life or end."""
+    now = series.now
+    hung: dict[int, tuple[ProcessEvent, float]] = {}  # pid -> (event, when the hang began)
+    for event in series.events:
+        if event.kind == "hung":
+            hung.setdefault(event.pid, (event, event.t - event.hung_ms / 1000))
+        elif event.kind in ("recovered", "crashed", "oom_killed", "exited"):
+            hung.pop(event.pid, None)
+    longest: dict[str, Finding] = {}
+    for event, began in hung.values():
+        held = now - began
+        if held < settings.hang_s:
+            continue
+        found = _app_finding(Rule.APP_HANG, Severity.CRITICAL, event, began, held, settings.hang_s, now)
+        if event.app_id not in longest or held > longest[event.app_id].value:
+            longest[event.app_id] = found
+    return list(longest.values())
+
+
+def _crashes(series: Series, settings: DiagnosticsSettings) -> list[Finding]:
+    """Per app (and version): a crash loop, else a recent crash; and each recent OOM kill's victim."""
+    now = series.now
+    by_app: dict[tuple[str, str], list[ProcessEvent]] = defaultdict(list)
+    findings: list[Finding] = []
+    for event in series.events:
+        if event.kind == "crashed":
+            by_app[(event.app_id, event.app_version)].append(event)
+        elif event.kind == "oom_killed" and now - event.t <= settings.fault_hold_s:
+            mib = event.rss_bytes / 2**20
+            findings.append(_app_finding(Rule.OOM_KILL, Severity.CRITICAL, event, event.t, mib, 0, now))
+    for crashes in by_app.values():
+        newest = crashes[-1]
+        in_loop = [c for c in crashes if newest.t - c.t <= settings.crash_loop_window_s]
+        if len(in_loop) >= settings.crash_loop_count and now - newest.t <= settings.crash_loop_window_s:
+            findings.append(
+                _app_finding(
+                    Rule.CRASH_LOOP,
+                    Severity.CRITICAL,
+                    newest,
+                    in_loop[0].t,
+                    len(in_loop),
+                    settings.crash_loop_count,
+                    now,
+                )
+            )
+        elif now - newest.t <= settings.fault_hold_s:
+            recent = [c for c in crashes if now - c.t <= settings.fault_hold_s]
+            findings.append(
+                _app_finding(Rule.APP_CRASH, Severity.WARNING, newest, recent[0].t, len(recent), 1, now)
+            )
+    return findings
+
+
 def evaluate(series: Series, settings: DiagnosticsSettings) -> list[Finding]:
     """Every rule that holds for the session now."""
     found = [
@@ -111,6 +223,9 @@ def evaluate(series: Series, settings: DiagnosticsSettings) -> list[Finding]:
         ),
         _held(Rule.CPU_SATURATED, Severity.WARNING, series, settings.cpu_percent, settings.cpu_for_s),
         _held(Rule.DISK_FULL, Severity.CRITICAL, series, settings.disk_used_percent, 0.0, at_least=True),
+        _held(Rule.DESKTOP_UNRESPONSIVE, Severity.CRITICAL, series, settings.probe_ms, settings.probe_for_s),
+        _held(Rule.LINK_DEGRADED, Severity.WARNING, series, settings.link_ms, settings.link_for_s),
+        _held(Rule.SWAP_THRASH, Severity.WARNING, series, settings.swap_pages_per_s, settings.swap_for_s),
     ]
     findings = [f for f in found if f is not None]
     covered = {f.metric for f in findings}
@@ -119,4 +234,4 @@ def evaluate(series: Series, settings: DiagnosticsSettings) -> list[Finding]:
             unusual = _unusual(rule, series, settings)
             if unusual is not None:
                 findings.append(unusual)
-    return findings
+    return findings + _hangs(series, settings) + _crashes(series, settings)

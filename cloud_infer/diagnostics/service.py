@@ -1,5 +1,6 @@
-"""``DiagnosticsService``: a consumer of the committed stream that keeps each session's recent metrics,
-applies the rules (``rules.py``) and groups what they find into incidents (``incidents.py``).
+"""``DiagnosticsService``: a consumer of the committed stream that keeps each session's recent metrics
+and process events, applies the rules (``rules.py``), ranks the likely causes (``explain.py``) and
+groups what they find into incidents (``incidents.py``).
 
 Incidents are kept in the operator space of the store (``SYSTEM_SPACE``, ``ops/incidents/``), never in a
 user's space, and name sessions by pseudonym only: an HMAC of the owner and session under the server's
@@ -21,9 +22,10 @@ from opentelemetry.metrics import CallbackOptions, Observation
 
 from cloud_infer.commands.service import SessionRef
 from cloud_infer.diagnostics.config import DiagnosticsSettings
+from cloud_infer.diagnostics.explain import with_causes
 from cloud_infer.diagnostics.incidents import Incident, IncidentBook
 from cloud_infer.diagnostics.rules import Rule, evaluate
-from cloud_infer.diagnostics.signals import Sample, Series
+from cloud_infer.diagnostics.signals import Consumer, ProcessEvent, Sample, Series
 from cloud_infer.errors import NotFoundError
 from cloud_infer.stream.fanout import Fanout
 from protos.shadowdesk.v1 import ingest_pb2 as pb
@@ -37,6 +39,30 @@ meter = metrics.get_meter(__name__)
 
 CONSUMER_NAME = "diagnostics"
 _PREFIX = "ops/incidents/"
+# The sample metrics kept as incidents' evidence series.
+_EVIDENCE_METRICS = (
+    "cpu_percent",
+    "memory_percent",
+    "disk_used_percent",
+    "probe_ms",
+    "link_ms",
+    "swap_pages_per_s",
+)
+_GAUGES = {
+    "cpu_percent": "%",
+    "memory_percent": "%",
+    "disk_used_percent": "%",
+    "probe_ms": "ms",
+    "link_ms": "ms",
+}
+
+
+_KINDS = frozenset({"metrics", "app_fault", "app", "session_info"})
+
+
+def _unique(consumers: tuple[Consumer, ...]) -> list[Consumer]:
+    """Each process once (a process can be among both the top CPU and the top memory users)."""
+    return list({c.pid: c for c in consumers}.values())
 
 
 def pseudonym_key(token_secret: str) -> bytes:
@@ -63,9 +89,9 @@ class DiagnosticsService:
         self._holding: dict[str, frozenset[Rule]] = {}
         # Exported through OpenTelemetry (and the Prometheus scrape): each session's newest sample, by
         # pseudonym, and the open incidents by rule.
-        for metric in ("cpu_percent", "memory_percent", "disk_used_percent"):
+        for metric, unit in _GAUGES.items():
             meter.create_observable_gauge(
-                f"shadowdesk.session.{metric}", callbacks=[self._sessions_gauge(metric)], unit="%"
+                f"shadowdesk.session.{metric}", callbacks=[self._sessions_gauge(metric)], unit=unit
             )
         meter.create_observable_gauge("shadowdesk.incidents.open", callbacks=[self._open_incidents])
 
@@ -103,27 +129,18 @@ class DiagnosticsService:
         self._book = IncidentBook(self.settings, incidents)
 
     async def on_committed(self, user_id: str, session_id: str, events: Sequence[pb.Event]) -> None:
-        samples = [Sample.from_event(e) for e in events if e.HasField("metrics")]
-        if not samples:
+        relevant = [e for e in events if e.WhichOneof("kind") in _KINDS]
+        if not relevant:
             return
         subject = pseudonym(self._key, user_id, session_id)
         self._refs[subject] = SessionRef(user_id, session_id)
         series = self._series_of(subject)
         changed = self._unsaved
         with tracer.start_as_current_span("diagnostics.evaluate"):
-            for sample in samples:
-                if not series.add(sample):
-                    continue  # delivered again after a restart: judged already
-                values = {
-                    "cpu_percent": sample.cpu_percent,
-                    "memory_percent": sample.memory_percent,
-                    "disk_used_percent": sample.disk_used_percent,
-                }
-                for incident in self._book.observe(
-                    subject, sample.t, evaluate(series, self.settings), values
-                ):
+            for event in relevant:
+                for incident in self._judge(subject, series, event):
                     changed[incident.incident_id] = incident
-        # A failed put raises, and the stream delivers the batch again; its samples are judged already,
+        # A failed put raises, and the stream delivers the batch again; its events are judged already,
         # so what changed waits in _unsaved for that retry (or the next batch).
         for incident_id, incident in list(changed.items()):
             await self._store.put(
@@ -133,6 +150,48 @@ class DiagnosticsService:
                 "application/json",
             )
             changed.pop(incident_id, None)
+
+    def _judge(self, subject: str, series: Series, event: pb.Event) -> list[Incident]:
+        """Add one event to the session's series and apply the rules at its time."""
+        kind = event.WhichOneof("kind")
+        if kind == "session_info":
+            info = event.session_info
+            series.hostname, series.image = info.hostname, info.image
+            return []
+        new_events: list[ProcessEvent] = []
+        values: dict[str, float] = {}
+        top: tuple[Consumer, ...] = ()
+        if kind == "metrics":
+            sample = Sample.from_event(event, series.newest)
+            if not series.add(sample):
+                return []  # delivered again after a restart: judged already
+            values = {metric: sample.value(metric) for metric in _EVIDENCE_METRICS}
+            top = sample.top_memory + sample.top_cpu
+        else:
+            process_event = ProcessEvent.from_event(event)
+            if process_event is None or not series.add_event(process_event):
+                return []
+            new_events.append(process_event)
+        findings = [with_causes(f, series) for f in evaluate(series, self.settings)]
+        self._holding[subject] = frozenset(f.rule for f in findings)
+        return self._book.observe(
+            subject,
+            series.now,
+            findings,
+            values,
+            place=self._place(series),
+            events=new_events,
+            top=_unique(top),
+        )
+
+    def _place(self, series: Series) -> str:
+        """Where the session runs, for grouping desktop faults: its image, else its host's pseudonym."""
+        if series.image:
+            return series.image
+        if series.hostname:
+            digest = hmac.new(self._key, f"host\x00{series.hostname}".encode(), hashlib.sha256).hexdigest()
+            return f"h-{digest[:12]}"
+        return ""
 
     def incidents(self, *, open_only: bool = False, limit: int = 100) -> list[Incident]:
         """Newest first."""
