@@ -109,6 +109,9 @@ def build_app(settings: ConsoleSettings, identity: IdentityProvider | None = Non
     app.state.sessions = Sessions(settings.session_secret.get_secret_value(), settings.session_ttl_s)
     users = identity or LocalUsers(settings.users_file)
     static = settings.web_dir / "static"
+    charts = settings.web_dir / "node_modules/uplot/dist"
+    if not charts.is_dir():
+        raise FileNotFoundError(f"{charts} is missing: install it with npm ci --prefix {settings.web_dir}")
 
     @app.middleware("http")
     async def security_headers(
@@ -202,9 +205,7 @@ def build_app(settings: ConsoleSettings, identity: IdentityProvider | None = Non
             return
 
     app.mount("/static", StaticFiles(directory=static), name="static")
-    app.mount(
-        "/vendor/uplot", StaticFiles(directory=settings.web_dir / "node_modules/uplot/dist"), name="uplot"
-    )
+    app.mount("/vendor/uplot", StaticFiles(directory=charts), name="uplot")
     return app
 
 
