@@ -81,14 +81,15 @@ class PhaseResult:
 
 
 @dataclass(frozen=True, slots=True)
-class _Setup:
+class Setup:
     seconds: float
     batch_events: int
     window: int
     client_procs: int
     agents_per_channel: int
     ack_timeout_s: float
-    minio_pid: int
+    minio_pid: int | None  # None: the server's store is the embedded local one
+    metrics_only: bool = False
 
 
 def _pin_self_off(server_cpu: int) -> None:
@@ -107,7 +108,7 @@ def _minio_pid(binary: str) -> int:
     raise RuntimeError(f"no child process named {name!r}")
 
 
-def _agents(run_id: str, n: int) -> list[AgentSpec]:
+def make_agents(run_id: str, n: int) -> list[AgentSpec]:
     specs = []
     for i in range(n):
         user, session = f"bench-{run_id}-u{i:05d}", f"bench-{run_id}-s{i:05d}"
@@ -127,8 +128,8 @@ def _stream_lag(server: ServerProcess) -> str:
     return "; ".join(lags) or "no consumers"
 
 
-def _run_phase(
-    setup: _Setup, server: ServerProcess, agents: list[AgentSpec], mode: str, interval_s: float | None
+def run_phase(
+    setup: Setup, server: ServerProcess, agents: list[AgentSpec], mode: str, interval_s: float | None
 ) -> PhaseResult:
     ctx = mp.get_context("spawn")  # grpc does not survive fork
     ready: ReadyQueue = ctx.Queue()
@@ -150,6 +151,7 @@ def _run_phase(
             connect_timeout_s=connect_timeout_s,
             ack_timeout_s=setup.ack_timeout_s,
             stream_deadline_s=deadline_s,
+            metrics_only=setup.metrics_only,
         )
         procs.append(ctx.Process(target=run_load_process, args=(spec, ready, go, results), daemon=True))
     for proc in procs:
@@ -173,7 +175,7 @@ def _run_phase(
             go.put((start, end))
         meters = [
             UsageMeter([server.pid]),
-            UsageMeter([setup.minio_pid]),
+            UsageMeter([] if setup.minio_pid is None else [setup.minio_pid]),
             UsageMeter([p.pid for p in procs if p.pid is not None]),
         ]
         time.sleep(max(0.0, start - time.monotonic()))
@@ -221,7 +223,7 @@ def _run_phase(
 
 
 def _run_agent_count(
-    setup: _Setup,
+    setup: Setup,
     n: int,
     server_env: dict[str, str],
     work: Path,
@@ -229,13 +231,13 @@ def _run_agent_count(
     load_fractions: Sequence[float],
 ) -> list[PhaseResult]:
     run_id = secrets.token_hex(3)
-    agents = _agents(run_id, n)
+    agents = make_agents(run_id, n)
     with ServerProcess(server_env, work / f"server-{n}.log", cpu=server_cpu) as server:
-        saturated = _run_phase(setup, server, agents, "max", None)
+        saturated = run_phase(setup, server, agents, "max", None)
         phases = [saturated]
         for fraction in load_fractions if saturated.acked_events_s > 0 else ():
             interval_s = n * setup.batch_events / (fraction * saturated.acked_events_s)
-            phases.append(_run_phase(setup, server, agents, f"paced {fraction:.0%}", interval_s))
+            phases.append(run_phase(setup, server, agents, f"paced {fraction:.0%}", interval_s))
     for phase in phases:
         logger.info(
             "N=%d %s: %.0f events/s, p50 %.1f ms, p99 %.1f ms, server cpu %.0f%%, errors %s",
@@ -363,7 +365,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 }
                 if args.store_workers is not None:
                     server_env["SHADOWDESK_STORE_WORKERS"] = str(args.store_workers)
-                setup = _Setup(
+                setup = Setup(
                     seconds=args.seconds,
                     batch_events=args.batch_events,
                     window=args.window,

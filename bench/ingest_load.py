@@ -63,6 +63,7 @@ class LoadSpec:
     connect_timeout_s: float
     ack_timeout_s: float
     stream_deadline_s: float
+    metrics_only: bool = False  # every event a SystemMetrics sample (the ops benchmark)
 
 
 @dataclass(slots=True)
@@ -77,11 +78,11 @@ class LoadResult:
     errors: list[str] = field(default_factory=list)
 
 
-def _template_batch(batch_events: int) -> pb.AgentMessage:
+def _template_batch(batch_events: int, metrics_only: bool) -> pb.AgentMessage:
     message = pb.AgentMessage()
     for i in range(batch_events):
         event = message.batch.events.add()
-        kind = i % 3
+        kind = 1 if metrics_only else i % 3
         if kind == 0:
             focus = event.window_focus
             focus.window_id = 0x1A00007 + i % 5
@@ -121,7 +122,7 @@ class _Agent:
         self.spec = spec
         self._stub = stub
         self._load = load
-        self._message = _template_batch(load.batch_events)
+        self._message = _template_batch(load.batch_events, load.metrics_only)
         self._next_seq = 1
         self._pending: deque[_Pending] = deque()
         self._acked = asyncio.Condition()
