@@ -63,6 +63,21 @@ class DiagnosticsSettings(BaseSettings):
         default=3, ge=2, description="A crash loop: this many crashes of the same app (and version) ..."
     )
     crash_loop_window_s: float = Field(default=120.0, gt=0, description="... within this many seconds.")
+    app_start_window_s: float = Field(
+        default=1800.0, gt=0, description="The recent starts of an app (across the fleet) its baseline uses."
+    )
+    app_start_min_samples: int = Field(
+        default=5, ge=3, description="Starts an app's baseline needs before it judges one slow."
+    )
+    app_start_z: float = Field(
+        default=6.0,
+        gt=0,
+        description="A start this many scaled MADs (at least 10 % of the median) above the app's median "
+        "start is slow ...",
+    )
+    app_start_floor_ms: float = Field(
+        default=2000.0, ge=0, description="... and never one that took less than this many ms."
+    )
     baseline_window_s: float = Field(
         default=300.0, gt=0, description="The recent history a session's own baseline is computed over."
     )

@@ -28,6 +28,7 @@ _TITLE = {
     Rule.APP_CRASH: "App crashed",
     Rule.CRASH_LOOP: "App crash loop",
     Rule.OOM_KILL: "Process killed for memory",
+    Rule.APP_START_SLOW: "App slow to start",
 }
 # (what, how it compares, unit) of the metric rules.
 _WHAT = {
@@ -98,6 +99,11 @@ def _app_sentence(finding: Finding) -> str:
                 f"{finding.held_s:.0f} s, last {process} by {_signal_name(finding.signal)}: it is in a "
                 "crash loop, restarting it again will not help."
             )
+        case Rule.APP_START_SLOW:
+            return (
+                f"{process} took {finding.value:.1f} s to show its first window, against a usual "
+                f"{finding.threshold:.1f} s for this app across the fleet."
+            )
         case _:
             held = f", holding {finding.value:.0f} MiB" if finding.value >= 1 else ""
             return f"The kernel's OOM killer ended {process}{held}: the desktop ran out of memory."
@@ -148,6 +154,14 @@ def rank_causes(finding: Finding, series: Series) -> tuple[str, ...]:
                     f"{finding.executable or finding.app_id} (pid {finding.pid}) is not running: stopped, "
                     "deadlocked or blocked on I/O (it uses no CPU)"
                 ]
+        case Rule.APP_START_SLOW:
+            cpu_short = newest is not None and newest.cpu_percent >= 90
+            memory_short = newest is not None and newest.memory_percent >= 90
+            causes = (_cpu_users(top) if cpu_short else []) + (_memory_holders(top) if memory_short else [])
+            causes = causes or [
+                "unknown: the desktop was not short of CPU or memory; the app itself (its disk, network "
+                "or profile)"
+            ]
         case Rule.APP_CRASH | Rule.CRASH_LOOP:
             causes = [f"a fault in {finding.app_id or finding.executable} ({_signal_name(finding.signal)})"]
             if finding.app_version:

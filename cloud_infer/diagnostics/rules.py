@@ -9,7 +9,8 @@ spike does not move the baseline) for ``baseline_for_s``; a threshold finding on
 supersedes it. App rules on the process events, one finding per app: a window hung for ``hang_s``, a
 crash in the last ``fault_hold_s``, ``crash_loop_count`` crashes of one app within
 ``crash_loop_window_s`` (a crash loop, which supersedes the crash), an OOM kill in the last
-``fault_hold_s``.
+``fault_hold_s``, a start far slower than the app's usual start across the fleet (``AppStarts``, a
+per-app baseline) in the last ``fault_hold_s``.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ class Rule(StrEnum):
     APP_CRASH = "app_crash"
     CRASH_LOOP = "crash_loop"
     OOM_KILL = "oom_kill"
+    APP_START_SLOW = "app_start_slow"
 
 
 # The sample metric each rule judges ("" for the app rules, judged on process events).
@@ -63,9 +65,10 @@ METRIC = {
     Rule.APP_CRASH: "",
     Rule.CRASH_LOOP: "",
     Rule.OOM_KILL: "",
+    Rule.APP_START_SLOW: "",
 }
 # Faults of an app: grouped across the fleet by the app and its version; the others by host or image.
-APP_RULES = frozenset({Rule.APP_HANG, Rule.APP_CRASH, Rule.CRASH_LOOP, Rule.OOM_KILL})
+APP_RULES = frozenset({Rule.APP_HANG, Rule.APP_CRASH, Rule.CRASH_LOOP, Rule.OOM_KILL, Rule.APP_START_SLOW})
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,13 +185,19 @@ def _hangs(series: Series, settings: DiagnosticsSettings) -> list[Finding]:
 
 
 def _crashes(series: Series, settings: DiagnosticsSettings) -> list[Finding]:
-    """Per app (and version): a crash loop, else a recent crash; and each recent OOM kill's victim."""
+    """Per app (and version): a crash loop, else a recent crash; each recent OOM kill's victim and slow
+    start."""
     now = series.now
     by_app: dict[tuple[str, str], list[ProcessEvent]] = defaultdict(list)
     findings: list[Finding] = []
     for event in series.events:
         if event.kind == "crashed":
             by_app[(event.app_id, event.app_version)].append(event)
+        elif event.kind == "slow_start" and now - event.t <= settings.fault_hold_s:
+            seconds, usual = event.startup_ms / 1000, event.usual_ms / 1000
+            findings.append(
+                _app_finding(Rule.APP_START_SLOW, Severity.WARNING, event, event.t, seconds, usual, now)
+            )
         elif event.kind == "oom_killed" and now - event.t <= settings.fault_hold_s:
             mib = event.rss_bytes / 2**20
             findings.append(_app_finding(Rule.OOM_KILL, Severity.CRITICAL, event, event.t, mib, 0, now))

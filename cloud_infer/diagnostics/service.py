@@ -11,6 +11,7 @@ memory (``max_sessions``, least recently reporting forgotten first): after a res
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 import logging
@@ -23,9 +24,9 @@ from opentelemetry.metrics import CallbackOptions, Observation
 from cloud_infer.commands.service import SessionRef
 from cloud_infer.diagnostics.config import DiagnosticsSettings
 from cloud_infer.diagnostics.explain import with_causes
-from cloud_infer.diagnostics.incidents import Incident, IncidentBook
+from cloud_infer.diagnostics.incidents import Incident, IncidentBook, signature
 from cloud_infer.diagnostics.rules import Rule, evaluate
-from cloud_infer.diagnostics.signals import Consumer, ProcessEvent, Sample, Series
+from cloud_infer.diagnostics.signals import AppStarts, Consumer, ProcessEvent, Sample, Series
 from cloud_infer.errors import NotFoundError
 from cloud_infer.stream.fanout import Fanout
 from protos.shadowdesk.v1 import ingest_pb2 as pb
@@ -84,9 +85,11 @@ class DiagnosticsService:
         self._series: OrderedDict[str, Series] = OrderedDict()
         self._book = IncidentBook(settings)
         self._unsaved: dict[str, Incident] = {}
+        self._app_starts = AppStarts(settings.app_start_window_s)
         # Whose each pseudonym is (for remediation through the downlink), and what holds for it now.
         self._refs: dict[str, SessionRef] = {}
         self._holding: dict[str, frozenset[Rule]] = {}
+        self._holding_faults: dict[str, frozenset[str]] = {}
         # Exported through OpenTelemetry (and the Prometheus scrape): each session's newest sample, by
         # pseudonym, and the open incidents by rule.
         for metric, unit in _GAUGES.items():
@@ -172,14 +175,26 @@ class DiagnosticsService:
             if process_event is None or not series.add_event(process_event):
                 return []
             new_events.append(process_event)
+            settings = self.settings
+            slow = self._app_starts.judge(
+                process_event,
+                settings.app_start_min_samples,
+                settings.app_start_z,
+                settings.app_start_floor_ms,
+            )
+            if slow is not None:
+                series.add_event(dataclasses.replace(slow, t=slow.t + 1e-6))  # after its start
+                new_events.append(slow)
         findings = [with_causes(f, series) for f in evaluate(series, self.settings)]
+        place = self._place(series)
         self._holding[subject] = frozenset(f.rule for f in findings)
+        self._holding_faults[subject] = frozenset(signature(f, place) for f in findings)
         return self._book.observe(
             subject,
             series.now,
             findings,
             values,
-            place=self._place(series),
+            place=place,
             events=new_events,
             top=_unique(top),
         )
@@ -220,6 +235,11 @@ class DiagnosticsService:
         """Whether ``rule`` held at the session's newest sample."""
         return rule in self._holding.get(subject, frozenset())
 
+    def holds_fault(self, subject: str, fault_signature: str) -> bool:
+        """Whether the fault of ``fault_signature`` (an incident's ``signature``: for an app's fault, that
+        app's, not another app's of the same rule) held at the session's newest sample or event."""
+        return fault_signature in self._holding_faults.get(subject, frozenset())
+
     def _series_of(self, subject: str) -> Series:
         series = self._series.get(subject)
         if series is None:
@@ -228,6 +248,7 @@ class DiagnosticsService:
                 forgotten, _ = self._series.popitem(last=False)
                 self._refs.pop(forgotten, None)
                 self._holding.pop(forgotten, None)
+                self._holding_faults.pop(forgotten, None)
         else:
             self._series.move_to_end(subject)
         return series

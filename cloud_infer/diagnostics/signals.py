@@ -3,6 +3,8 @@ app starts and exits), kept for a window."""
 
 from __future__ import annotations
 
+import dataclasses
+import statistics
 from collections import deque
 from dataclasses import dataclass
 
@@ -95,7 +97,7 @@ class Sample:
 @dataclass(frozen=True, slots=True)
 class ProcessEvent:
     """An app's fault or lifecycle event: ``kind`` is hung, recovered, crashed, oom_killed, started or
-    exited."""
+    exited, or slow_start (a start the app's baseline judged slow, ``usual_ms`` its usual start)."""
 
     t: float
     kind: str
@@ -108,6 +110,7 @@ class ProcessEvent:
     hung_ms: int = 0
     startup_ms: int = 0
     rss_bytes: int = 0
+    usual_ms: int = 0
 
     @classmethod
     def from_event(cls, event: pb.Event) -> ProcessEvent | None:
@@ -188,3 +191,32 @@ class Series:
     def before(self, t: float) -> list[Sample]:
         """Samples before ``t``."""
         return [s for s in self._samples if s.t < t]
+
+
+class AppStarts:
+    """Each app's recent start times across the fleet, a baseline per app (and version) over minutes:
+    the median and the scaled MAD of its starts within ``window_s``, at most ``max_starts`` of them."""
+
+    def __init__(self, window_s: float, max_starts: int = 200) -> None:
+        self._window_s = window_s
+        self._max_starts = max_starts
+        self._starts: dict[tuple[str, str], deque[tuple[float, int]]] = {}
+
+    def judge(self, event: ProcessEvent, min_samples: int, z: float, floor_ms: float) -> ProcessEvent | None:
+        """A slow_start event when ``event`` (a start) is far slower than the app's usual start, judged
+        before it joins the history; None otherwise."""
+        if event.kind != "started" or event.startup_ms <= 0:
+            return None
+        key = (event.app_id, event.app_version)
+        history = self._starts.setdefault(key, deque(maxlen=self._max_starts))
+        while history and history[0][0] < event.t - self._window_s:
+            history.popleft()
+        values = [ms for _, ms in history]
+        history.append((event.t, event.startup_ms))
+        if len(values) < min_samples or event.startup_ms < floor_ms:
+            return None
+        median = statistics.median(values)
+        spread = max(1.4826 * statistics.median(abs(v - median) for v in values), 0.1 * median, 1.0)
+        if event.startup_ms <= median + z * spread:
+            return None
+        return dataclasses.replace(event, kind="slow_start", usual_ms=int(median))

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import signal
+import time
+from pathlib import Path
 
 from cloud_infer.diagnostics.config import DiagnosticsSettings
 from cloud_infer.diagnostics.explain import explain, with_causes
 from cloud_infer.diagnostics.incidents import IncidentBook, signature
 from cloud_infer.diagnostics.rules import Finding, Rule, Severity, evaluate
-from cloud_infer.diagnostics.signals import Consumer, ProcessEvent, Sample, Series
+from cloud_infer.diagnostics.service import DiagnosticsService, pseudonym_key
+from cloud_infer.diagnostics.signals import AppStarts, Consumer, ProcessEvent, Sample, Series
 from protos.shadowdesk.v1 import ingest_pb2 as pb
+from recall_store.local import LocalObjectStore
 
 SETTINGS = DiagnosticsSettings()
 GIB = 2**30
@@ -138,6 +142,8 @@ def test_a_full_disk_says_its_cause_is_unknown() -> None:
     found.add(Sample(1_000.0, 10.0, 40.0, 99.0, 0.3))
     (finding,) = [with_causes(f, found) for f in evaluate(found, SETTINGS)]
     assert finding.causes[0].startswith("unknown")
+    found.add(Sample(361.0, 10.0, 40.0, 40.0, 0.3))
+    assert Rule.APP_START_SLOW not in rules(found)
 
 
 def test_swap_rate_comes_from_consecutive_samples_of_the_agent() -> None:
@@ -198,3 +204,75 @@ def test_an_incident_keeps_its_apps_process_events_and_each_sessions_top_process
         top=[Consumer(10, "editor", "editor", 5.0, 13.0)],
     )
     assert [p.cpu_percent for p in incident.top_processes] == [5.0]  # the newest, not accumulated
+
+
+def start(t: float, ms: int, app: str = "editor", version: str = "v1") -> ProcessEvent:
+    return ProcessEvent(t, "started", app, int(t), app, version, startup_ms=ms)
+
+
+def test_an_apps_baseline_of_start_times_across_the_fleet_finds_a_slow_start() -> None:
+    starts = AppStarts(SETTINGS.app_start_window_s)
+
+    def judge(event: ProcessEvent) -> ProcessEvent | None:
+        return starts.judge(event, 5, SETTINGS.app_start_z, SETTINGS.app_start_floor_ms)
+
+    # Too little history: no judgement, however slow.
+    assert [judge(start(100 + n, ms)) for n, ms in enumerate((900, 1100, 1000, 12_000))] == [None] * 4
+    for n, ms in enumerate((950, 1050, 1000)):
+        assert judge(start(200 + n, ms)) is None
+    slow = judge(start(300, 15_000))
+    assert slow is not None and (slow.kind, slow.startup_ms, slow.usual_ms) == ("slow_start", 15_000, 1000)
+    assert judge(start(301, 1900)) is None  # under the 2 s floor
+    assert judge(start(302, 15_000, version="v2")) is None  # another build has its own baseline
+    # As a finding of the session it happened in, for a minute.
+    found = quiet(start=290)
+    found.add_event(slow)
+    finding = with_causes(rules(found)[Rule.APP_START_SLOW], found)
+    assert (finding.value, finding.threshold, finding.app_id) == (15.0, 1.0, "editor")
+    assert explain(finding).startswith(
+        "editor (pid 300) took 15.0 s to show its first window, against a usual 1.0 s"
+    )
+    assert finding.causes[0].startswith("unknown")
+    found.add(Sample(361.0, 10.0, 40.0, 40.0, 0.3))
+    assert Rule.APP_START_SLOW not in rules(found)
+
+
+async def test_the_service_judges_starts_per_app_across_sessions_and_groups_desktop_faults_by_image(
+    tmp_path: Path,
+) -> None:
+    store = LocalObjectStore(tmp_path / "store", workers=2)
+    diagnostics = DiagnosticsService(store, SETTINGS, pseudonym_key("secret-for-this-test-0123456789"))
+    now = time.time_ns()
+
+    def app(t_s: int, ms: int) -> pb.Event:
+        started = pb.AppLifecycle(
+            kind=pb.AppLifecycle.KIND_STARTED, app_id="editor", pid=40 + t_s, startup_ms=ms, app_version="v1"
+        )
+        return pb.Event(time_unix_nano=now + t_s * 1_000_000_000, app=started)
+
+    try:
+        for index in range(5):
+            await diagnostics.on_committed("u", f"desk-{index}", [app(index, 1000 + 10 * index)])
+        await diagnostics.on_committed("u", "desk-slow", [app(9, 14_000)])
+        (slow,) = diagnostics.incidents()
+        assert (slow.rule, slow.app_id, slow.app_version) == (Rule.APP_START_SLOW, "editor", "v1")
+        assert [e.kind for e in slow.events] == ["started", "slow_start"]
+
+        def memory(t_s: int) -> pb.Event:
+            sample = pb.SystemMetrics(memory_used_bytes=98, memory_total_bytes=100)
+            return pb.Event(time_unix_nano=now + t_s * 1_000_000_000, metrics=sample)
+
+        for session, image in (("desk-a", "img-1"), ("desk-b", "img-1"), ("desk-c", "img-2")):
+            info = pb.Event(time_unix_nano=now, session_info=pb.SessionInfo(hostname="h", image=image))
+            await diagnostics.on_committed("u", session, [info, *(memory(t) for t in range(12))])
+        pressure = [i for i in diagnostics.incidents() if i.rule is Rule.MEMORY_PRESSURE]
+        assert sorted(len(i.sessions) for i in pressure) == [1, 2]
+        assert {i.signature for i in pressure} == {
+            "memory_pressure|place=img-1",
+            "memory_pressure|place=img-2",
+        }
+        subject = pressure[0].sessions[0].subject
+        assert diagnostics.holds_fault(subject, pressure[0].signature)
+        assert not diagnostics.holds_fault(subject, "memory_pressure|place=elsewhere")
+    finally:
+        await store.close()
