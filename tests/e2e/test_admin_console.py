@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import json
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -30,8 +29,8 @@ from playwright.sync_api import Browser, Page, expect
 from cloud_infer.auth import issue_token
 from cloud_infer.diagnostics.service import pseudonym, pseudonym_key
 from harness.chromium import chromium_argv
+from harness.console import ConsoleProcess
 from harness.dbus import SessionBus
-from harness.minio import free_port
 from harness.processes import (
     TOKEN_SECRET,
     ServerProcess,
@@ -39,7 +38,6 @@ from harness.processes import (
     agent_env,
     desktop_agent,
     wait_until,
-    wait_until_serving,
 )
 from recall_store.config import StoreSettings
 from recall_store.event_log import EventLog, LoggedEvent
@@ -132,28 +130,6 @@ class CanaryPage:
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/{URL_CANARY}"
 
 
-def add_users(users_file: Path) -> None:
-    for username, role in ROLES.items():
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "admin_console",
-                "add-user",
-                "--users-file",
-                str(users_file),
-                "--username",
-                username,
-                "--role",
-                role,
-            ],
-            input=PASSWORDS[username] + "\n",
-            text=True,
-            check=True,
-            cwd=REPO,
-        )
-
-
 @pytest.fixture(scope="module")
 def ops(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ops]:
     home = tmp_path_factory.mktemp("console")
@@ -171,25 +147,10 @@ def ops(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ops]:
         recall_enabled="false",
     )
     server.start()
-    add_users(home / "users.json")
-    (home / "service-token").write_text(issue_token(TOKEN_SECRET, "admin-console", ["read", "ops_console"]))
-    port = free_port()
-    console = ShadowdeskProcess(
-        "console",
-        {
-            "SHADOWDESK_CONSOLE_PORT": str(port),
-            "SHADOWDESK_CONSOLE_CLOUD_URL": server.http_url,
-            "SHADOWDESK_CONSOLE_SERVICE_TOKEN_FILE": str(home / "service-token"),
-            "SHADOWDESK_CONSOLE_USERS_FILE": str(home / "users.json"),
-            "SHADOWDESK_CONSOLE_SESSION_SECRET": "console-test-session-secret-0123456789",
-        },
-        home / "console.log",
-    )
-    console.start()
-    console_url = f"http://127.0.0.1:{port}"
+    console = ConsoleProcess(server, home, {name: (ROLES[name], PASSWORDS[name]) for name in ROLES})
     canary_page = CanaryPage()
     try:
-        wait_until_serving(f"{console_url}/health", 30, lambda: console.running, console.log)
+        console.start()
         with VirtualDesktop(width=1280, height=800) as desktop, SessionBus(desktop.env) as bus:
             note = home / f"{TITLE_CANARY}.txt"
             note.write_text("notes\n", encoding="utf-8")
@@ -210,7 +171,7 @@ def ops(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ops]:
                 flush_interval_s="0.2",
                 allowed_actions="kill_process,diagnostic_snapshot",
             )
-            running = Ops(server, console, console_url, agent, desktop, home)
+            running = Ops(server, console, console.url, agent, desktop, home)
             try:
                 # Once the agent streams: typed text and a copy in mousepad (its title, text and the
                 # clipboard), then the browser at the canary URL, each until the user's log has them.

@@ -241,9 +241,12 @@ async function incidentPage(incidentId) {
     const rems = await api(`/api/ops/incidents/${incidentId}/remediations`);
     remediations.replaceChildren(...(rems.ok && rems.data.remediations.length
       ? rems.data.remediations.map(remediationItem) : [el("li", { class: "muted", text: "none yet" })]));
-    const earlier = await api(`/api/ops/incidents/${incidentId}/similar`);
-    similar.replaceChildren(...(earlier.ok && earlier.data.incidents.length
-      ? earlier.data.incidents.map((i) => el("li", {}, el("a", { href: `/incidents/${i.incident_id}`, text: i.title }),
+  }
+
+  async function earlier() { // once: what came before does not change while the page is open
+    const reply = await api(`/api/ops/incidents/${incidentId}/similar`);
+    similar.replaceChildren(...(reply.ok && reply.data.incidents.length
+      ? reply.data.incidents.map((i) => el("li", {}, el("a", { href: `/incidents/${i.incident_id}`, text: i.title }),
         el("span", { class: "muted", text: ` · ${when(i.opened_ns)}` })))
       : [el("li", { class: "muted", text: "not that we know of" })]));
   }
@@ -267,7 +270,7 @@ async function incidentPage(incidentId) {
     return item;
   }
 
-  await refresh();
+  await Promise.all([refresh(), earlier()]);
   let last = Date.now();
   onSnapshot.push(() => { if (Date.now() - last >= 2000) { last = Date.now(); refresh(); } });
 }
