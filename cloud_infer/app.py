@@ -10,6 +10,7 @@ from cloud_infer.auth_api import router as auth_router
 from cloud_infer.commands.api_router import router as commands_router
 from cloud_infer.config import ServerSettings
 from cloud_infer.diagnostics.api_router import router as diagnostics_router
+from cloud_infer.diagnostics.health_router import router as health_router
 from cloud_infer.http_guard import HttpGuard
 from cloud_infer.llm.api_router import router as llm_router
 from cloud_infer.privacy.api_router import router as privacy_router
@@ -56,6 +57,7 @@ def build_app(settings: ServerSettings, services: Services) -> FastAPI:
         workflows_router,
         workflow_runs_router,
         diagnostics_router,
+        health_router,
     ):
         app.include_router(router)
 
