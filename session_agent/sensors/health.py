@@ -12,12 +12,10 @@ import os
 import time
 from collections.abc import Callable
 
-import psutil
-
 from protos.shadowdesk.v1 import ingest_pb2 as pb
 from session_agent.sensors.base import Emit, new_event
 
-_NS_PER_MS = 1_000_000
+_TICKS_PER_S = os.sysconf("SC_CLK_TCK")
 
 
 class LinkStats:
@@ -45,8 +43,12 @@ class LogonClock:
 
     def __init__(self, emit: Emit | None = None) -> None:
         self.emit = emit
-        self.started_ns = logon_start_ns()
         self._reached: set[int] = set()
+        # The session leader's start, else this process's (both on the boot clock).
+        self.started_s = next(
+            (age for pid in (os.getsid(0), os.getpid()) if (age := started_s(pid)) is not None),
+            since_boot_s(),
+        )
 
     def reached(self, phase: pb.LogonPhase.Phase.ValueType) -> None:
         if phase in self._reached or self.emit is None:
@@ -54,7 +56,7 @@ class LogonClock:
         self._reached.add(phase)
         event = new_event()
         event.logon.phase = phase
-        event.logon.since_logon_ms = max(0, (event.time_unix_nano - self.started_ns) // _NS_PER_MS)
+        event.logon.since_logon_ms = max(0, int((since_boot_s() - self.started_s) * 1000))
         self.emit(event)
 
 
@@ -72,14 +74,20 @@ class DesktopHealth:
         self.logon = LogonClock(emit)
 
 
-def logon_start_ns() -> int:
-    """When the session began: its session leader's start (this process's own if it cannot be read)."""
-    for pid in (os.getsid(0), os.getpid()):
-        try:
-            return int(psutil.Process(pid).create_time() * 1e9)
-        except (psutil.Error, OSError):
-            continue
-    return time.time_ns()
+def since_boot_s() -> float:
+    """Now on the boot clock, the clock of a process's start time in /proc."""
+    return time.clock_gettime(time.CLOCK_BOOTTIME)
+
+
+def started_s(pid: int) -> float | None:
+    """When ``pid`` started, on the boot clock (to 1/CLK_TCK; psutil's create_time adds the boot time,
+    which /proc gives in whole seconds, so it can be up to 1 s off), or None when it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as file:
+            line = file.read()
+        return int(line[line.rfind(b")") + 2 :].split()[19]) / _TICKS_PER_S
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 _versions: dict[tuple[str, int, int], str] = {}

@@ -16,7 +16,6 @@ from __future__ import annotations
 import logging
 import select
 import threading
-import time
 from dataclasses import dataclass
 
 import psutil
@@ -29,7 +28,7 @@ from protos.shadowdesk.v1 import ingest_pb2 as pb
 from session_agent.errors import SensorError
 from session_agent.privacy import PrivacyRules
 from session_agent.sensors.base import Emit, FocusState, new_event
-from session_agent.sensors.health import DesktopHealth, app_version
+from session_agent.sensors.health import DesktopHealth, app_version, since_boot_s, started_s
 
 logger = logging.getLogger(__name__)
 
@@ -83,7 +82,7 @@ class WindowSensor:
         self._display_name = display
         self._privacy = privacy or PrivacyRules()
         self._health = health or DesktopHealth()
-        self._started = time.time()
+        self._started = since_boot_s()
         self._emit = emit
         self._poll_s = poll_s
         self._focus = focus
@@ -176,11 +175,10 @@ class WindowSensor:
 
     def _startup_ms(self, pid: int) -> int:
         """From the process's start to now (its first window is listed), for apps started after the agent."""
-        try:
-            created = psutil.Process(pid).create_time()
-        except psutil.Error:
+        started = started_s(pid)
+        if started is None or started < self._started:
             return 0
-        return int((time.time() - created) * 1000) if created >= self._started else 0
+        return int((since_boot_s() - started) * 1000)
 
     def _emit_app(self, kind: pb.AppLifecycle.Kind.ValueType, pid: int, app: App) -> None:
         event = new_event()

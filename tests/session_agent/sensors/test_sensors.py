@@ -80,6 +80,11 @@ def test_app_lifecycle_follows_client_windows(
     exited = [e.app for e in events.of("app") if e.app.kind == pb.AppLifecycle.KIND_EXITED]
     assert [(a.app_id, a.executable) for a in exited] == [("xterm", "xterm")]
     assert lifecycle(first.pid) == [pb.AppLifecycle.KIND_STARTED]
+    # An app started while the sensor ran has its start time (process start to first listed window);
+    # one already running has none. Both carry the build of their executable.
+    started = {e.app.pid: e.app for e in events.of("app") if e.app.kind == pb.AppLifecycle.KIND_STARTED}
+    assert 0 < started[second.pid].startup_ms < 30_000 and started[first.pid].startup_ms == 0
+    assert started[second.pid].app_version == started[first.pid].app_version != ""
     assert not events.of("window_focus"), "focus was not asked for"
 
 
