@@ -23,6 +23,7 @@ STATIC_FILES: dict[str, str] = {
     "api.js": "text/javascript; charset=utf-8",
     "assist.js": "text/javascript; charset=utf-8",
     "dom.js": "text/javascript; charset=utf-8",
+    "health.js": "text/javascript; charset=utf-8",
     "macros.js": "text/javascript; charset=utf-8",
     "macro_editor.js": "text/javascript; charset=utf-8",
     "macro_runs.js": "text/javascript; charset=utf-8",

@@ -382,6 +382,16 @@ export class Api {
     });
   }
 
+  health() {
+    return this.json("GET", "/v1/me/health");
+  }
+
+  // Waits for the desktop's result, which may take as long as the fix's command deadline.
+  applyHealthFix(incidentId, fixId) {
+    const path = `/v1/me/health/${encodeURIComponent(incidentId)}/fixes/${encodeURIComponent(fixId)}`;
+    return this.json("POST", path, { timeoutMs: STOP_TIMEOUT_MS + 10_000 });
+  }
+
   live(handlers) {
     return this.#socket("/v1/recall/live", handlers);
   }

@@ -4,6 +4,7 @@
 import { Api, ApiError, Session } from "/sidebar/static/api.js";
 import { AssistPanel } from "/sidebar/static/assist.js";
 import { $, el, formatTime } from "/sidebar/static/dom.js";
+import { HealthNotices } from "/sidebar/static/health.js";
 import { MacrosPanel } from "/sidebar/static/macros.js";
 
 const SEARCH_DEBOUNCE_MS = 350;
@@ -247,6 +248,8 @@ class Sidebar {
     );
     this.macros.start();
     tabShown.set("macros", () => this.macros.show());
+    this.health = new HealthNotices(this.api, { confirm: confirmAction, status: showStatus, error: showError });
+    this.health.start();
   }
 
   // The sign-in ended (too old, or revoked): no history stays on screen.
@@ -261,6 +264,7 @@ class Sidebar {
     $("citations").replaceChildren();
     $("assist-output").replaceChildren();
     this.macros?.signOut();
+    this.health?.stop();
     showSignedOut();
   }
 
