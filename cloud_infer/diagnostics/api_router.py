@@ -210,7 +210,7 @@ async def similar_incidents(
     incident_id: IncidentId,
     limit: Annotated[int, Query(ge=1, le=500)] = 20,
 ) -> IncidentList:
-    """Earlier incidents with the same rule and fault signature, newest first."""
+    """Earlier incidents of the same rule, those of the same fault signature first."""
     incident = diagnostics.incident(incident_id)
     earlier = fleet.similar(incident, diagnostics.incidents(limit=10_000))
     return IncidentList(incidents=earlier[:limit])

@@ -119,17 +119,14 @@ def matches(incident: Incident, query: str) -> bool:
     return all(word in text for word in words)
 
 
-def _signature(incident: Incident) -> object:
-    # Incidents that carry a fault signature (the app and version that crashed, ...) match on it too.
-    return (incident.rule, getattr(incident, "signature", None))
-
-
 def similar(incident: Incident, incidents: Iterable[Incident]) -> list[Incident]:
-    """Incidents opened before ``incident`` with the same rule and signature, newest first."""
-    return [
+    """Incidents of the same rule opened before ``incident``: those of the same fault signature (the same
+    app and version, or the same image or host) first, each group newest first."""
+    earlier = [
         other
         for other in incidents
         if other.incident_id != incident.incident_id
+        and other.rule is incident.rule
         and other.opened_ns < incident.opened_ns
-        and _signature(other) == _signature(incident)
     ]
+    return sorted(earlier, key=lambda other: (other.signature != incident.signature, -other.opened_ns))

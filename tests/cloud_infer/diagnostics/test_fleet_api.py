@@ -19,7 +19,10 @@ from cloud_infer.commands import CommandService, CommandSettings
 from cloud_infer.config import ServerSettings
 from cloud_infer.diagnostics.audit import AuditLog
 from cloud_infer.diagnostics.config import DiagnosticsSettings
+from cloud_infer.diagnostics.fleet import matches, similar
+from cloud_infer.diagnostics.incidents import Incident
 from cloud_infer.diagnostics.remediation import RemediationService
+from cloud_infer.diagnostics.rules import Rule, Severity
 from cloud_infer.diagnostics.service import DiagnosticsService, pseudonym, pseudonym_key
 from cloud_infer.server import create_grpc_server, ingest_service
 from cloud_infer.services import Services
@@ -248,3 +251,36 @@ async def test_the_console_exchanges_its_service_token_for_a_users_role_attribut
         e for e in audit["entries"] if e["result"].get("remediation_id") == asked.json()["remediation_id"]
     ]
     assert [(e["actor"], e["action"]) for e in mine] == [("console.ada", "remediation.end_process.requested")]
+
+
+def incident(n: int, rule: Rule, signature: str, app_id: str = "") -> Incident:
+    return Incident(
+        incident_id=f"inc-{n:012x}",
+        rule=rule,
+        severity=Severity.WARNING,
+        title=rule.value,
+        opened_ns=n * NS,
+        updated_ns=n * NS,
+        explanation="",
+        sessions=[],
+        signature=signature,
+        app_id=app_id,
+    )
+
+
+def test_similar_puts_the_same_signature_first_and_search_reads_app_names() -> None:
+    now = incident(9, Rule.DISK_FULL, "disk_full|place=host-a")
+    older = [
+        incident(1, Rule.DISK_FULL, "disk_full|place=host-a"),
+        incident(2, Rule.DISK_FULL, "disk_full|place=host-b"),
+        incident(3, Rule.DISK_FULL, "disk_full|place=host-a"),
+        incident(4, Rule.MEMORY_PRESSURE, "memory_pressure|place=host-a"),
+        incident(10, Rule.DISK_FULL, "disk_full|place=host-a"),  # after it: not "before"
+    ]
+    assert [i.incident_id for i in similar(now, [now, *older])] == [
+        "inc-000000000003",
+        "inc-000000000001",
+        "inc-000000000002",
+    ]
+    crash = incident(5, Rule.MEMORY_PRESSURE, "x", app_id="org.mozilla.firefox")
+    assert matches(crash, "Firefox memory") and not matches(crash, "chromium")
