@@ -14,6 +14,7 @@ import logging
 import signal
 import socket
 import threading
+import time
 from collections.abc import Callable
 
 from opentelemetry import metrics, trace
@@ -33,6 +34,7 @@ from session_agent.config import (
 from session_agent.errors import AgentError, SensorError, SpoolError
 from session_agent.executor import open_executor
 from session_agent.privacy import PrivacyRules
+from session_agent.send_policy import SendPolicy
 from session_agent.sender import Sender
 from session_agent.sensors.accessibility import AccessibilitySensor
 from session_agent.sensors.base import FocusState, Sensor, new_event
@@ -101,6 +103,7 @@ class Agent:
         self.focus = FocusState()
         self.privacy = PrivacyRules.from_settings(settings)
         self.health = DesktopHealth(self.buffer.emit)
+        self._send_policy = SendPolicy(settings.routine_send_interval_s)
         self._tracer = tracer
         self._meter = meter
 
@@ -269,7 +272,8 @@ class Agent:
             logger.exception("cannot commit %d events to the spool; retrying next flush", len(events))
             self.buffer.requeue(events)
             return
-        sender.notify()
+        if self._send_policy.send_now(events, time.monotonic()):
+            sender.notify()
 
 
 def _supervise(sensor: Sensor, stop: threading.Event) -> None:

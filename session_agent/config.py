@@ -207,6 +207,13 @@ class AgentSettings(BaseSettings):
     )
     max_inflight_batches: int = Field(4, ge=1, description="batches sent but not yet acknowledged")
     flush_interval_s: float = Field(0.5, gt=0, description="group-commit period of the spool")
+    routine_send_interval_s: float = Field(
+        5.0,
+        ge=0,
+        le=60,
+        description="metrics samples with nothing near a limit wait up to this long to go out in one batch; "
+        "other events and samples near a limit go at the next flush (0: every flush sends)",
+    )
     ack_timeout_s: float = Field(15.0, gt=0, description="reconnect when the oldest unacked batch is older")
     connect_timeout_s: float = Field(10.0, gt=0, description="deadline for channel ready + Hello/Welcome")
     backoff_initial_s: float = Field(0.5, gt=0, description="first reconnect delay; doubles per failure")
