@@ -30,6 +30,7 @@ With no such process (a victim outside the session) it is reported with pid 0.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import signal
@@ -74,6 +75,7 @@ _DATA_AT = _EVENT_AT + _EVENT.size
 # per poll, so a death this close to an increment is its victim.
 _OOM_MATCH_S = 2.0
 _POLL_S = 1.0
+_RECEIVE_BUFFER = 1 << 20
 CRASH_SIGNALS = frozenset(
     {
         signal.SIGSEGV,
@@ -116,6 +118,7 @@ def listen_socket() -> socket.socket:
     except OSError:
         sock.close()
         raise
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _RECEIVE_BUFFER)  # room for a burst
     sock.settimeout(_POLL_S)
     return sock
 
@@ -157,6 +160,7 @@ class ProcessFaultSensor:
         self._oom_pending: deque[float] = deque()  # counter increments not yet matched
         self._oom_kills = 0
         self.listening = False
+        self.overruns = 0
 
     def run(self, stop: threading.Event) -> None:
         try:
@@ -179,7 +183,12 @@ class ProcessFaultSensor:
                 except TimeoutError:
                     data = b""
                 except OSError as exc:
-                    raise SensorError(f"proc connector failed: {exc}") from exc
+                    if exc.errno != errno.ENOBUFS:
+                        raise SensorError(f"proc connector failed: {exc}") from exc
+                    # The kernel dropped events we read too slowly (a burst of programs): go on.
+                    self.overruns += 1
+                    logger.debug("proc connector overrun %d: some process events were lost", self.overruns)
+                    data = b""
                 if data:
                     self._on_message(data)
                 if time.monotonic() >= next_poll:
