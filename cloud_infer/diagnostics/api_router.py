@@ -31,6 +31,7 @@ from cloud_infer.diagnostics.remediation import (
     RemediationRequest,
     RemediationService,
 )
+from cloud_infer.diagnostics.root_cause import Analyst, RootCause
 from cloud_infer.diagnostics.service import DiagnosticsService
 from cloud_infer.errors import BackendUnavailableError, InvalidMessageError, NotFoundError
 
@@ -38,6 +39,8 @@ router = APIRouter(prefix="/v1/ops", tags=["ops diagnostics"], responses=error_r
 
 # A console user's token lives this long; the console exchanges again before it ends.
 CONSOLE_TOKEN_TTL_S = 600
+# A root-cause analysis waits behind interactive requests (it runs at background priority).
+ANALYSIS_DEADLINE_S = 120.0
 CONSOLE_SUBJECT_PREFIX = "console."
 CONSOLE_ROLES: dict[str, OpsRole] = {"viewer": "ops_view", "operator": "ops_operate", "admin": "admin"}
 
@@ -51,6 +54,10 @@ def _diagnostics(connection: HTTPConnection) -> DiagnosticsService:
 
 def _viewer(connection: HTTPConnection) -> TokenClaims:
     return caller(connection).require_ops("ops_view")
+
+
+def _operator(connection: HTTPConnection) -> TokenClaims:
+    return caller(connection).require_ops("ops_operate")
 
 
 def _admin(connection: HTTPConnection) -> TokenClaims:
@@ -76,6 +83,7 @@ TokensDep = Annotated[TokenAuthority, Depends(_tokens)]
 DiagnosticsDep = Annotated[DiagnosticsService, Depends(_diagnostics)]
 RemediationsDep = Annotated[RemediationService, Depends(_remediations)]
 ViewerClaims = Annotated[TokenClaims, Depends(_viewer)]
+OperatorClaims = Annotated[TokenClaims, Depends(_operator)]
 AdminClaims = Annotated[TokenClaims, Depends(_admin)]
 ConsoleServiceClaims = Annotated[TokenClaims, Depends(_console_service)]
 
@@ -214,6 +222,32 @@ async def similar_incidents(
     incident = diagnostics.incident(incident_id)
     earlier = fleet.similar(incident, diagnostics.incidents(limit=10_000))
     return IncidentList(incidents=earlier[:limit])
+
+
+def _analyst(connection: HTTPConnection) -> Analyst:
+    found = services(connection)
+    return Analyst(found.llm, found.store, deadline_s=ANALYSIS_DEADLINE_S)
+
+
+AnalystDep = Annotated[Analyst, Depends(_analyst)]
+
+
+@router.get("/incidents/{incident_id}/analysis", response_model=RootCause)
+async def get_analysis(_: ViewerClaims, analyst: AnalystDep, incident_id: IncidentId) -> RootCause:
+    """The model's last root-cause analysis of the incident; 404 when none was asked for."""
+    found = await analyst.stored(incident_id)
+    if found is None:
+        raise NotFoundError(f"incident {incident_id!r} has not been analysed")
+    return found
+
+
+@router.post("/incidents/{incident_id}/analysis", response_model=RootCause)
+async def analyse_incident(
+    _: OperatorClaims, diagnostics: DiagnosticsDep, analyst: AnalystDep, incident_id: IncidentId
+) -> RootCause:
+    """Ask the language model for the root cause, citing the incident's facts ("unknown" when they do
+    not support one); answered from the last analysis when the incident has not changed since."""
+    return await analyst.analyse(diagnostics.incident(incident_id))
 
 
 @router.post("/incidents/{incident_id}/remediations", response_model=Remediation)

@@ -20,10 +20,13 @@ from pydantic import BaseModel, Field
 
 from cloud_infer.diagnostics.incidents import Incident
 from cloud_infer.llm.backend import ChatMessage
-from cloud_infer.llm.errors import LLMError, LLMOutputError
+from cloud_infer.llm.errors import LLMError, LLMOutputError, LLMUnavailableError
 from cloud_infer.llm.gateway import LLMGateway
 from cloud_infer.llm.prompts import fence
 from cloud_infer.llm.scheduler import Priority
+from recall_store.errors import ObjectNotFoundError
+from recall_store.naming import SYSTEM_SPACE
+from recall_store.store import ObjectStore
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +59,8 @@ class ModelAnswer(BaseModel):
 
 
 class RootCause(BaseModel):
+    incident_id: str = ""
+    incident_updated_ns: int = Field(default=0, description="The incident as it was when analysed.")
     cause: str = Field(description='One sentence, or "unknown" when the evidence supports no cause.')
     cites: list[Fact] = Field(description="The facts the cause rests on (none when it is unknown).")
     confidence: Literal["low", "medium", "high"] | None = None
@@ -75,6 +80,16 @@ def facts_of(incident: Incident) -> list[Fact]:
             f"session {part.subject}: value {part.value:.1f}, peak {part.peak:.1f}, {state}, "
             f"held {(part.last_ns - part.first_ns) / 1e9:.0f} s; {part.explanation}"
         )
+    for top in incident.top_processes:
+        lines.append(
+            f"session {top.subject} top process {top.name} (pid {top.pid}, app {top.app_id or 'none'}): "
+            f"{top.memory_percent:.0f} % of memory, {top.cpu_percent:.0f} % CPU"
+        )
+    for event in incident.events[-10:]:
+        detail = f" by signal {event.signal}" if event.signal else ""
+        detail += " with a core dump" if event.core_dumped else ""
+        detail += f" for {event.hung_ms / 1000:.0f} s" if event.hung_ms else ""
+        lines.append(f"session {event.subject}: {event.executable} (pid {event.pid}) {event.kind}{detail}")
     ranges: dict[tuple[str, str], list[float]] = defaultdict(list)
     for point in incident.evidence:
         ranges[(point.subject, point.metric)].append(point.value)
@@ -83,6 +98,7 @@ def facts_of(incident: Incident) -> list[Fact]:
             f"session {subject} {metric}: {len(values)} samples, min {min(values):.1f}, "
             f"max {max(values):.1f}, last {values[-1]:.1f}"
         )
+    lines += [f"the rules' likely cause: {cause}" for cause in incident.causes[:2]]
     return [Fact(fact_id=f"F{n}", text=text) for n, text in enumerate(lines[:_MAX_FACTS], start=1)]
 
 
@@ -92,6 +108,11 @@ def _prompt(facts: Sequence[Fact]) -> list[ChatMessage]:
         ChatMessage(role="system", content=_SYSTEM),
         ChatMessage(role="user", content=fence("screen", body) + "\nWhat is the most likely cause?"),
     ]
+
+
+def processes_of(incident: Incident) -> set[str]:
+    """Every process name the incident's evidence mentions."""
+    return {p.name for p in incident.top_processes} | {e.executable for e in incident.events}
 
 
 def _named_processes(text: str, known: set[str]) -> set[str]:
@@ -149,3 +170,40 @@ async def analyse(
         logger.warning("root-cause analysis of %s failed: %s", incident.incident_id, error)
         return None
     return check(answer, facts, processes, backend.name)
+
+
+class Analyst:
+    """Analyses on request, one incident state once: the answer is kept in the operator space."""
+
+    def __init__(self, gateway: LLMGateway, store: ObjectStore, *, deadline_s: float) -> None:
+        self._gateway = gateway
+        self._store = store
+        self._deadline_s = deadline_s
+
+    async def stored(self, incident_id: str) -> RootCause | None:
+        try:
+            return RootCause.model_validate_json(await self._store.get(SYSTEM_SPACE, _key(incident_id)))
+        except ObjectNotFoundError:
+            return None
+
+    async def analyse(self, incident: Incident) -> RootCause:
+        """The analysis of the incident as it is now (kept from before if it has not changed since)."""
+        kept = await self.stored(incident.incident_id)
+        if kept is not None and kept.incident_updated_ns == incident.updated_ns:
+            return kept
+        if self._gateway.chat_backend is None:
+            raise LLMUnavailableError("no language model is configured; the rules' explanation stands")
+        found = await analyse(self._gateway, incident, processes_of(incident), deadline_s=self._deadline_s)
+        if found is None:
+            raise LLMUnavailableError("the language model did not answer; the rules' explanation stands")
+        found = found.model_copy(
+            update={"incident_id": incident.incident_id, "incident_updated_ns": incident.updated_ns}
+        )
+        await self._store.put(
+            SYSTEM_SPACE, _key(incident.incident_id), found.model_dump_json().encode(), "application/json"
+        )
+        return found
+
+
+def _key(incident_id: str) -> str:
+    return f"ops/analyses/{incident_id}.json"

@@ -6,12 +6,15 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from cloud_infer.auth import issue_token
 from cloud_infer.diagnostics.incidents import AffectedSession, Evidence, Incident
-from cloud_infer.diagnostics.root_cause import UNKNOWN, ModelAnswer, analyse, check, facts_of
+from cloud_infer.diagnostics.root_cause import UNKNOWN, Analyst, ModelAnswer, analyse, check, facts_of
 from cloud_infer.diagnostics.rules import Rule, Severity
 from cloud_infer.llm.config import LLMSettings
 from cloud_infer.llm.factory import open_gateway
 from cloud_infer.llm.gateway import LLMGateway
+from tests.cloud_infer.diagnostics.desk import Desk, admin
+from tests.cloud_infer.helpers import SECRET, FaultyStore
 
 NS = 1_000_000_000
 
@@ -102,3 +105,25 @@ async def test_the_embedded_model_answers_within_the_evidence_even_when_a_proces
         assert found.cites, "a cause always cites its facts"
         cited = " ".join(f.text for f in found.cites)
         assert "evil.exe" not in found.cause.lower() or "evil.exe" in cited.lower()
+
+
+async def test_the_analyst_keeps_one_analysis_per_incident_state(llm: LLMGateway, store: FaultyStore) -> None:
+    analyst = Analyst(llm, store, deadline_s=120)
+    first = await analyst.analyse(incident())
+    assert first.incident_id == "inc-0123456789ab" and first.model.startswith("embedded:")
+    assert await analyst.stored("inc-0123456789ab") == first
+    assert await analyst.analyse(incident()) == first  # unchanged: not asked again
+    changed = incident().model_copy(update={"updated_ns": incident().updated_ns + 1})
+    again = await analyst.analyse(changed)
+    assert again.incident_updated_ns == changed.updated_ns
+
+
+async def test_the_api_answers_503_without_a_model_and_only_operators_may_ask(desk: Desk) -> None:
+    await desk.report(2, 97.0)
+    incident = await desk.incident()
+    path = f"/v1/ops/incidents/{incident['incident_id']}/analysis"
+    assert (await desk.api.get(path, headers=admin("ops-1"))).status_code == 404
+    viewer = {"Authorization": f"Bearer {issue_token(SECRET, 'v', ['read', 'ops_view'])}"}
+    assert (await desk.api.post(path, headers=viewer)).status_code == 403
+    reply = await desk.api.post(path, headers=admin("ops-1"))
+    assert reply.status_code == 503 and "no language model" in reply.text
