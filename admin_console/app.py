@@ -31,10 +31,10 @@ from admin_console.sessions import COOKIE, ConsoleSession, Sessions
 # What the browser may read and do through the console: the cloud's ops routes, nothing else.
 _READS = re.compile(
     r"^(sessions|sessions/s-[0-9a-f]{16}/series|audit|incidents"
-    r"|incidents/inc-[0-9a-f]{12}(/similar|/remediations)?|remediations/rem-[0-9a-f]{12})$"
+    r"|incidents/inc-[0-9a-f]{12}(/similar|/remediations|/analysis)?|remediations/rem-[0-9a-f]{12})$"
 )
 _WRITES = re.compile(
-    r"^(incidents/inc-[0-9a-f]{12}/remediations|remediations/rem-[0-9a-f]{12}/approve"
+    r"^(incidents/inc-[0-9a-f]{12}/(remediations|analysis)|remediations/rem-[0-9a-f]{12}/approve"
     r"|sessions/s-[0-9a-f]{16}/reveal)$"
 )
 _QUERY = frozenset({"seconds", "q", "state", "limit", "after_seq"})
@@ -98,7 +98,10 @@ def build_app(settings: ConsoleSettings, identity: IdentityProvider | None = Non
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.cloud = CloudClient(
-            settings.cloud_url, settings.service_token_file, settings.http_timeout_s
+            settings.cloud_url,
+            settings.service_token_file,
+            settings.http_timeout_s,
+            settings.action_timeout_s,
         )
         try:
             yield

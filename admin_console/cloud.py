@@ -32,9 +32,12 @@ class CloudReply:
 
 
 class CloudClient:
-    def __init__(self, base_url: str, service_token_file: Path, timeout_s: float) -> None:
+    def __init__(
+        self, base_url: str, service_token_file: Path, timeout_s: float, action_timeout_s: float
+    ) -> None:
         self._http = httpx.AsyncClient(base_url=base_url, timeout=httpx.Timeout(timeout_s))
         self._timeout_s = timeout_s
+        self._action_timeout_s = action_timeout_s
         self._service_token_file = service_token_file
         self._tokens: dict[ConsoleUser, tuple[str, float]] = {}
 
@@ -45,15 +48,23 @@ class CloudClient:
         return await self._call(user, "GET", path, params=params)
 
     async def post(self, user: ConsoleUser, path: str, body: Any) -> CloudReply:
-        return await self._call(user, "POST", path, json=body)
+        # An action may wait on a model (a root-cause analysis): it gets the longer deadline.
+        return await self._call(user, "POST", path, self._action_timeout_s, json=body)
 
-    async def _call(self, user: ConsoleUser, method: str, path: str, **kwargs: Any) -> CloudReply:
+    async def _call(
+        self, user: ConsoleUser, method: str, path: str, timeout_s: float | None = None, **kwargs: Any
+    ) -> CloudReply:
         token = await self._token(user)
-        reply = await self._send(method, f"/v1/ops/{path}", token, **kwargs)
+        timeout_s = timeout_s or self._timeout_s
+        reply = await self._send(method, f"/v1/ops/{path}", token, timeout_s, **kwargs)
         if reply.status_code == 401:  # revoked or expired early: exchange once more
-            self._tokens.pop(user, None)
-            reply = await self._send(method, f"/v1/ops/{path}", await self._token(user), **kwargs)
+            token = await self._retoken(user)
+            reply = await self._send(method, f"/v1/ops/{path}", token, timeout_s, **kwargs)
         return CloudReply(reply.status_code, _json(reply))
+
+    async def _retoken(self, user: ConsoleUser) -> str:
+        self._tokens.pop(user, None)
+        return await self._token(user)
 
     async def _token(self, user: ConsoleUser) -> str:
         cached = self._tokens.get(user)
@@ -63,20 +74,21 @@ class CloudClient:
             service = self._service_token_file.read_text(encoding="utf-8").strip()
         except OSError as exc:
             raise CloudError(f"the console's service token cannot be read: {exc.strerror}") from exc
-        reply = await self._send(
-            "POST", "/v1/ops/console-tokens", service, json={"username": user.username, "role": user.role}
-        )
+        body = {"username": user.username, "role": user.role}
+        reply = await self._send("POST", "/v1/ops/console-tokens", service, self._timeout_s, json=body)
         if reply.status_code != 200:
             raise CloudError(f"the cloud refused the console's token exchange ({reply.status_code})")
         body = reply.json()
         self._tokens[user] = (str(body["token"]), time.monotonic() + float(body["expires_in_s"]))
         return str(body["token"])
 
-    async def _send(self, method: str, path: str, token: str, **kwargs: Any) -> httpx.Response:
+    async def _send(
+        self, method: str, path: str, token: str, timeout_s: float, **kwargs: Any
+    ) -> httpx.Response:
         try:
-            async with asyncio.timeout(self._timeout_s):
+            async with asyncio.timeout(timeout_s):
                 return await self._http.request(
-                    method, path, headers={"authorization": f"Bearer {token}"}, **kwargs
+                    method, path, headers={"authorization": f"Bearer {token}"}, timeout=timeout_s, **kwargs
                 )
         except TimeoutError as exc:
             raise CloudError("the cloud's API missed its deadline") from exc

@@ -46,6 +46,13 @@ class ConsoleSettings(BaseSettings):
     http_timeout_s: float = Field(
         default=5.0, gt=0, le=60, description="Deadline of each call to the cloud's API."
     )
+    action_timeout_s: float = Field(
+        default=150.0,
+        gt=0,
+        le=600,
+        description="Deadline of an action sent to the cloud's API, which may wait on a language model "
+        "(a root-cause analysis).",
+    )
     web_dir: Path = Field(
         default_factory=lambda: WEB_DIR,
         description="The pages, scripts and npm-installed charts (`npm ci --prefix admin_console/web`).",

@@ -223,6 +223,8 @@ def test_each_role_signs_in_and_a_viewer_can_neither_see_nor_use_an_action(
     viewer.goto(f"{ops.console_url}/incidents/{incident['incident_id']}")
     expect(viewer.locator("#explanation")).to_contain_text("disk", timeout=UI_MS)
     expect(viewer.locator("#action-dialog")).to_have_count(0)
+    expect(viewer.locator("#analysis")).to_have_text("Not asked yet.", timeout=UI_MS)
+    expect(viewer.locator("#analyse")).to_have_count(0)  # asking a model is an operator's
     viewer.goto(f"{ops.console_url}/sessions/{subject_of(USER, SESSION)}")
     expect(viewer.locator("#subject")).to_be_visible(timeout=UI_MS)
     expect(viewer.locator("#reveal")).to_have_count(0)
@@ -242,6 +244,10 @@ def test_each_role_signs_in_and_a_viewer_can_neither_see_nor_use_an_action(
     operator.click("#dry-run")
     expect(operator.locator("#dry-run-result")).to_contain_text("Would remove temporary files", timeout=UI_MS)
     expect(operator.locator("#reveal")).to_have_count(0)
+    # The packaged model answers through the gateway; whatever it says is held to the facts it cites.
+    operator.click("#analyse")
+    expect(operator.locator("#analysis")).to_contain_text("embedded:", timeout=120_000)
+    expect(operator.locator("#analysis-cause")).not_to_be_empty()
     risky = operator.request.post(path, data={"action": "end_process", "pid": 4242, "executable": "dd"})
     assert risky.status == 403
 

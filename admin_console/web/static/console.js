@@ -198,6 +198,36 @@ function revealPanel(subject) {
 
 // --- Incident -------------------------------------------------------------------------------------
 
+// The model's root cause, which must cite the incident's facts ("unknown" when they support none).
+function analysisPanel(incidentId) {
+  const path = `/api/ops/incidents/${incidentId}/analysis`;
+  const out = el("div", { id: "analysis" });
+  const panel = el("div", { class: "panel" }, el("h2", { text: "Root cause (language model)" }), out);
+  function show(reply) {
+    if (!reply.ok) {
+      out.replaceChildren(el("p", { class: "muted", text: reply.status === 404 ? "Not asked yet." : problem(reply) }));
+      return;
+    }
+    const found = reply.data;
+    out.replaceChildren(
+      el("p", { id: "analysis-cause", text: found.cause === "unknown"
+        ? "Unknown: the evidence does not support a cause." : found.cause }),
+      el("ul", { class: "list" }, ...found.cites.map((f) => el("li", { class: "muted", text: `${f.fact_id}: ${f.text}` }))),
+      el("p", { class: "muted", text: `${found.model}${found.confidence ? ` · confidence ${found.confidence}` : ""}` }));
+  }
+  if (me.may_operate) {
+    const ask = el("button", { type: "button", id: "analyse", text: "Explain with the model" });
+    ask.addEventListener("click", async () => {
+      ask.disabled = true;
+      out.replaceChildren(el("p", { class: "muted", text: "Asking the model…" }));
+      show(await api(path, {}));
+      ask.disabled = false;
+    });
+    panel.append(ask);
+  }
+  return { panel, load: async () => show(await api(path)) };
+}
+
 async function incidentPage(incidentId) {
   const head = el("div", { id: "incident-head" });
   const explanation = el("p", { id: "explanation", class: "panel" });
@@ -206,7 +236,10 @@ async function incidentPage(incidentId) {
   const similar = el("ul", { class: "list", id: "similar" });
   const remediations = el("ul", { class: "list", id: "remediations" });
   const approveError = el("p", { id: "approve-error", class: "critical" });
-  view.append(head, explanation, holder, el("h2", { text: "Affected sessions" }), affected);
+  const causes = el("ol", { class: "list", id: "causes" });
+  const analysis = analysisPanel(incidentId);
+  view.append(head, explanation, el("h2", { text: "Likely causes" }), causes, analysis.panel, holder,
+    el("h2", { text: "Affected sessions" }), affected);
   if (me.may_operate) view.append(actionDialog(incidentId, () => refresh()));
   view.append(el("h2", { text: "Actions" }), remediations, approveError,
     el("h2", { text: "Has this happened before?" }), similar);
@@ -221,6 +254,8 @@ async function incidentPage(incidentId) {
       el("span", { class: "muted", text: ` ${incident.rule} · opened ${when(incident.opened_ns)} · ${
         incident.resolved_ns ? `resolved ${when(incident.resolved_ns)}` : "open"}` }));
     explanation.textContent = incident.explanation;
+    causes.replaceChildren(...(incident.causes.length
+      ? incident.causes.map((c) => el("li", { text: c })) : [el("li", { class: "muted", text: "unknown" })]));
     affected.replaceChildren(...incident.sessions.map((p) => el("li", {},
       el("a", { href: `/sessions/${p.subject}`, text: p.subject }), " ",
       el("span", { class: p.active ? "critical" : "muted", text: p.active ? "active" : "over" }),
@@ -242,6 +277,8 @@ async function incidentPage(incidentId) {
     remediations.replaceChildren(...(rems.ok && rems.data.remediations.length
       ? rems.data.remediations.map(remediationItem) : [el("li", { class: "muted", text: "none yet" })]));
   }
+
+  analysis.load();
 
   async function earlier() { // once: what came before does not change while the page is open
     const reply = await api(`/api/ops/incidents/${incidentId}/similar`);
