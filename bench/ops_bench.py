@@ -12,8 +12,12 @@ Four measurements (``bench.ops_sessions`` describes the traces and faults):
   limit is raised for the accelerated replay (named in the output).
 * ``grouping``: N sessions get the same fault within 10 s of each other: how many incidents, and how
   long until one incident holds all of them.
-* ``capacity``: N sessions at 1 Hz (``bench.ingest_load``, metrics only) while the ops API is queried
-  in a loop: ack latency, query latency, and how far the diagnostics consumer lags.
+* ``capacity``: N sessions sampling at 1 Hz, sent as the agent sends routine samples (a batch of 5
+  every 5 s, ``bench.ingest_load``, metrics only) while the ops API is queried in a loop: ack latency,
+  query latency, and how far the diagnostics consumer lags.
+
+Sessions in ``detection`` and ``grouping`` send as the agent does (``session_agent.send_policy``):
+routine samples wait up to 5 s, samples near a limit go at once.
 
 Run: ``.venv/bin/python -m bench.ops_bench detection --sessions 40 --minutes 10``
 (also ``soak --session-hours 200``, ``grouping --sessions 100``, ``capacity --sessions 500 1000 2000``).
@@ -41,11 +45,13 @@ import grpc.aio
 import httpx
 
 from bench.ingest_bench import PhaseResult, Setup, make_agents, run_phase
-from bench.ops_sessions import EXPECTED, Fault, SimSession, Trace
+from bench.ops_sessions import EXPECTED, Fault, SimSession, Trace, metrics_event
 from bench.report import command_line, fmt, markdown_table, percentile
 from cloud_infer.auth import issue_token
 from cloud_infer.diagnostics.service import pseudonym, pseudonym_key
 from harness.processes import TOKEN_SECRET, ServerProcess
+from session_agent.config import AgentSettings
+from session_agent.send_policy import SendPolicy
 
 logger = logging.getLogger(__name__)
 _POLL_S = 0.5
@@ -127,10 +133,16 @@ async def _stream_real_time(
     sessions: list[SimSession], traces: list[Trace], start: float, end: float
 ) -> None:
     async def one(session: SimSession, trace: Trace) -> None:
+        # The agent's own send policy: routine samples wait, samples near a limit go at once.
+        policy = SendPolicy(AgentSettings.model_fields["routine_send_interval_s"].default)
+        pending: list[tuple[float, float, float, float]] = []
         t = start + random.uniform(0, 1)
         while t < end:
             await asyncio.sleep(max(0.0, t - time.time()))
-            await session.send([(t, *trace.sample(t))])
+            pending.append((t, *trace.sample(t)))
+            if policy.send_now([metrics_event(0, *pending[-1])], time.monotonic()):
+                await session.send(pending)
+                pending = []
             t += 1.0
 
     await asyncio.gather(*(one(s, tr) for s, tr in zip(sessions, traces, strict=True)))
@@ -307,12 +319,12 @@ def _diagnostics_lag(server: ServerProcess) -> str:
     )
 
 
-def _capacity(work: Path, counts: Sequence[int], seconds: float) -> str:
+def _capacity(work: Path, counts: Sequence[int], seconds: float, send_interval_s: float) -> str:
     rows = []
     for n in counts:
         setup = Setup(
             seconds=seconds,
-            batch_events=1,
+            batch_events=round(send_interval_s),
             window=2,
             client_procs=2,
             agents_per_channel=100,
@@ -326,7 +338,8 @@ def _capacity(work: Path, counts: Sequence[int], seconds: float) -> str:
                 target=_query_loop, args=(server.http_url, stop, timings), daemon=True
             )
             querying.start()
-            phase: PhaseResult = run_phase(setup, server, make_agents(secrets.token_hex(3), n), "1 Hz", 1.0)
+            agents = make_agents(secrets.token_hex(3), n)
+            phase: PhaseResult = run_phase(setup, server, agents, "1 Hz", send_interval_s)
             lag = _diagnostics_lag(server)
             stop.set()
             querying.join(60)
@@ -377,6 +390,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     capacity = sub.add_parser("capacity")
     capacity.add_argument("--sessions", type=int, nargs="+", default=[500, 1000, 2000])
     capacity.add_argument("--seconds", type=float, default=60)
+    capacity.add_argument(
+        "--send-interval",
+        type=float,
+        default=AgentSettings.model_fields["routine_send_interval_s"].default,
+        help="seconds of 1 Hz samples per batch (default: the agent's routine_send_interval_s)",
+    )
     for p in (detection, soak, grouping):
         p.add_argument("--seed", type=int, default=7)
     args = parser.parse_args(argv)
@@ -386,7 +405,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="ops-bench-") as tmp:
         work = Path(tmp)
         if args.mode == "capacity":
-            _out(_capacity(work, args.sessions, args.seconds))
+            _out(_capacity(work, args.sessions, args.seconds, args.send_interval))
             return 0
         if args.mode == "soak":
             # A minute of samples per batch and many batches a second: far above a desktop's rate.

@@ -27,6 +27,7 @@ from cloud_infer.diagnostics.signals import ProcessEvent, Sample, Series
 # 1.4826 * MAD estimates a normal distribution's standard deviation; the floor keeps a flat history
 # (an idle desktop at 2 % CPU) from calling every small change unusual.
 _MAD_SCALE = 1.4826
+_BASELINE_REFRESH_S = 10.0
 _MIN_SPREAD = {"cpu_percent": 5.0, "memory_percent": 2.0}
 
 
@@ -101,7 +102,7 @@ class Finding:
 def _run_above(series: Series, metric: str, above: Callable[[float], bool]) -> list[Sample]:
     """The newest samples, back to the first that is not ``above``: the current run, oldest first."""
     run: list[Sample] = []
-    for sample in reversed(series.samples):
+    for sample in series.newest_first():
         if not above(sample.value(metric)):
             break
         run.append(sample)
@@ -120,20 +121,42 @@ def _held(
     return Finding(rule, severity, run[0].t, values[-1], max(values), threshold, run[-1].t - run[0].t)
 
 
-def _unusual(rule: Rule, series: Series, settings: DiagnosticsSettings) -> Finding | None:
-    """The metric far above this session's own recent median, held ``baseline_for_s``."""
-    metric = METRIC[rule]
+def _baseline(
+    series: Series, metric: str, for_s: float, settings: DiagnosticsSettings
+) -> tuple[float, float] | None:
+    """The session's usual value of ``metric`` and its spread, from the history before the last ``for_s``.
+
+    Recomputed every ``_BASELINE_REFRESH_S`` of sample time, not per sample: minutes of history hardly
+    move in seconds, and sorting them for every sample was most of the consumer's CPU (323 us a sample).
+    """
     newest = series.newest
-    if newest is None:
+    assert newest is not None
+    cached = series.baselines.get(metric)
+    if cached is not None and 0 <= newest.t - cached[0] < _BASELINE_REFRESH_S:
+        return cached[1]
+    history = [s.value(metric) for s in series.before(newest.t - for_s)]
+    baseline = None
+    if len(history) >= settings.baseline_min_samples:
+        median = statistics.median(history)
+        mad = statistics.median(abs(v - median) for v in history)
+        baseline = (median, max(_MAD_SCALE * mad, _MIN_SPREAD[metric]))
+    series.baselines[metric] = (newest.t, baseline)
+    return baseline
+
+
+def _unusual(rule: Rule, series: Series, settings: DiagnosticsSettings) -> Finding | None:
+    """The metric far above this session's own recent median, held long enough (``cpu_unusual_for_s``
+    for CPU, ``baseline_for_s`` otherwise)."""
+    metric = METRIC[rule]
+    if series.newest is None:
         return None
-    history = [s.value(metric) for s in series.before(newest.t - settings.baseline_for_s)]
-    if len(history) < settings.baseline_min_samples:
+    for_s = settings.cpu_unusual_for_s if rule is Rule.CPU_UNUSUAL else settings.baseline_for_s
+    baseline = _baseline(series, metric, for_s, settings)
+    if baseline is None:
         return None
-    median = statistics.median(history)
-    mad = statistics.median(abs(v - median) for v in history)
-    spread = max(_MAD_SCALE * mad, _MIN_SPREAD[metric])
+    median, spread = baseline
     limit = median + settings.baseline_z * spread
-    found = _held(rule, Severity.WARNING, series, limit, settings.baseline_for_s)
+    found = _held(rule, Severity.WARNING, series, limit, for_s)
     if found is None:
         return None
     return Finding(rule, found.severity, found.since, found.value, found.peak, round(median, 2), found.held_s)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import statistics
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from protos.shadowdesk.v1 import ingest_pb2 as pb
@@ -148,6 +149,8 @@ class Series:
         self._events: deque[ProcessEvent] = deque()
         self.hostname = ""
         self.image = ""
+        # The rules' baselines by metric: (sample time computed at, (median, spread) or None if too few).
+        self.baselines: dict[str, tuple[float, tuple[float, float] | None]] = {}
 
     def add(self, sample: Sample) -> bool:
         """Keep ``sample``; False (and nothing kept) when it is not newer than the last one (a replay)."""
@@ -173,6 +176,10 @@ class Series:
     @property
     def samples(self) -> list[Sample]:
         return list(self._samples)
+
+    def newest_first(self) -> Iterator[Sample]:
+        """The samples from the newest back, without copying them."""
+        return reversed(self._samples)
 
     @property
     def events(self) -> list[ProcessEvent]:
