@@ -172,7 +172,9 @@ async def run_demo(options: DemoOptions) -> None:
             if desktop is not None:
                 desktop.stop()
             raise
-    sensors = {"system_metrics"} if mode == "none" else {"window_focus", "apps", "frames", "system_metrics"}
+    sensors = {"system_metrics", "process_faults"}
+    if mode != "none":  # hangs and the desktop's responsiveness need the X display
+        sensors |= {"window_focus", "apps", "frames", "desktop_health"}
     if scenario is not None:
         sensors |= {"accessibility", "selection"}  # the invoice's and the cost list's text, copies
 

@@ -250,9 +250,15 @@ class RemediationService:
         if done.status is not CommandStatus.SUCCEEDED:
             return
         give_up = time.monotonic() + verify_s
-        while self._diagnostics.holds(outcome.subject, incident.rule) and time.monotonic() < give_up:
+        while self._still_holds(outcome.subject, incident) and time.monotonic() < give_up:
             await asyncio.sleep(_VERIFY_POLL_S)
-        outcome.cleared = not self._diagnostics.holds(outcome.subject, incident.rule)
+        outcome.cleared = not self._still_holds(outcome.subject, incident)
+
+    def _still_holds(self, subject: str, incident: Incident) -> bool:
+        # By signature: one app's hang must not look cleared, or not, because of another app's.
+        if incident.signature:
+            return self._diagnostics.holds_fault(subject, incident.signature)
+        return self._diagnostics.holds(subject, incident.rule)  # an incident stored before signatures
 
     async def _audit(self, remediation: Remediation, actor: str, step: str, incident: Incident) -> None:
         await self.audit.append(

@@ -7,9 +7,10 @@ none of its content is stored. Readers skip events without a kind.
 
 What is redacted:
 
-* while the user is paused: everything except ``SystemMetrics``, ``AppLifecycle`` and the agent's
-  reports on commands (``CommandStarted``, ``CommandResult`` without what it ``observed``): a command
-  still completes, and nothing seen on screen is kept;
+* while the user is paused: everything except the ops events (``SystemMetrics``, ``AppLifecycle``,
+  ``AppFault``, ``LogonPhase``, ``SessionInfo``: process names and numbers, nothing seen on screen)
+  and the agent's reports on commands (``CommandStarted``, ``CommandResult`` without what it
+  ``observed``): a command still completes, and nothing seen on screen is kept;
 * ``WindowFocus`` marked private by the agent, or of an app / title the user excluded: kept as focus
   with ``private`` set and ``title``/``wm_class`` cleared;
 * ``ScreenFrame`` of a private window, or taken while a private window had focus;
@@ -48,7 +49,9 @@ meter = metrics.get_meter(__name__)
 
 MAX_SESSIONS = 10_000
 MAX_PRIVATE_WINDOWS = 1_000
-_KEPT_WHILE_PAUSED = frozenset({"metrics", "app", "command_started", "command_result"})
+_KEPT_WHILE_PAUSED = frozenset(
+    {"metrics", "app", "app_fault", "logon", "session_info", "command_started", "command_result"}
+)
 _CONTENT = frozenset({"frame", "text", "clipboard", "url", "recorded"})
 
 

@@ -194,31 +194,40 @@ async def test_pause_keeps_only_metrics_and_apps_and_resume_restores_capture(
         metrics(3, t0 + 2),
         app_started(4, t0 + 3),
         text(5, t0 + 4, "xterm", "x"),
+        # Ops events name processes and carry numbers, nothing seen on screen: diagnostics goes on.
+        pb.Event(
+            seq=6, time_unix_nano=t0 + 5, app_fault=pb.AppFault(app_id="xterm", pid=7, executable="xterm")
+        ),
+        pb.Event(seq=7, time_unix_nano=t0 + 6, session_info=pb.SessionInfo(hostname="desk-1")),
     ]
-    assert await send(ingest, user, session, day) == [5]
+    assert await send(ingest, user, session, day) == [7]
     assert kinds(await stored(store, user, session, t0)) == {
         1: None,
         2: None,
         3: "metrics",
         4: "app",
         5: None,
+        6: "app_fault",
+        7: "session_info",
     }
     assert await frame_keys(store, user, session) == []
     # Another user's settings are their own: the same events are stored in full.
-    assert await send(ingest, other, session, day) == [5]
+    assert await send(ingest, other, session, day) == [7]
     assert kinds(await stored(store, other, session, t0)) == {
         1: "window_focus",
         2: "frame",
         3: "metrics",
         4: "app",
         5: "text",
+        6: "app_fault",
+        7: "session_info",
     }
 
     await privacy.put(user, PrivacySettings(paused=False))
-    assert await send(ingest, user, session, [focus(6, t0 + 5), frame(7, t0 + 6)]) == [7]
+    assert await send(ingest, user, session, [focus(8, t0 + 7), frame(9, t0 + 8)]) == [9]
     events = await stored(store, user, session, t0)
-    assert kinds(events)[6] == "window_focus" and kinds(events)[7] == "frame"
-    assert await frame_keys(store, user, session) == [f"frames/{session}/000000000007.png"]
+    assert kinds(events)[8] == "window_focus" and kinds(events)[9] == "frame"
+    assert await frame_keys(store, user, session) == [f"frames/{session}/000000000009.png"]
 
 
 async def test_settings_are_stored_in_the_users_space_and_survive_a_new_service(
