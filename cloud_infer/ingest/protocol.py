@@ -25,6 +25,7 @@ _NS_PER_S = 1_000_000_000
 _MAX_NAME_CHARS = 256
 _MAX_PATH_CHARS = 4096
 _MAX_CAPABILITIES = 64
+_MAX_TOP_PROCESSES = 32
 _MAX_TRACE_ENTRIES = 8
 _VALID_APP_KINDS = frozenset({pb.AppLifecycle.KIND_STARTED, pb.AppLifecycle.KIND_EXITED})
 # Command ids are made by the cloud (cloud_infer.commands); an agent only echoes them.
@@ -125,6 +126,7 @@ def validate_hello(hello: pb.Hello) -> None:
         raise InvalidMessageError(str(exc)) from exc
     _check_length("Hello.agent_version", hello.agent_version, _MAX_NAME_CHARS)
     _check_length("Hello.hostname", hello.hostname, _MAX_NAME_CHARS)
+    _check_length("Hello.image", hello.image, _MAX_NAME_CHARS)
     if len(hello.capabilities) > _MAX_CAPABILITIES:
         raise InvalidMessageError(f"Hello.capabilities has more than {_MAX_CAPABILITIES} entries")
     for capability in hello.capabilities:
@@ -176,6 +178,28 @@ def _validate_event(event: pb.Event, limits: IngestLimits, now_ns: int) -> None:
             raise InvalidMessageError(f"{where}: app.kind must be KIND_STARTED or KIND_EXITED")
         _check_length(f"{where}: app.app_id", event.app.app_id, _MAX_NAME_CHARS)
         _check_length(f"{where}: app.executable", event.app.executable, _MAX_PATH_CHARS)
+        _check_length(f"{where}: app.app_version", event.app.app_version, _MAX_NAME_CHARS)
+    elif kind == "app_fault":
+        _check_length(f"{where}: app_fault.app_id", event.app_fault.app_id, _MAX_NAME_CHARS)
+        _check_length(f"{where}: app_fault.executable", event.app_fault.executable, _MAX_PATH_CHARS)
+        _check_length(f"{where}: app_fault.app_version", event.app_fault.app_version, _MAX_NAME_CHARS)
+    elif kind == "session_info":
+        info = event.session_info
+        for field, value in (
+            ("hostname", info.hostname),
+            ("image", info.image),
+            ("agent_version", info.agent_version),
+        ):
+            _check_length(f"{where}: session_info.{field}", value, _MAX_NAME_CHARS)
+    elif kind == "metrics":
+        for field, top in (("top_cpu", event.metrics.top_cpu), ("top_memory", event.metrics.top_memory)):
+            if len(top) > _MAX_TOP_PROCESSES:
+                raise InvalidMessageError(
+                    f"{where}: metrics.{field} has more than {_MAX_TOP_PROCESSES} entries"
+                )
+            for usage in top:
+                _check_length(f"{where}: metrics.{field}[].name", usage.name, _MAX_NAME_CHARS)
+                _check_length(f"{where}: metrics.{field}[].app_id", usage.app_id, _MAX_NAME_CHARS)
     elif kind == "frame":
         _validate_frame(where, event.frame, limits)
     elif kind == "text":

@@ -7,9 +7,10 @@ import time
 import pytest
 
 from cloud_infer.errors import InvalidMessageError
-from cloud_infer.ingest.protocol import parse_agent_message
+from cloud_infer.ingest.protocol import parse_agent_message, validate_batch
 from protos.shadowdesk.v1 import ingest_pb2 as pb
 from tests.cloud_infer.helpers import focus
+from tests.cloud_infer.ingest.test_protocol_fuzz import LIMITS, NOW_NS
 
 _UNKNOWN_VARINT_99 = bytes([0x98, 0x06, 0x01])  # field 99, varint 1: not in shadowdesk.v1
 
@@ -49,3 +50,19 @@ def test_well_formed_batch_parses_to_the_same_message() -> None:
     t0 = time.time_ns()
     sent = pb.AgentMessage(batch=pb.EventBatch(events=[focus(1, t0), focus(2, t0 + 1)]))
     assert parse_agent_message(sent.SerializeToString()) == sent
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        pb.Event(app_fault=pb.AppFault(app_id="x" * 300)),
+        pb.Event(app=pb.AppLifecycle(kind=pb.AppLifecycle.KIND_STARTED, app_version="v" * 300)),
+        pb.Event(session_info=pb.SessionInfo(image="i" * 300)),
+        pb.Event(metrics=pb.SystemMetrics(top_cpu=[pb.ProcessUsage(name="n" * 300)])),
+        pb.Event(metrics=pb.SystemMetrics(top_memory=[pb.ProcessUsage(name="n")] * 33)),
+    ],
+)
+def test_the_ops_events_strings_and_lists_are_bounded(event: pb.Event) -> None:
+    event.seq, event.time_unix_nano = 1, NOW_NS
+    with pytest.raises(InvalidMessageError, match="more than"):
+        validate_batch(pb.EventBatch(events=[event]), LIMITS, NOW_NS)
