@@ -31,7 +31,7 @@ from cloud_infer.config import ServerSettings
 from cloud_infer.server import serve
 from recall_store.config import StoreSettings
 from session_agent.agent import run_agent
-from session_agent.config import AgentSettings
+from session_agent.config import DEFAULT_ALLOWED_ACTIONS, REMEDIATION_ACTIONS, AgentSettings
 from shadowdesk.scenario import ExpenseScenario, ScenarioError
 from shadowdesk_common.desktop import VirtualDesktop
 
@@ -160,6 +160,8 @@ async def run_demo(options: DemoOptions) -> None:
         desktop.launch(["xterm", "-xrm", "XTerm*allowTitleOps: false", "-T", DEMO_WINDOW_TITLE])
         desktop.wait_for_window(DEMO_WINDOW_TITLE)
         display = desktop.display
+        # Where scripts/break_desktop.sh finds the desktop it breaks on purpose.
+        (data_dir / "display").write_text(display, encoding="utf-8")
     scenario: ExpenseScenario | None = None
     if options.scenario == "expense":
         if mode == "none":
@@ -186,6 +188,8 @@ async def run_demo(options: DemoOptions) -> None:
         display=display,
         spool_path=data_dir / "agent-spool.sqlite3",
         sensors=sensors,
+        # The demo's desktop lets ops fix it (an admin's approved action, or its user's own fix).
+        allowed_actions=DEFAULT_ALLOWED_ACTIONS | REMEDIATION_ACTIONS,
     )
     login = tokens.issue(DEMO_USER, ["login"], grants=["read", "manage"])
     # The CLI, with this demo's secret: it mints new sign-in links and tokens (none is printed here).

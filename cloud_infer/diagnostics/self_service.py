@@ -21,6 +21,7 @@ from cloud_infer.diagnostics.incidents import AffectedSession, Incident, TopProc
 from cloud_infer.diagnostics.remediation import RemediationRequest, Remedy
 from cloud_infer.diagnostics.rules import Rule, Severity
 from cloud_infer.diagnostics.service import DiagnosticsService
+from cloud_infer.diagnostics.signals import Consumer, Series
 from cloud_infer.errors import NotFoundError
 
 _MEMORY_RULES = frozenset({Rule.MEMORY_PRESSURE, Rule.MEMORY_UNUSUAL, Rule.SWAP_THRASH})
@@ -50,13 +51,21 @@ class SelfFixResult(BaseModel):
     error: str = ""
 
 
-def _top(processes: Sequence[TopProcess], subject: str, key: str) -> TopProcess | None:
-    """The session's biggest consumer that belongs to a desktop app."""
-    mine = [p for p in processes if p.subject == subject and p.app_id and p.pid > 1]
+def _top(processes: Sequence[TopProcess | Consumer], key: str) -> TopProcess | Consumer | None:
+    """The biggest consumer that belongs to a desktop app."""
+    mine = [p for p in processes if p.app_id and p.pid > 1]
     return max(mine, key=lambda p: float(getattr(p, key)), default=None)
 
 
-def fixes_for(incident: Incident, part: AffectedSession) -> list[SelfFix]:
+def _newest_top(series: Series | None) -> list[Consumer]:
+    """The top processes of the session's newest sample that has them (they are sampled every few s)."""
+    for sample in series.newest_first() if series is not None else ():
+        if sample.top_cpu or sample.top_memory:
+            return [*sample.top_cpu, *sample.top_memory]
+    return []
+
+
+def fixes_for(incident: Incident, part: AffectedSession, series: Series | None = None) -> list[SelfFix]:
     """The fixes a user may apply to their own session for this incident."""
     if incident.rule is Rule.DISK_FULL:
         return [
@@ -71,10 +80,13 @@ def fixes_for(incident: Incident, part: AffectedSession) -> list[SelfFix]:
                 fix_id="f1", action=Remedy.END_PROCESS, label=label, pid=part.pid, executable=part.executable
             )
         ]
+    # The incident keeps them once a sample after its opening had them; until then, the session's own.
+    processes: list[TopProcess | Consumer] = [p for p in incident.top_processes if p.subject == part.subject]
+    processes = processes or list(_newest_top(series))
     if incident.rule in _MEMORY_RULES:
-        top, what = _top(incident.top_processes, part.subject, "memory_percent"), "memory"
+        top, what = _top(processes, "memory_percent"), "memory"
     elif incident.rule in _CPU_RULES:
-        top, what = _top(incident.top_processes, part.subject, "cpu_percent"), "CPU"
+        top, what = _top(processes, "cpu_percent"), "CPU"
     else:
         return []
     if top is None:
@@ -117,7 +129,7 @@ class SelfService:
                 title=incident.title,
                 message=" ".join([part.explanation, *incident.causes[:1]]),
                 opened_ns=incident.opened_ns,
-                fixes=fixes_for(incident, part),
+                fixes=fixes_for(incident, part, self._diagnostics.series(part.subject)),
             )
             for incident, part in self._parts(user_id)
         ]
@@ -128,7 +140,8 @@ class SelfService:
         if not found:
             raise NotFoundError(f"no open incident {incident_id!r} on your desktops")
         incident, part = found[0]
-        chosen = next((f for f in fixes_for(incident, part) if f.fix_id == fix_id), None)
+        offered = fixes_for(incident, part, self._diagnostics.series(part.subject))
+        chosen = next((f for f in offered if f.fix_id == fix_id), None)
         if chosen is None:
             raise NotFoundError(f"incident {incident_id!r} offers no fix {fix_id!r}")
         ref = self._diagnostics.session_of(part.subject)
