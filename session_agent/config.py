@@ -208,7 +208,7 @@ class AgentSettings(BaseSettings):
     max_inflight_batches: int = Field(4, ge=1, description="batches sent but not yet acknowledged")
     flush_interval_s: float = Field(0.5, gt=0, description="group-commit period of the spool")
     routine_send_interval_s: float = Field(
-        5.0,
+        10.0,
         ge=0,
         le=60,
         description="metrics samples with nothing near a limit wait up to this long to go out in one batch; "

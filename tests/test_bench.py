@@ -154,3 +154,16 @@ def test_workflow_bench_records_the_claim_once_and_replays_it(minio_server: Mini
     assert _number(rows["agent CPU s per replay, mean"][1]) > 0
     assert rows["1"][2] == "complete", output
     assert re.search(r"^\.venv/bin/python -m bench\.workflow_bench --runs 1$", output, re.MULTILINE)
+
+
+def test_ops_bench_groups_detects_soaks_and_loads_a_real_server() -> None:
+    grouped = _run("bench.ops_bench", "grouping", "--sessions", "3", "--warmup", "5")
+    assert "1 disk_full incident(s), the largest holds 3 sessions; all 3 in one incident" in grouped, grouped
+    detected = _run("bench.ops_bench", "detection", "--sessions", "3", "--minutes", "1.5", "--warmup", "5")
+    found = re.search(r"precision ([0-9.]+) \((\d+)/(\d+) detections\)", detected)
+    assert found is not None, detected
+    soaked = _run("bench.ops_bench", "soak", "--sessions", "2", "--session-hours", "0.2")
+    assert re.search(r"replayed in \d+ s .*: \d+ incident parts", soaked), soaked
+    loaded = _run("bench.ops_bench", "capacity", "--sessions", "5", "--seconds", "3")
+    (row,) = _table_rows(loaded)
+    assert row[1] == "5" and _number(row[2]) > 0 and row[-1] == "none", row
