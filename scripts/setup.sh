@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything Shadowdesk needs on a fresh Debian machine, idempotently:
 #   scripts/setup.sh            runtime: desktop packages for the demo, .venv with the agent and the cloud tier
-#   scripts/setup.sh --test     also test tools, Chromium, and a real MinIO server binary (scripts/minio.sh)
+#   scripts/setup.sh --test     also test tools, Chromium, a real MinIO server binary (scripts/minio.sh) and
+#                               Toxiproxy (scripts/toxiproxy.sh)
 # A desktop that only runs the agent needs neither: `pip install shadowdesk` (docs/deployment.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -56,4 +57,5 @@ npm ci --prefix admin_console/web --no-audit --no-fund --loglevel=error >/dev/nu
 
 if ((WANT_TEST)); then
   echo "setup: minio server at $(bash scripts/minio.sh)"
+  echo "setup: toxiproxy server at $(bash scripts/toxiproxy.sh)"
 fi

@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh --test
 export SHADOWDESK_MINIO_BINARY="$(bash scripts/minio.sh)"
+export SHADOWDESK_TOXIPROXY_BINARY="$(bash scripts/toxiproxy.sh)"
 
 bash scripts/proto_codegen.sh >/dev/null
 git diff --exit-code --stat -- protos/ || { echo "protos/: generated code is stale; run scripts/proto_codegen.sh" >&2; exit 1; }

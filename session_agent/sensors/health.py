@@ -22,16 +22,24 @@ class LinkStats:
     """The agent's stream to the cloud, as the sender sees it."""
 
     def __init__(self) -> None:
-        self._rtt_ms = 0.0
+        self._rtt_ms = 0.0  # the slowest since the last sample
+        self._fresh = False
+        self._reported_ms = 0.0
         self.oldest_unacked: Callable[[], float | None] = lambda: None  # monotonic send time
 
     def acked(self, rtt_s: float) -> None:
-        self._rtt_ms = max(self._rtt_ms, rtt_s * 1000)
+        self._rtt_ms = max(self._rtt_ms, rtt_s * 1000) if self._fresh else rtt_s * 1000
+        self._fresh = True
 
     def take_rtt_ms(self) -> float:
-        """The slowest send-to-Ack time since the last call (0: no Ack came)."""
-        rtt, self._rtt_ms = self._rtt_ms, 0.0
-        return rtt
+        """The slowest send-to-Ack time since the last call; with no Ack since, the one reported last.
+
+        Routine samples go out together every few seconds (``send_policy``), so most samples see no Ack
+        of their own: a slow link must read slow in each of them, not only in one sample of ten.
+        """
+        if self._fresh:
+            self._reported_ms, self._fresh = self._rtt_ms, False
+        return self._reported_ms
 
     def unacked_ms(self) -> float:
         sent = self.oldest_unacked()

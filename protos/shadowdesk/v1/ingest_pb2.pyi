@@ -487,9 +487,9 @@ class SystemMetrics(google.protobuf.message.Message):
     oom_kills: builtins.int
     """Processes the kernel killed for lack of memory since boot (/proc/vmstat oom_kill)."""
     cloud_rtt_ms: builtins.float
-    """Round trip to the cloud tier on the agent's own stream: the newest batch's send-to-Ack time
-    (the cloud acks after a durable write, so this includes it), ms; 0 when no Ack came since the
-    last sample.
+    """Round trip to the cloud tier on the agent's own stream: the slowest send-to-Ack time since the
+    last sample (the cloud acks after a durable write, so this includes it), ms; with no Ack since,
+    the value reported last (0 before the first Ack).
     """
     unacked_ms: builtins.float
     """Age of the oldest batch sent and not yet acknowledged, ms (0: none waiting); grows while the

@@ -1,0 +1,71 @@
+"""A slow link between a desktop and the cloud end to end: Toxiproxy delays the agent's gRPC stream, the
+agent measures its own round trip, and the server opens a ``link_degraded`` incident that resolves
+once the delay is gone. Nothing is lost on the way: every event the agent sent is stored.
+
+The real agent (metrics only, no desktop needed) streams to the real server through a real Toxiproxy
+(scripts/toxiproxy.sh); a part clears 2 s after its finding (30 s by default), so the test sees the
+resolution. The thresholds are the default ones (acks over 2000 ms for 10 s).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from cloud_infer.auth import issue_token
+from harness.processes import TOKEN_SECRET, ServerProcess, ShadowdeskProcess, agent_env, wait_until
+from harness.toxiproxy import ToxiproxyServer
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+USER, SESSION = "ines-ops@example.com", "ines-desk-2"
+
+
+def test_a_delayed_link_is_a_link_degraded_incident_that_resolves_when_the_delay_goes(tmp_path: Path) -> None:
+    store = {"SHADOWDESK_STORE_BACKEND": "local", "SHADOWDESK_STORE_LOCAL_ROOT": str(tmp_path / "store")}
+    server = ServerProcess(
+        {**store, "SHADOWDESK_DIAGNOSTICS_CLEAR_AFTER_S": "2"},
+        tmp_path / "server.log",
+        recall_enabled="false",
+        llm_backend="none",
+    )
+    server.start()
+    admin = {"Authorization": f"Bearer {issue_token(TOKEN_SECRET, 'ops-1', ['read', 'admin'])}"}
+    with (
+        ToxiproxyServer(tmp_path / "toxiproxy.log") as toxiproxy,
+        httpx.Client(base_url=server.http_url, timeout=10) as api,
+    ):
+        listen = toxiproxy.proxy("cloud", server.grpc_address)
+        token = issue_token(TOKEN_SECRET, USER, "ingest", session_id=SESSION)
+        env = agent_env(server, token, USER, SESSION, tmp_path / "spool.sqlite3", sensors="system_metrics")
+        # The agent's deadlines are longer than the delay: slow is not down.
+        env |= {"SHADOWDESK_AGENT_SERVER": listen, "SHADOWDESK_AGENT_ACK_TIMEOUT_S": "30"}
+        agent = ShadowdeskProcess("agent", env, tmp_path / "agent.log")
+        agent.start()
+
+        def degraded() -> list[dict[str, Any]]:
+            reply = api.get("/v1/ops/incidents", params={"state": "all"}, headers=admin)
+            assert reply.status_code == 200, reply.text
+            return [i for i in reply.json()["incidents"] if i["rule"] == "link_degraded"]
+
+        try:
+            wait_until(lambda: "streaming to" in agent.log(), 60, "the agent's stream")
+            wait_until(lambda: api.get("/v1/ops/sessions", headers=admin).json()["sessions"], 30, "samples")
+            assert degraded() == []
+            toxiproxy.add_latency("cloud", 1500)  # each way: an ack comes 3 s after its batch
+            wait_until(lambda: degraded(), 90, "the link_degraded incident")
+            (incident,) = degraded()
+            assert incident["resolved_ns"] is None and incident["severity"] == "warning"
+            assert incident["sessions"][0]["peak"] > 2000, incident["sessions"]
+            toxiproxy.remove_latency("cloud")
+            wait_until(lambda: degraded()[0]["resolved_ns"] is not None, 90, "the resolution")
+        except AssertionError as exc:
+            raise AssertionError(
+                f"{exc}\nagent: {agent.log()[-4000:]}\nserver: {server.log()[-4000:]}"
+            ) from exc
+        finally:
+            agent.terminate()
+            server.terminate()
