@@ -22,6 +22,7 @@ from session_agent.sensors.health import DesktopHealth
 from session_agent.sensors.metrics import MetricsSensor
 from shadowdesk_common.desktop import VirtualDesktop
 from tests.session_agent.conftest import Collected, wait_until
+from tests.support.cgroups import memory_cgroup
 
 PING_APP = Path(__file__).parents[2] / "support" / "ping_app.py"
 # Run by a child: no core file in the test's directory (core_pattern here is a relative "core").
@@ -99,20 +100,10 @@ def test_a_process_of_the_session_that_dies_by_sigsegv_is_reported_crashed_with_
     assert fault.app_version and not fault.core_dumped  # RLIMIT_CORE 0
 
 
-def _memory_cgroup() -> Path | None:
-    """A memory cgroup (v1) this test may create children in, if the machine has one."""
-    for line in Path("/proc/self/cgroup").read_text().splitlines():
-        _, controllers, path = line.split(":", 2)
-        if "memory" in controllers.split(","):
-            found = Path("/sys/fs/cgroup/memory") / path.lstrip("/")
-            return found if os.access(found, os.W_OK) else None
-    return None
-
-
 def test_an_oom_kill_of_a_session_process_names_the_victim(
     desktop: VirtualDesktop, crash_sensor: tuple[Collected, DesktopHealth], tmp_path: Path
 ) -> None:
-    parent = _memory_cgroup()
+    parent = memory_cgroup()
     if parent is None:
         pytest.skip("needs a writable memory cgroup to cause an OOM kill without harming the machine")
     cgroup = parent / f"shadowdesk-oom-{os.getpid()}"
