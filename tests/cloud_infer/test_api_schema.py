@@ -35,7 +35,12 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from cloud_infer.app import build_app
+from cloud_infer.commands import CommandService
 from cloud_infer.config import ServerSettings
+from cloud_infer.diagnostics.audit import AuditLog
+from cloud_infer.diagnostics.config import DiagnosticsSettings
+from cloud_infer.diagnostics.remediation import RemediationService
+from cloud_infer.diagnostics.service import DiagnosticsService, pseudonym_key
 from cloud_infer.llm.config import LLMSettings
 from cloud_infer.llm.gateway import LLMGateway
 from cloud_infer.llm.local_embeddings import LocalEmbeddings
@@ -144,8 +149,20 @@ def live_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveApi]:
         limits = TenantLimitSettings.model_validate(
             {name: UNLIMITED for name in TenantLimitSettings.model_fields if name.endswith(RATES)}
         )
+        # Ops diagnostics too: a user's /v1/me/health answers from it (no incident: an empty list, 404s).
+        commands = CommandService(store)
+        diagnostics = DiagnosticsService(store, DiagnosticsSettings(), pseudonym_key(SECRET))
+        remediations = RemediationService(diagnostics, commands, AuditLog(store))
         services = Services.create(
-            server_settings(), store, privacy=privacy, recall=recall, llm=llm, limits=limits
+            server_settings(),
+            store,
+            privacy=privacy,
+            recall=recall,
+            llm=llm,
+            limits=limits,
+            commands=commands,
+            diagnostics=diagnostics,
+            remediations=remediations,
         )
         app = build_app(server_settings(), services)
         assert app.openapi() == API_SCHEMA, "the schema under test is not the one the app serves"
@@ -158,6 +175,7 @@ def live_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveApi]:
                 ready.set()
                 await stop.wait()
         finally:
+            await remediations.close()
             await recall.close()
             embedder.close()
             await llm.close()
