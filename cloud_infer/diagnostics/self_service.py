@@ -40,7 +40,7 @@ class HealthNotice(BaseModel):
     incident_id: str
     severity: Severity
     title: str
-    message: str = Field(description="What holds on this desktop, and the most likely cause.")
+    message: str = Field(description="What holds on this desktop, and the likely causes.")
     opened_ns: int
     fixes: list[SelfFix]
 
@@ -127,7 +127,7 @@ class SelfService:
                 incident_id=incident.incident_id,
                 severity=incident.severity,
                 title=incident.title,
-                message=" ".join([part.explanation, *incident.causes[:1]]),
+                message=part.explanation,  # its numbers, then the likely causes
                 opened_ns=incident.opened_ns,
                 fixes=fixes_for(incident, part, self._diagnostics.series(part.subject)),
             )
