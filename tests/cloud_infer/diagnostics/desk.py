@@ -72,13 +72,19 @@ class Desk:
 
 @contextlib.asynccontextmanager
 async def open_desk(
-    settings: ServerSettings, store: FaultyStore, user: str, session: str
+    settings: ServerSettings,
+    store: FaultyStore,
+    user: str,
+    session: str,
+    diagnostics_settings: DiagnosticsSettings | None = None,
 ) -> AsyncIterator[Desk]:
     directory = UserDirectory(store)
     stream = Fanout(StreamSettings(cursor_save_interval_s=0), EventLog(store), directory)
     commands = CommandService(store, CommandSettings())
     commands.consume(stream)
-    diagnostics = DiagnosticsService(store, DiagnosticsSettings(), pseudonym_key(SECRET))
+    diagnostics = DiagnosticsService(
+        store, diagnostics_settings or DiagnosticsSettings(), pseudonym_key(SECRET)
+    )
     diagnostics.consume(stream)
     stream.start()
     remediations = RemediationService(diagnostics, commands, AuditLog(store))

@@ -13,26 +13,18 @@ from typing import Any
 import httpx
 import pytest
 
-from cloud_infer.app import build_app
 from cloud_infer.auth import Scope, issue_token
-from cloud_infer.commands import CommandService, CommandSettings
 from cloud_infer.config import ServerSettings
-from cloud_infer.diagnostics.audit import AuditLog
 from cloud_infer.diagnostics.config import DiagnosticsSettings
 from cloud_infer.diagnostics.fleet import matches, similar
 from cloud_infer.diagnostics.incidents import Incident
-from cloud_infer.diagnostics.remediation import RemediationService
 from cloud_infer.diagnostics.rules import Rule, Severity
 from cloud_infer.diagnostics.service import DiagnosticsService, pseudonym, pseudonym_key
-from cloud_infer.server import create_grpc_server, ingest_service
-from cloud_infer.services import Services
-from cloud_infer.stream import Fanout, StreamSettings
 from protos.shadowdesk.v1 import ingest_pb2 as pb
-from recall_store.directory import UserDirectory
-from recall_store.event_log import EventLog
 from tests.cloud_infer.commands.agent import TestAgent
+from tests.cloud_infer.diagnostics.desk import open_desk
 from tests.cloud_infer.diagnostics.test_service import GIB
-from tests.cloud_infer.helpers import SECRET, FaultyStore, now_ns, serve_api, wait_for
+from tests.cloud_infer.helpers import SECRET, FaultyStore, wait_for
 
 NS = 1_000_000_000
 
@@ -94,30 +86,9 @@ class Fleet:
 async def fleet(
     settings: ServerSettings, store: FaultyStore, user: str, session: str
 ) -> AsyncIterator[Fleet]:
-    directory = UserDirectory(store)
-    stream = Fanout(StreamSettings(cursor_save_interval_s=0), EventLog(store), directory)
-    commands = CommandService(store, CommandSettings())
-    commands.consume(stream)
     # A part clears after 2 s without its finding, so a test sees an incident resolve and a second open.
-    diagnostics = DiagnosticsService(store, DiagnosticsSettings(clear_after_s=2), pseudonym_key(SECRET))
-    diagnostics.consume(stream)
-    stream.start()
-    remediations = RemediationService(diagnostics, commands, AuditLog(store))
-    service = ingest_service(settings, store, directory=directory, stream=stream)
-    server, port = await create_grpc_server(settings, service, commands=commands)
-    services = Services.create(
-        settings, store, commands=commands, diagnostics=diagnostics, remediations=remediations
-    )
-    agent = TestAgent(f"127.0.0.1:{port}", user, session)
-    await agent.connect()
-    try:
-        async with serve_api(build_app(settings, services)) as api:
-            yield Fleet(agent, api, diagnostics, now_ns() - 600 * NS)
-    finally:
-        await agent.close()
-        await remediations.close()
-        await server.stop(None)
-        await stream.close()
+    async with open_desk(settings, store, user, session, DiagnosticsSettings(clear_after_s=2)) as desk:
+        yield Fleet(desk.agent, desk.api, desk.diagnostics, desk.clock_ns)
 
 
 async def test_sessions_show_health_numbers_and_series_by_pseudonym_to_every_ops_role(fleet: Fleet) -> None:
