@@ -108,11 +108,9 @@ class SelfService:
         self._deadline_s = deadline_s
 
     def _parts(self, user_id: str) -> list[tuple[Incident, AffectedSession]]:
-        mine = {
-            subject
-            for subject, _ in self._diagnostics.sessions()
-            if (ref := self._diagnostics.session_of(subject)) is not None and ref.user_id == user_id
-        }
+        mine = self._diagnostics.subjects_of(user_id)
+        if not mine:
+            return []
         return [
             (incident, part)
             for incident in self._diagnostics.incidents(open_only=True, limit=1000)

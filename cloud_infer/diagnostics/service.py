@@ -88,6 +88,7 @@ class DiagnosticsService:
         self._app_starts = AppStarts(settings.app_start_window_s)
         # Whose each pseudonym is (for remediation through the downlink), and what holds for it now.
         self._refs: dict[str, SessionRef] = {}
+        self._subjects_of: dict[str, set[str]] = {}  # user -> their sessions' pseudonyms
         self._holding: dict[str, frozenset[Rule]] = {}
         self._holding_faults: dict[str, frozenset[str]] = {}
         # Exported through OpenTelemetry (and the Prometheus scrape): each session's newest sample, by
@@ -137,6 +138,7 @@ class DiagnosticsService:
             return
         subject = pseudonym(self._key, user_id, session_id)
         self._refs[subject] = SessionRef(user_id, session_id)
+        self._subjects_of.setdefault(user_id, set()).add(subject)
         series = self._series_of(subject)
         changed = self._unsaved
         with tracer.start_as_current_span("diagnostics.evaluate"):
@@ -227,6 +229,10 @@ class DiagnosticsService:
         """A session's recent metrics, by pseudonym."""
         return self._series.get(subject)
 
+    def subjects_of(self, user_id: str) -> frozenset[str]:
+        """The pseudonyms of ``user_id``'s sessions with recent metrics (for the user's own notices)."""
+        return frozenset(self._subjects_of.get(user_id, ()))
+
     def session_of(self, subject: str) -> SessionRef | None:
         """The session behind a pseudonym, once it reported metrics to this server; never shown to admins."""
         return self._refs.get(subject)
@@ -246,7 +252,12 @@ class DiagnosticsService:
             series = self._series[subject] = Series(self.settings.baseline_window_s)
             while len(self._series) > self.settings.max_sessions:
                 forgotten, _ = self._series.popitem(last=False)
-                self._refs.pop(forgotten, None)
+                ref = self._refs.pop(forgotten, None)
+                if ref is not None:
+                    mine = self._subjects_of.get(ref.user_id, set())
+                    mine.discard(forgotten)
+                    if not mine:
+                        self._subjects_of.pop(ref.user_id, None)
                 self._holding.pop(forgotten, None)
                 self._holding_faults.pop(forgotten, None)
         else:

@@ -129,3 +129,20 @@ async def test_an_incident_the_store_could_not_take_is_saved_when_the_batch_come
     (incident,) = diagnostics.incidents()
     stored = await store.list_keys(SYSTEM_SPACE, "ops/incidents/")
     assert f"ops/incidents/{incident.incident_id}.json" in stored
+
+
+async def test_a_users_sessions_are_known_by_pseudonym_until_their_metrics_are_forgotten(
+    store: FaultyStore, user: str
+) -> None:
+    diagnostics = DiagnosticsService(store, DiagnosticsSettings(max_sessions=2), pseudonym_key(SECRET))
+    key = pseudonym_key(SECRET)
+    for session in ("desk-a", "desk-b"):
+        agent = TestAgent("unused", user, session)
+        await diagnostics.on_committed(user, session, [metrics(agent, now_ns(), 10.0)])
+    assert diagnostics.subjects_of(user) == {pseudonym(key, user, "desk-a"), pseudonym(key, user, "desk-b")}
+    assert diagnostics.subjects_of("someone-else") == frozenset()
+    other = TestAgent("unused", "someone-else", "desk-c")
+    await diagnostics.on_committed("someone-else", "desk-c", [metrics(other, now_ns(), 10.0)])
+    # Beyond max_sessions the least recently reporting session is forgotten, pseudonym and all.
+    assert diagnostics.subjects_of(user) == {pseudonym(key, user, "desk-b")}
+    assert diagnostics.subjects_of("someone-else") == {pseudonym(key, "someone-else", "desk-c")}
