@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import tempfile
 from importlib import metadata
 from pathlib import Path
@@ -75,6 +76,7 @@ ACTION_KILL_PROCESS = "kill_process"
 ACTION_RESTART_PROCESS = "restart_process"
 ACTION_FREE_TEMP_SPACE = "free_temp_space"
 ACTION_DIAGNOSTIC_SNAPSHOT = "diagnostic_snapshot"
+ACTION_LOG_OFF = "log_off"
 # The actions of a WorkflowStep.
 WORKFLOW_ACTIONS = frozenset(
     {
@@ -96,7 +98,13 @@ WORKFLOW_ACTIONS = frozenset(
 # What needs the X display: every workflow action but FileExists, and recording.
 DISPLAY_ACTIONS = (WORKFLOW_ACTIONS - {ACTION_FILE_EXISTS}) | {ACTION_RECORDING}
 REMEDIATION_ACTIONS = frozenset(
-    {ACTION_KILL_PROCESS, ACTION_RESTART_PROCESS, ACTION_FREE_TEMP_SPACE, ACTION_DIAGNOSTIC_SNAPSHOT}
+    {
+        ACTION_KILL_PROCESS,
+        ACTION_RESTART_PROCESS,
+        ACTION_FREE_TEMP_SPACE,
+        ACTION_DIAGNOSTIC_SNAPSHOT,
+        ACTION_LOG_OFF,
+    }
 )
 KNOWN_ACTIONS = WORKFLOW_ACTIONS | REMEDIATION_ACTIONS | {ACTION_RECORDING}
 # Off by default: what ends processes or deletes files is turned on by whoever runs the desktop.
@@ -260,6 +268,11 @@ class AgentSettings(BaseSettings):
         gt=0,
         description="a pause without input this long, while the UI changed, is recorded as a WAIT",
     )
+    logoff_command: str = Field(
+        "",
+        description="how this platform ends the desktop session, e.g. 'loginctl terminate-session "
+        "self' (run without a shell); empty: LogOff closes the desktop's apps through X",
+    )
     temp_dir: Path = Field(
         default_factory=lambda: Path(tempfile.gettempdir()),
         description="directory FreeTempSpace cleans (only the desktop user's old files)",
@@ -312,6 +325,15 @@ class AgentSettings(BaseSettings):
         unknown = value - KNOWN_ACTIONS
         if unknown:
             raise ValueError(f"unknown actions {sorted(unknown)}; known: {sorted(KNOWN_ACTIONS)}")
+        return value
+
+    @field_validator("logoff_command")
+    @classmethod
+    def _check_logoff_command(cls, value: str) -> str:
+        try:
+            shlex.split(value)
+        except ValueError as exc:
+            raise ValueError(f"logoff_command is not a valid command line: {exc}") from exc
         return value
 
     @field_validator("launch_executables")

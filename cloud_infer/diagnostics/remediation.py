@@ -3,10 +3,11 @@ a notice to each user, execution through the downlink, verification that the sym
 audit entry at every step.
 
 An admin asks for an action on an incident (all its active sessions, or some of them). A dry run only
-says what would happen, and to how many sessions. A risky action (ending or restarting a process) waits
-for a second admin's approval; the others run at once. Each user is told in their sidebar what is done to
-their desktop and why before the command is issued; the command goes as the admin's, so the downlink's
-policy (admins send remediation types only) and the agent's allow-list both apply. A command that
+says what would happen, and to how many sessions. A risky action (ending or restarting a process, logging
+a session off) waits for a second admin's approval; the others run at once. Each user is told in their
+sidebar what is done to their desktop and why before the command is issued; the command goes as the
+admin's, so the downlink's policy (admins send remediation types only) and the agent's allow-list both
+apply. A command that
 succeeded is verified: the incident's rule must stop holding for that session within ``verify_s``.
 """
 
@@ -36,9 +37,12 @@ class Remedy(StrEnum):
     DIAGNOSTIC_SNAPSHOT = "diagnostic_snapshot"
     END_PROCESS = "end_process"
     RESTART_APP = "restart_app"
+    LOG_OFF = "log_off"
 
 
-RISKY = frozenset({Remedy.END_PROCESS, Remedy.RESTART_APP})
+# Actions on one named process (one session); these and logging off wait for a second admin.
+PROCESS_ACTIONS = frozenset({Remedy.END_PROCESS, Remedy.RESTART_APP})
+RISKY = PROCESS_ACTIONS | {Remedy.LOG_OFF}
 
 
 class RemediationRequest(BaseModel):
@@ -51,11 +55,14 @@ class RemediationRequest(BaseModel):
     )
     executable: str = Field(default="", max_length=256, description="The name the process must have.")
     older_than_s: int = Field(default=3600, ge=0, le=30 * 86400, description="free_temp_space: file age.")
+    grace_s: int = Field(
+        default=30, ge=1, le=600, description="log_off: how long apps get to close (and save) by themselves."
+    )
     dry_run: bool = False
 
     @model_validator(mode="after")
     def _process_named(self) -> RemediationRequest:
-        if self.action in RISKY and (self.pid is None or not self.executable):
+        if self.action in PROCESS_ACTIONS and (self.pid is None or not self.executable):
             raise ValueError(f"{self.action} needs the pid and the executable name of the process")
         return self
 
@@ -65,6 +72,7 @@ class RemediationRequest(BaseModel):
             Remedy.DIAGNOSTIC_SNAPSHOT: "take a diagnostic snapshot",
             Remedy.END_PROCESS: f"end {self.executable} (pid {self.pid})",
             Remedy.RESTART_APP: f"restart {self.executable} (pid {self.pid})",
+            Remedy.LOG_OFF: f"log the session off (apps get {self.grace_s} s to close)",
         }[self.action]
 
     def command(self) -> pb.Remediation:
@@ -79,6 +87,8 @@ class RemediationRequest(BaseModel):
             case Remedy.RESTART_APP:
                 restart = pb.RestartProcess(pid=self.pid or 0, expect_executable=self.executable)
                 return pb.Remediation(restart_process=restart)
+            case Remedy.LOG_OFF:
+                return pb.Remediation(log_off=pb.LogOff(grace_s=self.grace_s))
 
 
 class RemediationStatus(StrEnum):
@@ -188,7 +198,7 @@ class RemediationService:
             subjects = list(dict.fromkeys(request.sessions))
         if not subjects:
             raise InvalidMessageError("the incident has no active session to act on")
-        if request.action in RISKY and len(subjects) != 1:
+        if request.action in PROCESS_ACTIONS and len(subjects) != 1:
             raise InvalidMessageError(f"{request.action} names one process, so it acts on one session")
         return subjects
 

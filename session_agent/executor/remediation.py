@@ -1,4 +1,5 @@
-"""The ops remediation actions: end or restart one process, free temp space, a diagnostic snapshot.
+"""The ops remediation actions: end or restart one process, free temp space, a diagnostic snapshot,
+log the session off.
 
 Guards (each refusal is STATUS_REFUSED, nothing done):
 
@@ -10,6 +11,10 @@ Guards (each refusal is STATUS_REFUSED, nothing done):
   to the desktop's user and were neither modified nor read for ``older_than_s`` (at least
   ``MIN_TEMP_AGE_S``); never the X server's files (``.X*`` at the top: locks and sockets), nor the
   agent's spool. Walks at most ``MAX_TEMP_ENTRIES`` entries within the action's time.
+* **Log off** runs the platform's ``logoff_command`` when one is set (e.g. logind's); else, on the X
+  display, every app window is asked to close through the window manager (``_NET_CLOSE_WINDOW``: apps
+  may save or ask), and the apps still running after the grace period are ended like a process above.
+  The agent keeps running, and the display stays for the platform to recycle.
 * **Diagnostics** read only: load, memory, disks, the top processes by CPU and by memory (names, never
   command lines, which can carry secrets) and the spool's depth.
 """
@@ -19,6 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shlex
 import stat
 import subprocess
 import threading
@@ -33,11 +39,13 @@ from session_agent import config as names
 from session_agent.config import AgentSettings
 from session_agent.errors import ActionFailedError, ActionRefusedError
 from session_agent.executor.protocol import ActionContext, Handler, Outcome
+from session_agent.executor.x11 import X11Desktop
 from session_agent.spool import Spool
 
 logger = logging.getLogger(__name__)
 
 KILL_GRACE_S = 5.0
+LOGOFF_GRACE_S = 10.0
 MIN_TEMP_AGE_S = 3600
 MAX_TEMP_ENTRIES = 100_000
 TOP_PROCESSES = 5
@@ -60,6 +68,7 @@ class Remediation:
             names.ACTION_RESTART_PROCESS: self.restart_process,
             names.ACTION_FREE_TEMP_SPACE: self.free_temp_space,
             names.ACTION_DIAGNOSTIC_SNAPSHOT: self.diagnostic_snapshot,
+            names.ACTION_LOG_OFF: self.log_off,
         }
 
     def kill_process(self, command: pb.Command, context: ActionContext) -> Outcome:
@@ -148,6 +157,31 @@ class Remediation:
         logger.info("freed %d bytes in %d files of %s", freed, removed, root)
         return Outcome(observed)
 
+    def log_off(self, command: pb.Command, context: ActionContext) -> Outcome:
+        grace_s = float(command.remediation.log_off.grace_s) or LOGOFF_GRACE_S
+        if self._settings.logoff_command:
+            return Outcome(_run_logoff_command(shlex.split(self._settings.logoff_command), context))
+        with X11Desktop(self._settings.display) as desktop:
+            windows = desktop.windows()
+            for window in windows:
+                desktop.close_window(window.window_id)
+        apps: dict[int, psutil.Process] = {}
+        for window in windows:
+            process = _own_process(window.pid)
+            if process is not None:
+                apps[window.pid] = process
+        grace = max(0.0, min(grace_s, context.remaining() - 2))
+        _, left = psutil.wait_procs(list(apps.values()), timeout=grace)
+        ended = [_end(process, context)["signal"] for process in left]
+        observed = {
+            "windows_closed": str(len(windows)),
+            "apps": str(len(apps)),
+            "apps_closed_themselves": str(len(apps) - len(left)),
+            "apps_ended": str(sum(signal != "none" for signal in ended)),
+        }
+        logger.info("logged off: %s", observed)
+        return Outcome(observed)
+
     def diagnostic_snapshot(self, command: pb.Command, context: ActionContext) -> Outcome:
         processes = list(psutil.process_iter(["pid", "name", "memory_info"]))
         for process in processes:
@@ -214,6 +248,35 @@ def _guarded_process(pid: int, expect_executable: str) -> psutil.Process:
     if expect_executable not in executables:
         raise ActionRefusedError(f"process {pid} is not {expect_executable!r}")
     return process
+
+
+def _own_process(pid: int) -> psutil.Process | None:
+    """The desktop user's process ``pid``, when it may be ended (never pid 1 or the agent)."""
+    if pid <= 1 or pid == os.getpid():
+        return None
+    try:
+        process = psutil.Process(pid)
+        uids = process.uids()
+    except psutil.Error:
+        return None
+    return process if uids.real == uids.effective == os.getuid() else None
+
+
+def _run_logoff_command(argv: list[str], context: ActionContext) -> dict[str, str]:
+    try:
+        done = subprocess.run(
+            argv,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=max(1.0, context.remaining() - 1),
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise ActionFailedError(f"the logoff command {argv[0]!r} failed: {exc}") from exc
+    if done.returncode != 0:
+        error = done.stderr.decode(errors="replace").strip()[:200]
+        raise ActionFailedError(f"the logoff command {argv[0]!r} exited {done.returncode}: {error}")
+    return {"logoff_command": argv[0], "exit": "0"}
 
 
 def _end(process: psutil.Process, context: ActionContext) -> dict[str, str]:

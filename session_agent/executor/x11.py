@@ -145,6 +145,18 @@ class X11Desktop:
                 found.append(info)
         return found
 
+    def close_window(self, window_id: int) -> None:
+        """Ask the window manager to close the window, as its close button would (EWMH
+        ``_NET_CLOSE_WINDOW``): the app gets WM_DELETE_WINDOW and may save or ask first."""
+        message = xevent.ClientMessage(
+            window=self.display.create_resource_object("window", window_id),
+            client_type=self.display.get_atom("_NET_CLOSE_WINDOW"),
+            data=(32, [X.CurrentTime, _SOURCE_PAGER, 0, 0, 0]),
+        )
+        mask = X.SubstructureRedirectMask | X.SubstructureNotifyMask
+        self.root.send_event(message, event_mask=mask)
+        self.display.flush()
+
     def find(self, ref: pb.WindowRef) -> WindowInfo:
         """The window ``ref`` names: the active one if it matches, else the newest match."""
         active = self.active_window()

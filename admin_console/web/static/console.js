@@ -3,8 +3,9 @@
 // The cloud decides what a role may do; these pages only hide the controls a role may not use.
 
 const METRIC_LABELS = { cpu_percent: "CPU %", memory_percent: "Memory %", disk_used_percent: "Disk %" };
-const RISKY = new Set(["end_process", "restart_app"]);
-const ACTIONS = ["free_temp_space", "diagnostic_snapshot", "end_process", "restart_app"];
+const PROCESS_ACTIONS = new Set(["end_process", "restart_app"]);
+const RISKY = new Set([...PROCESS_ACTIONS, "log_off"]);
+const ACTIONS = ["free_temp_space", "diagnostic_snapshot", "end_process", "restart_app", "log_off"];
 const view = document.getElementById("view");
 let me = null;
 let socket = null;
@@ -325,11 +326,11 @@ function actionDialog(incidentId, done) {
   let planned = null;
   const body = (dryRun) => {
     const b = { action: action.value, dry_run: dryRun };
-    if (RISKY.has(action.value)) { b.pid = Number(pid.value); b.executable = executable.value; }
+    if (PROCESS_ACTIONS.has(action.value)) { b.pid = Number(pid.value); b.executable = executable.value; }
     return b;
   };
   const reset = () => {
-    processFields.hidden = !RISKY.has(action.value);
+    processFields.hidden = !PROCESS_ACTIONS.has(action.value);
     request.setAttribute("disabled", "");
     planned = null;
     result.textContent = "";

@@ -1342,6 +1342,7 @@ class Remediation(google.protobuf.message.Message):
     RESTART_PROCESS_FIELD_NUMBER: builtins.int
     FREE_TEMP_SPACE_FIELD_NUMBER: builtins.int
     DIAGNOSTIC_SNAPSHOT_FIELD_NUMBER: builtins.int
+    LOG_OFF_FIELD_NUMBER: builtins.int
     @property
     def kill_process(self) -> Global___KillProcess: ...
     @property
@@ -1350,6 +1351,8 @@ class Remediation(google.protobuf.message.Message):
     def free_temp_space(self) -> Global___FreeTempSpace: ...
     @property
     def diagnostic_snapshot(self) -> Global___DiagnosticSnapshot: ...
+    @property
+    def log_off(self) -> Global___LogOff: ...
     def __init__(
         self,
         *,
@@ -1357,10 +1360,11 @@ class Remediation(google.protobuf.message.Message):
         restart_process: Global___RestartProcess | None = ...,
         free_temp_space: Global___FreeTempSpace | None = ...,
         diagnostic_snapshot: Global___DiagnosticSnapshot | None = ...,
+        log_off: Global___LogOff | None = ...,
     ) -> None: ...
-    def HasField(self, field_name: typing.Literal["action", b"action", "diagnostic_snapshot", b"diagnostic_snapshot", "free_temp_space", b"free_temp_space", "kill_process", b"kill_process", "restart_process", b"restart_process"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["action", b"action", "diagnostic_snapshot", b"diagnostic_snapshot", "free_temp_space", b"free_temp_space", "kill_process", b"kill_process", "restart_process", b"restart_process"]) -> None: ...
-    def WhichOneof(self, oneof_group: typing.Literal["action", b"action"]) -> typing.Literal["kill_process", "restart_process", "free_temp_space", "diagnostic_snapshot"] | None: ...
+    def HasField(self, field_name: typing.Literal["action", b"action", "diagnostic_snapshot", b"diagnostic_snapshot", "free_temp_space", b"free_temp_space", "kill_process", b"kill_process", "log_off", b"log_off", "restart_process", b"restart_process"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["action", b"action", "diagnostic_snapshot", b"diagnostic_snapshot", "free_temp_space", b"free_temp_space", "kill_process", b"kill_process", "log_off", b"log_off", "restart_process", b"restart_process"]) -> None: ...
+    def WhichOneof(self, oneof_group: typing.Literal["action", b"action"]) -> typing.Literal["kill_process", "restart_process", "free_temp_space", "diagnostic_snapshot", "log_off"] | None: ...
 
 Global___Remediation: typing_extensions.TypeAlias = Remediation
 
@@ -1426,6 +1430,26 @@ class DiagnosticSnapshot(google.protobuf.message.Message):
     ) -> None: ...
 
 Global___DiagnosticSnapshot: typing_extensions.TypeAlias = DiagnosticSnapshot
+
+@typing.final
+class LogOff(google.protobuf.message.Message):
+    """End the user's desktop session: every app window is asked to close (WM_DELETE_WINDOW, so apps may
+    save), the apps still running after the grace period are ended. The agent itself keeps running.
+    """
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    GRACE_S_FIELD_NUMBER: builtins.int
+    grace_s: builtins.int
+    """How long apps get to close by themselves before they are ended; 0: the agent's default."""
+    def __init__(
+        self,
+        *,
+        grace_s: builtins.int = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["grace_s", b"grace_s"]) -> None: ...
+
+Global___LogOff: typing_extensions.TypeAlias = LogOff
 
 @typing.final
 class CommandStarted(google.protobuf.message.Message):

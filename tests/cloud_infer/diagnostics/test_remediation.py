@@ -99,3 +99,27 @@ async def test_a_risky_fix_waits_for_a_second_admin_and_a_failure_is_not_called_
         "remediation.end_process.approved",
         "remediation.end_process.finished",
     ]
+
+
+async def test_logging_a_session_off_is_for_admins_and_waits_for_a_second_one(desk: Desk) -> None:
+    await desk.report(2, 99.0)
+    incident = await desk.incident()
+    path = f"/v1/ops/incidents/{incident['incident_id']}/remediations"
+    operator = {"Authorization": f"Bearer {issue_token(SECRET, 'op-1', ['read', 'ops_operate'])}"}
+    refused = await desk.api.post(path, json={"action": "log_off"}, headers=operator)
+    assert refused.status_code == 403, refused.text
+    dry = await desk.api.post(path, json={"action": "log_off", "dry_run": True}, headers=admin("ops-1"))
+    assert dry.json()["what"] == "log the session off (apps get 30 s to close) on 1 session", dry.text
+    asked = await desk.api.post(path, json={"action": "log_off", "grace_s": 20}, headers=admin("ops-1"))
+    assert asked.json()["status"] == "awaiting_approval", asked.text
+    approve = f"/v1/ops/remediations/{asked.json()['remediation_id']}/approve"
+    assert (await desk.api.post(approve, headers=admin("ops-2"))).status_code == 200
+    notice = await desk.agent.next_command()
+    assert notice.notice.title == "Your administrator will log the session off (apps get 20 s to close)"
+    log_off = await desk.agent.next_command()
+    assert log_off.remediation.WhichOneof("action") == "log_off" and log_off.remediation.log_off.grace_s == 20
+    await desk.agent.result(notice.command_id)
+    await desk.agent.result(log_off.command_id, observed={"windows_closed": "3"})
+    await desk.report(2, 40.0)
+    done = await desk.remediation(asked.json()["remediation_id"], "done")
+    assert (done["sessions"][0]["status"], done["sessions"][0]["cleared"]) == ("succeeded", True)

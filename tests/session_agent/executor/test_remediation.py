@@ -13,12 +13,14 @@ from pathlib import Path
 import psutil
 import pytest
 
+from harness.dbus import SessionBus
 from protos.shadowdesk.v1 import ingest_pb2 as pb
 from session_agent.config import AgentSettings
 from session_agent.errors import ActionFailedError, ActionRefusedError
 from session_agent.executor import ActionContext
 from session_agent.executor.remediation import MIN_TEMP_AGE_S, Remediation
 from session_agent.spool import Spool
+from shadowdesk_common.desktop import VirtualDesktop
 from tests.session_agent.conftest import wait_until
 
 
@@ -139,3 +141,45 @@ def test_diagnostic_snapshot_reports_load_memory_disks_and_top_processes(remedy:
     top_rss = json.loads(observed["top_rss"])
     assert len(top_rss) == 5 and top_rss[0]["rss"] >= top_rss[-1]["rss"]
     assert set(top_rss[0]) == {"pid", "name", "cpu_percent", "rss"}, "names only, never command lines"
+
+
+def test_log_off_closes_every_app_window_and_ends_the_apps_that_stay(
+    make_settings: Callable[..., AgentSettings],
+    open_spool: Callable[[], Spool],
+    desktop: VirtualDesktop,
+    tmp_path: Path,
+) -> None:
+    with SessionBus(desktop.env) as bus:
+        terminal, _ = desktop.launch_xterm("logoff-terminal")
+        notes = tmp_path / "notes.txt"
+        notes.write_text("draft\n")
+        env = {**bus.app_env, "XDG_CONFIG_HOME": str(tmp_path / "config")}
+        editor = desktop.launch(["mousepad", str(notes)], env=env)
+        window = desktop.wait_for_window(f"{notes} - Mousepad")
+        desktop.xdotool("windowactivate", "--sync", str(window))
+        desktop.xdotool("type", "--delay", "20", "unsaved line")
+        # Unsaved changes: mousepad answers the close with a "save?" dialog and stays.
+        desktop.wait_for_window(f"*{notes} - Mousepad")
+        remedy = Remediation(make_settings(display=desktop.display), open_spool())
+
+        outcome = remedy.log_off(remediation(log_off=pb.LogOff(grace_s=3)), context())
+
+        assert outcome.observed["windows_closed"] == "2", outcome.observed
+        assert outcome.observed["apps_closed_themselves"] == "1", outcome.observed  # the xterm
+        assert outcome.observed["apps_ended"] == "1", outcome.observed  # mousepad, after 3 s
+        assert terminal.wait(5) is not None and editor.wait(5) is not None
+        assert notes.read_text() == "draft\n"  # nothing was saved for the user behind their back
+
+
+def test_log_off_runs_the_platform_command_when_one_is_set(
+    make_settings: Callable[..., AgentSettings], open_spool: Callable[[], Spool], tmp_path: Path
+) -> None:
+    marker = tmp_path / "logged-off"
+    script = f"import pathlib; pathlib.Path({str(marker)!r}).touch()"
+    remedy = Remediation(make_settings(logoff_command=f"{sys.executable} -c {script!r}"), open_spool())
+    outcome = remedy.log_off(remediation(log_off=pb.LogOff()), context())
+    assert outcome.observed["exit"] == "0" and marker.exists()
+
+    failing = Remediation(make_settings(logoff_command="false"), open_spool())
+    with pytest.raises(ActionFailedError, match="exited 1"):
+        failing.log_off(remediation(log_off=pb.LogOff()), context())
