@@ -87,3 +87,20 @@ class ToxiproxyServer:
     def remove_latency(self, proxy: str) -> None:
         for stream in ("upstream", "downstream"):
             self._api.delete(f"/proxies/{proxy}/toxics/latency-{stream}").raise_for_status()
+
+    def drop_everything(self, proxy: str) -> None:
+        """Lose every byte the proxy carries, both ways, until ``restore``: a loss burst as TCP's peers
+        see it (the connection stays open, nothing arrives). Toxiproxy works above TCP, so partial
+        packet loss (retransmits) cannot be modelled; a burst of total loss can."""
+        for stream in ("upstream", "downstream"):
+            toxic = {
+                "name": f"loss-{stream}",
+                "type": "timeout",
+                "stream": stream,
+                "attributes": {"timeout": 0},
+            }
+            self._api.post(f"/proxies/{proxy}/toxics", json=toxic).raise_for_status()
+
+    def restore(self, proxy: str) -> None:
+        for stream in ("upstream", "downstream"):
+            self._api.delete(f"/proxies/{proxy}/toxics/loss-{stream}").raise_for_status()
