@@ -1,19 +1,21 @@
 """Bearer tokens: HS256 JWTs with a key id, an audience, scopes and a bounded lifetime.
 
-Scopes: ``ingest`` (one desktop session's agent; claim ``sid`` binds it to that session), ``read``
-(the caller's own history and settings), ``manage`` (destructive or privacy-reducing changes:
-erasure, unpausing, removing exclusions, retention; commanding one's own desktops) and ``admin`` (an
-operator: remediation commands to any user's desktop, ``cloud_infer.commands.policy``; nothing of a
-user's history). The ops roles (``OPS_ROLES``, weakest first, each including the ones before it):
-``ops_view`` reads the fleet's ops data, ``ops_operate`` also runs the actions that are not risky, and
-``admin`` does everything, approving risky actions and revealing whose a session is among it.
-``ops_console`` is the admin console's own service token: it only exchanges a console user's sign-in
-for a short-lived token of that user's role. A ``login`` ticket is not an API token: it is
-redeemed once at ``POST /v1/auth/session`` for a read (and maybe manage) token, so no token ever rides
-in a URL. Every token names its key (``kid``): new tokens are signed with the current key, and earlier
-keys stay valid for verification while their tokens live out a rotation. A token whose lifetime
-exceeds its kind's maximum is refused even when correctly signed. Revocation (tokens of a user issued
-before a time) is checked by ``cloud_infer.revocation``, which needs the store.
+Scopes: ``ingest`` (one desktop session's agent; claim ``sid`` binds it to that session), ``read`` (the
+caller's own history and settings), ``manage`` (destructive or privacy-reducing changes: erasure,
+unpausing, removing exclusions, retention; commanding one's own desktops) and ``admin`` (an operator:
+remediation commands to any user's desktop, ``cloud_infer.commands.policy``; nothing of a user's history).
+The ops roles (``OPS_ROLES``, weakest first, each including the ones before it): ``ops_view`` reads the
+fleet's ops data, ``ops_operate`` also runs the actions that are not risky, and ``admin`` does everything,
+approving risky actions and revealing whose a session is among it. ``ops_console`` is the admin console's
+own service token: it only exchanges a console user's sign-in for a short-lived token of that user's role,
+for the subject ``console.<username>``. That namespace is the console's: a token for it carries ``read``
+and ops roles only (never ``ingest``, ``manage`` or a login), so no desktop user can be named into it and
+it never holds a user's history. A ``login`` ticket is not an API token: it is redeemed once at ``POST
+/v1/auth/session`` for a read (and maybe manage) token, so no token ever rides in a URL. Every token names
+its key (``kid``): new tokens are signed with the current key, and earlier keys stay valid for
+verification while their tokens live out a rotation. A token whose lifetime exceeds its kind's maximum is
+refused even when correctly signed. Revocation (tokens of a user issued before a time) is checked by
+``cloud_infer.revocation``, which needs the store.
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ SCOPES: frozenset[str] = frozenset(
 )
 OpsRole = Literal["ops_view", "ops_operate", "admin"]
 OPS_ROLES: tuple[OpsRole, ...] = ("ops_view", "ops_operate", "admin")
+# The admin console's users, as the cloud names them (``console.<username>``).
+CONSOLE_SUBJECT_PREFIX = "console."
 ALGORITHM = "HS256"
 ISSUER = "shadowdesk"
 # One audience per kind of token: an agent's token opens no API route and a read token no stream.
@@ -130,6 +134,8 @@ class TokenAuthority:
         """Sign a token for ``user_id``; ingest tokens need the ``session_id`` they are bound to."""
         validate_id("user id", user_id)
         wanted = frozenset(scopes)
+        if not _fits_namespace(user_id, wanted):
+            raise ValueError(f"{CONSOLE_SUBJECT_PREFIX}* subjects are console users: read and ops roles only")
         if not wanted or not wanted <= SCOPES:
             raise ValueError(f"scopes must be a non-empty subset of {sorted(SCOPES)}, got {sorted(wanted)}")
         if "ingest" in wanted and wanted != {"ingest"}:
@@ -210,6 +216,8 @@ class TokenAuthority:
                 validate_id("session id", session_id)
         except InvalidNameError as exc:
             raise TokenInvalidError(f"invalid token: {exc}") from exc
+        if not _fits_namespace(str(claims["sub"]), scopes):
+            raise TokenInvalidError(f"invalid token: a {CONSOLE_SUBJECT_PREFIX}* subject with user scopes")
         return TokenClaims(
             user_id=str(claims["sub"]),
             scopes=scopes,
@@ -220,6 +228,11 @@ class TokenAuthority:
             auth_time=int(claims.get("auth_time", claims["iat"])),
             grants=frozenset(str(claims.get("grants", "")).split()) & {"read", "manage"},
         )
+
+
+def _fits_namespace(user_id: str, scopes: frozenset[str]) -> bool:
+    """A console subject only reads ops data; any other subject may have any scopes."""
+    return not user_id.startswith(CONSOLE_SUBJECT_PREFIX) or scopes <= {"read", *OPS_ROLES}
 
 
 def _kind(scopes: frozenset[str]) -> Literal["api", "ingest", "login"]:

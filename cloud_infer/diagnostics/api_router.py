@@ -20,7 +20,7 @@ from starlette.requests import HTTPConnection
 
 from cloud_infer.api_deps import caller, services
 from cloud_infer.api_errors import error_responses
-from cloud_infer.auth import OpsRole, Scope, TokenAuthority, TokenClaims
+from cloud_infer.auth import CONSOLE_SUBJECT_PREFIX, OpsRole, Scope, TokenAuthority, TokenClaims
 from cloud_infer.diagnostics import fleet
 from cloud_infer.diagnostics.audit import AuditEntry
 from cloud_infer.diagnostics.fleet import SeriesPoints, SessionList
@@ -41,7 +41,6 @@ router = APIRouter(prefix="/v1/ops", tags=["ops diagnostics"], responses=error_r
 CONSOLE_TOKEN_TTL_S = 600
 # A root-cause analysis waits behind interactive requests (it runs at background priority).
 ANALYSIS_DEADLINE_S = 120.0
-CONSOLE_SUBJECT_PREFIX = "console."
 CONSOLE_ROLES: dict[str, OpsRole] = {"viewer": "ops_view", "operator": "ops_operate", "admin": "admin"}
 
 

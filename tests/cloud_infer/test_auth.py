@@ -109,6 +109,11 @@ def _signed(claims: dict[str, object], kid: str | None = "k1", secret: str = SEC
         (_signed({"sub": "ann", "scope": "read", "exp": int(time.time()) + 30 * 86400}), "read"),
         (jwt.encode({"sub": "ann", "scope": "read"}, SECRET, "HS256", headers={"kid": "k1"}), "read"),
         (_signed({"sub": "ann", "scope": "read"}, secret=OTHER_SECRET), "read"),
+        (_signed({"sub": "console.ada", "scope": "read manage"}), "read"),
+        (
+            _signed({"sub": "console.ada", "scope": "ingest", "sid": "s1", "aud": "shadowdesk-ingest"}),
+            "ingest",
+        ),
     ],
     ids=[
         "empty",
@@ -125,6 +130,8 @@ def _signed(claims: dict[str, object], kid: str | None = "k1", secret: str = SEC
         "lives-too-long",
         "bare",
         "forged",
+        "console-subject-manage",
+        "console-subject-ingest",
     ],
 )
 def test_bad_tokens_are_refused(token: str, scope: Literal["ingest", "read"]) -> None:
@@ -165,6 +172,18 @@ def test_issue_refuses_what_it_cannot_sign() -> None:
         AUTHORITY.issue("ann", ["manage"])
     with pytest.raises(ValueError, match="login ticket grants"):
         AUTHORITY.issue("ann", ["login"])
+
+
+def test_the_console_namespace_holds_ops_roles_only() -> None:
+    """``console.<username>`` is how the cloud names an admin console user: no desktop session and no
+    user data can ever be made for such a subject, so a console user never reads anyone's history."""
+    claims = AUTHORITY.verify(AUTHORITY.issue("console.ada", ["read", "admin"]), "read")
+    assert claims.user_id == "console.ada" and claims.scopes == {"read", "admin"}
+    for scopes, session in ((["ingest"], "s1"), (["read", "manage"], None), (["login"], None)):
+        with pytest.raises(ValueError, match="console users"):
+            AUTHORITY.issue("console.ada", scopes, session_id=session, grants=["read"])  # type: ignore[arg-type]
+    lookalike = AUTHORITY.issue("consoles.ada", ["read", "manage"])
+    assert AUTHORITY.verify(lookalike, "read").user_id == "consoles.ada"
 
 
 @pytest.mark.parametrize(
