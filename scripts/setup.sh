@@ -10,6 +10,15 @@ cd "$(dirname "$0")/.."
 WANT_TEST=0
 [[ "${1:-}" == "--test" ]] && WANT_TEST=1
 
+# The test servers are built with Go (minutes, on a fresh machine) while the packages download and
+# compile: started first, awaited last.
+tools_log="$(mktemp -t shadowdesk-tools.XXXXXX)"
+if ((WANT_TEST)); then
+  echo "setup: building the MinIO and Toxiproxy test servers with Go in the background (log: $tools_log)"
+  (bash scripts/minio.sh && bash scripts/toxiproxy.sh) >"$tools_log" 2>&1 &
+  tools_pid=$!
+fi
+
 # Fonts with Chinese glyphs, a GTK text editor, a PDF viewer (evince exposes a PDF's text through
 # AT-SPI) and AT-SPI for the demo desktop, the expense scenario and the scripted day.
 APT_PACKAGES=(xvfb xdotool x11-utils openbox xterm fonts-wqy-microhei mousepad evince at-spi2-core dbus-x11)
@@ -56,6 +65,8 @@ fi
 npm ci --prefix admin_console/web --no-audit --no-fund --loglevel=error >/dev/null
 
 if ((WANT_TEST)); then
+  wait "$tools_pid" || { echo "setup: building the test servers failed:" >&2; tail -n 30 "$tools_log" >&2; exit 1; }
   echo "setup: minio server at $(bash scripts/minio.sh)"
   echo "setup: toxiproxy server at $(bash scripts/toxiproxy.sh)"
 fi
+rm -f "$tools_log"
