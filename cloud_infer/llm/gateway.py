@@ -89,6 +89,11 @@ class LLMGateway:
         return self._chat is not None
 
     @property
+    def capable(self) -> bool:
+        """Whether the chat model may answer from a user's history and rewrite searches (see settings)."""
+        return self._settings.chat_capable
+
+    @property
     def embeddings_available(self) -> bool:
         return self._embeddings is not None
 

@@ -135,10 +135,12 @@ async def _live(websocket: WebSocket, runtime: RecallRuntime, limits: RequestLim
             # An ask is a search first: it counts against the user's search limits like one.
             async with limits.admit("search", user_id):
                 result = await runtime.ask.ask(user_id, question, tz)
-            async for delta in result.deltas:
+            async for delta in result.deltas():
                 await send({"type": "answer.delta", "id": ask_id, "text": delta})
-            citations = [c.model_dump(mode="json") for c in result.citations]
-            await send({"type": "answer.done", "id": ask_id, "citations": citations})
+            final = result.final()
+            citations = [c.model_dump(mode="json") for c in final.citations]
+            done = {"type": "answer.done", "id": ask_id, "mode": final.mode, "text": final.text}
+            await send({**done, "citations": citations})
         except asyncio.CancelledError:
             raise
         except Exception as exc:

@@ -108,3 +108,6 @@ class Citation(BaseModel):
     app_id: str
     title: str
     frame_url: str | None = None
+    excerpt: list[Fragment] = Field(
+        default_factory=list, description="The cited moment's matching line; hit parts matched the question."
+    )

@@ -1,9 +1,15 @@
 """LLM rewriting of vague queries into search keywords, used only when a search finds nothing.
 
 A question such as "that thing about paying the consultants" may share no word with the screen text
-("Invoice", "Consulting services"). When the configured model is present and a search returns no hit,
-the model turns the query into keywords and the search runs once more with them. Search never depends
-on it: a slow, failing or absent model leaves the original (empty) result.
+("Invoice", "Consulting services"). When the configured model is declared capable
+(``LLMSettings.capable``) and a search returns no hit, the model suggests keywords and the search runs
+once more with the query *and* them; the response labels them (``ParsedQuery.rewritten``). Search never
+depends on it: a slow, failing or absent model leaves the original (empty) result.
+
+A small model may answer with an unrelated sentence, and searching that turns "nothing found" into
+wrong hits. So the suggestion is checked against the query: it is dropped unless one of its words is
+one of the query's (the model may add words, not change the subject), and it is kept to ``_MAX_WORDS``
+words.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from cloud_infer.llm.backend import ChatMessage
 from cloud_infer.llm.errors import LLMError
 from cloud_infer.llm.gateway import LLMGateway
 from cloud_infer.llm.prompts import neutralize
+from cloud_infer.recall.text import query_terms
 
 logger = logging.getLogger(__name__)
 
@@ -23,6 +30,7 @@ SYSTEM_PROMPT = (
     "search, and nothing else."
 )
 _MAX_CHARS = 200
+_MAX_WORDS = 8
 
 
 class QueryRewriter:
@@ -46,5 +54,13 @@ class QueryRewriter:
         except LLMError as exc:
             logger.info("query rewrite skipped: %s", exc)
             return ""
-        keywords = " ".join(answer.replace(",", " ").split())[:_MAX_CHARS]
-        return "" if keywords.lower() == query.strip().lower() else keywords
+        return checked_keywords(query, answer)
+
+
+def checked_keywords(query: str, answer: str) -> str:
+    """The model's keywords for ``query``: "" unless they add to it and share one of its words."""
+    asked = set(query_terms(query))
+    suggested = query_terms(answer.replace(",", " ")[:_MAX_CHARS])[:_MAX_WORDS]
+    if not asked & set(suggested) or set(suggested) <= asked:
+        return ""
+    return " ".join(suggested)

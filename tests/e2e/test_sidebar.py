@@ -173,6 +173,10 @@ def test_search_open_ask_and_erase_through_the_page(
     expect(page.get_by_test_id("answer")).not_to_be_empty()
     expect(page.get_by_test_id("answer")).to_have_attribute("aria-busy", "false")
     assert invoice_moment in [c.get_attribute("data-moment-id") for c in citations.all()]
+    # The embedded model is not trusted with answers: the history's own lines, the matches marked.
+    expect(page.get_by_test_id("answer")).to_have_attribute("data-mode", "extractive")
+    expect(page.get_by_test_id("answer")).to_contain_text("[1]")
+    expect(citations.first.locator("mark").first).to_be_visible()
 
     # Export: the zip arrives as a download, with the frames in it.
     sidebar.tab("Privacy")

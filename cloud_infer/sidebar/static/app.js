@@ -562,6 +562,9 @@ class Sidebar {
       $("answer").replaceChildren(...this.#answerNodes(this.answerText, []));
     } else if (message.type === "answer.done") {
       const citations = Array.isArray(message.citations) ? message.citations : [];
+      // The checked answer: a loop cut short, or an uncited model answer replaced by the history's lines.
+      if (typeof message.text === "string") this.answerText = message.text;
+      $("answer").dataset.mode = String(message.mode ?? "");
       $("answer").replaceChildren(...this.#answerNodes(this.answerText, citations));
       $("citations").replaceChildren(...citations.map((c) => this.#citationItem(c)));
       $("citations-heading").hidden = citations.length === 0;
@@ -597,7 +600,10 @@ class Sidebar {
       `[${citation.n}] ${citation.title || citation.app_id} · ${formatTime(citation.time)}`,
     );
     button.addEventListener("click", () => this.#openCitation(citation));
-    return el("li", { "data-testid": "citation", dataset: { momentId: citation.moment_id } }, button);
+    const excerpt = Array.isArray(citation.excerpt) ? citation.excerpt : [];
+    const quote = el("div", { class: "excerpt" },
+      ...excerpt.map((f) => (f.hit ? el("mark", {}, String(f.text)) : String(f.text))));
+    return el("li", { "data-testid": "citation", dataset: { momentId: citation.moment_id } }, button, quote);
   }
 
   #openCitation(citation) {

@@ -299,7 +299,7 @@ def moment(hostile: str) -> MomentResponse:
 @pytest.fixture
 async def recorded() -> AsyncIterator[tuple[LLMGateway, RecordingBackend]]:
     backend = RecordingBackend()
-    gateway = LLMGateway(LLMSettings(backend="embedded"), backend)
+    gateway = LLMGateway(LLMSettings(backend="embedded", capable=True), backend)
     yield gateway, backend
     await gateway.close()
 
@@ -318,7 +318,7 @@ async def test_the_services_send_only_fenced_prompts(
     found = hit(1, {f: marked(f, hostile) for f in ("title", "app_id", "url", "text")})
     recall: Any = StubRecall([found], moment(hostile))
     answer = await ask.AskService(recall, gateway, max_excerpts=5).ask("alice", marked("question", hostile))
-    await drain(answer.deltas)
+    await drain(answer.deltas())
     # translate reads the clipboard selection; summarize the window's text.
     for action in ("translate", "summarize"):
         await drain(assist.AssistService(recall, gateway).run("alice", action))

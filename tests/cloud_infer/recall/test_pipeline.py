@@ -6,6 +6,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 from minio import Minio
 
 from cloud_infer.llm.config import LLMSettings
@@ -14,6 +15,7 @@ from cloud_infer.privacy.service import PrivacyService
 from cloud_infer.recall.config import RecallSettings
 from cloud_infer.recall.embedder import Embedder
 from cloud_infer.recall.ocr import OcrEngine
+from cloud_infer.recall.rewrite import checked_keywords
 from cloud_infer.recall.runtime import RecallRuntime, open_recall
 from protos.shadowdesk.v1 import ingest_pb2 as pb
 from recall_store.config import StoreSettings
@@ -185,24 +187,49 @@ async def test_retention_erases_by_age_and_by_size(recall: RecallRuntime, alice:
     assert (await recall.service.search(alice, "invoice INV-2041")).hits == []
 
 
-async def test_a_query_that_finds_nothing_is_rewritten_by_the_llm(
+async def test_a_rewrite_only_adds_checked_words_from_a_capable_model(
     tmp_path: Path, embedder: Embedder, ocr_engine: OcrEngine, alice: str
 ) -> None:
     # The rewrite does not depend on the store backend: the local one is enough here.
     store_settings = StoreSettings(backend="local", local_root=tmp_path / "store")
     store = open_store(store_settings)
-    llm = open_gateway(LLMSettings(backend="embedded"))
-    runtime = open_recall(
-        RecallSettings(), store_settings, store, PrivacyService(store), llm, embedder, [ocr_engine]
+    default, capable = (
+        open_gateway(LLMSettings(backend="embedded")),
+        open_gateway(LLMSettings(backend="embedded", capable=True)),
     )
+    ocr = ocr_engine
+    runtimes = [
+        open_recall(RecallSettings(), store_settings, store, PrivacyService(store), llm, embedder, [ocr])
+        for llm in (default, capable)
+    ]
     try:
-        await ingest(runtime, alice, day(time.time_ns() - 3600 * NS_PER_S))
-        found = await runtime.service.search(alice, "invoice total")
-        assert found.hits and found.query.rewritten is None, "a query with hits is never rewritten"
-        vague = await runtime.service.search(alice, "qwxz plorf")
-        assert vague.query.rewritten, "no hit: the model was asked for keywords"
-        assert vague.query.terms != ["qwxz", "plorf"]
+        await ingest(runtimes[0], alice, day(time.time_ns() - 3600 * NS_PER_S))
+        for runtime in runtimes:
+            found = await runtime.service.search(alice, "invoice total")
+            assert found.hits and found.query.rewritten is None, "a query with hits is never rewritten"
+            # The default model is not asked; the capable one is, and whatever it says about nonsense
+            # shares no word with it, so the search stays the query's own.
+            vague = await runtime.service.search(alice, "qwxz plorf")
+            assert vague.query.rewritten is None and vague.query.terms == ["qwxz", "plorf"]
     finally:
-        await runtime.close()
-        await llm.close()
+        for runtime in runtimes:
+            await runtime.close()
+        await default.close()
+        await capable.close()
         await store.close()
+
+
+@pytest.mark.parametrize(
+    ("query", "answer", "kept"),
+    [
+        ("paying the consultants", "consultants invoice payment", "consultants invoice payment"),
+        ("报销 发票", "发票, 报销单, 金额", "发票 报销 单 金额"),
+        ("invoice", "The weather is nice today.", ""),  # another subject
+        ("invoice total", "invoice total", ""),  # nothing added
+        ("qwxz plorf", "Sure! Here are some keywords: apple banana", ""),
+    ],
+)
+def test_a_suggestion_must_share_a_word_with_the_query_and_add_one(
+    query: str, answer: str, kept: str
+) -> None:
+    assert checked_keywords(query, answer) == kept
