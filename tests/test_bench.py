@@ -167,3 +167,26 @@ def test_ops_bench_groups_detects_soaks_and_loads_a_real_server() -> None:
     loaded = _run("bench.ops_bench", "capacity", "--sessions", "5", "--seconds", "3")
     (row,) = _table_rows(loaded)
     assert row[1] == "5" and _number(row[2]) > 0 and row[-1] == "none", row
+
+
+def test_recall_eval_bench_scores_every_class_of_query() -> None:
+    output = _run("bench.recall_eval_bench", "--per-class", "1", "--ask", "1", timeout_s=420)
+    rows = _table_rows(output)
+    scored, asked = rows[:9], rows[10:]  # rows[9] is the Ask table's header
+    assert [row[0] for row in scored] == [
+        *("zh-zh", "en-en", "cross-lingual", "content-date", "view-date", "exact-id", "paraphrase"),
+        *("ocr-only", "overall"),
+    ]
+    for row in scored:
+        queries = int(row[1])
+        assert queries == (8 if row[0] == "overall" else 1), row
+        recall_1, recall_5, mrr = (_number(cell) for cell in row[2:5])
+        assert 0 <= recall_1 <= min(mrr, recall_5) and max(mrr, recall_5) <= 1, row
+        # Each query not ranked first is counted once: a look-alike first, another document, or no hit.
+        assert sum(int(cell) for cell in row[5:8]) == round(queries * (1 - recall_1)), row
+    # The one question was answered by the embedded model and judged one way or another.
+    (ask,) = asked
+    assert ask[0] == "answer in the history" and ask[1] == "1", ask
+    assert sum(int(cell) for cell in ask[2:5]) == 1, ask
+    command = r"^command: \.venv/bin/python -m bench\.recall_eval_bench --per-class 1 --ask 1$"
+    assert re.search(command, output, re.MULTILINE), output
