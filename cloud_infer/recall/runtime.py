@@ -83,11 +83,12 @@ def open_recall(
     """
     tombstones = tombstones or Tombstones(store)
     directory = directory or UserDirectory(store)
-    index = RecallIndex(store_settings, settings.max_vector_distance)
-    embedder = embedder or Embedder(settings.embed_model_dir, settings.embed_threads)
+    embedder = embedder or Embedder(settings.embed_threads, max_tokens=settings.embed_max_tokens)
+    index = RecallIndex(store_settings, settings.max_vector_distance, embedder=embedder)
     engines = ocr_engines or [OcrEngine(threads=1) for _ in range(settings.ocr_workers)]
     pipeline = RecallPipeline(settings, store, index, embedder, engines, tombstones)
-    rewriter = QueryRewriter(llm) if llm.chat_available and settings.rewrite_queries else None
+    capable = llm.chat_available and llm.capable
+    rewriter = QueryRewriter(llm) if capable and settings.rewrite_queries else None
     service = RecallService(
         store,
         index,

@@ -1,7 +1,7 @@
 """Recall logic without transport: search, moments, erasure and export of one user's history.
 
 Search: dates and times in the query become a time filter (``query_dates``), the rest is segmented
-into words for BM25 and, when it has Latin letters (the embedding model's language), embedded for the
+into words for BM25 and embedded (multilingual, so a query finds pages in either language) for the
 vector side; LanceDB fuses both by reciprocal rank; rows are collapsed to their moment, best first.
 When nothing is found and an LLM is configured, the query is rewritten into keywords once (``rewrite``).
 Every call takes the user id from the caller's token, and the index and store are per user, so no
@@ -13,14 +13,13 @@ while writers of the user's history wait, so nothing in flight or resent later b
 
 from __future__ import annotations
 
-import re
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cloud_infer.errors import InvalidMessageError, NotFoundError
-from cloud_infer.recall.embedder import Embedder
+from cloud_infer.recall.embedder import Embedder, Role
 from cloud_infer.recall.index import Filters, RecallIndex, boxes_from_json
 from cloud_infer.recall.pipeline import RecallPipeline
 from cloud_infer.recall.protocol import (
@@ -42,7 +41,6 @@ from recall_store.event_log import EventLog
 from recall_store.store import ObjectStore
 from recall_store.tombstones import ERASURE_PREFIX, Tombstone, Tombstones
 
-_LATIN_RE = re.compile(r"[A-Za-z]{2,}")
 _MAX_QUERY_CHARS = 500
 _NS_PER_MS = 1_000_000
 
@@ -133,8 +131,8 @@ class RecallService:
         rewritten = None
         if not hits and parsed.text and self._rewriter is not None:
             rewritten = await self._rewriter.rewrite(user_id, parsed.text) or None
-            if rewritten:
-                terms, hits = await self._find(user_id, rewritten, filters, limit)
+            if rewritten:  # added to the query, never in its place
+                terms, hits = await self._find(user_id, f"{parsed.text} {rewritten}", filters, limit)
         return SearchResponse(
             query=ParsedQuery(
                 text=parsed.text,
@@ -155,8 +153,9 @@ class RecallService:
         terms = query_terms(text)
         vector = None
         async with self._search_gate.turn(user_id, Priority.INTERACTIVE):
-            if _LATIN_RE.search(text):
-                vector = (await self._embedder.encode(user_id, [text], Priority.INTERACTIVE))[0]
+            if text.strip() and self.index.current(user_id):
+                vectors = await self._embedder.encode(user_id, [text], Priority.INTERACTIVE, Role.QUERY)
+                vector = vectors[0]
             rows = await self.index.search(user_id, " ".join(terms), vector, filters, self._candidates)
         hits: list[SearchHit] = []
         seen: set[str] = set()

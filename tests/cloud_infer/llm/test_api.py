@@ -20,10 +20,10 @@ from tests.cloud_infer.helpers import FaultyStore, read_auth, serve_api
 
 @pytest.fixture(params=["local", "none"])
 async def gateway(request: pytest.FixtureRequest) -> AsyncIterator[LLMGateway]:
-    """A gateway with the real MiniLM encoder for embeddings, and one without embeddings."""
+    """A gateway with the real e5 encoder for embeddings, and one without embeddings."""
     encoder = Embedder() if request.param == "local" else None
     if encoder is not None:
-        encoder.encode_now(["warm up"])  # loading torch and the model is not what these tests time
+        encoder.encode_now(["warm up"])  # loading the model is not what these tests time
     llm = open_gateway(LLMSettings(backend="none", embeddings_backend=request.param), encoder)
     yield llm
     await llm.close()

@@ -1,0 +1,163 @@
+"""Recall's multilingual vectors: a query finds its page in the other language, past a look-alike, and an
+index written by the old English-only model is re-embedded when it is opened, keeping every row."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import lancedb
+import numpy as np
+import pyarrow as pa
+import pytest
+from lancedb.index import FTS
+
+from cloud_infer.llm.config import LLMSettings
+from cloud_infer.llm.gateway import LLMGateway
+from cloud_infer.privacy.service import PrivacyService
+from cloud_infer.recall.config import RecallSettings
+from cloud_infer.recall.embedder import DIMENSIONS, MODEL_ID, Embedder, Role, passage_text
+from cloud_infer.recall.index import (
+    EMBED_COLUMN,
+    LEGACY_MODEL_ID,
+    SCHEMA,
+    TABLE,
+    Filters,
+    RecallIndex,
+    index_location,
+    row_record,
+)
+from cloud_infer.recall.moments import IndexRow
+from cloud_infer.recall.runtime import open_recall
+from cloud_infer.recall.text import query_terms
+from recall_store.config import StoreSettings
+from recall_store.factory import open_store
+
+T0_MS = 1_760_000_000_000
+# Targets and their look-alikes (same kind of document, other facts), and pages on other subjects.
+PAGES = {
+    "contract": (
+        "采购合同 HT-2026-118",
+        "采购合同\n供应商：华东电子有限公司\n合同总价：人民币 48 万元\n交货日期：11月30日",
+    ),
+    "lease": (
+        "租赁合同 ZL-2026-007",
+        "办公室租赁合同\n出租方：城南物业\n月租金：人民币 3.2 万元\n租期：两年",
+    ),
+    "parental": (
+        "Parental leave policy · HR portal",
+        "Parental leave policy\nEmployees get 16 weeks of paid parental leave after a birth or adoption",
+    ),
+    "annual": (
+        "Annual leave policy · HR portal",
+        "Annual leave policy\nEmployees get 20 days of annual leave; unused days expire at the end of March",
+    ),
+    "weather": ("上海天气预报", "明天小雨，气温 12 到 18 度，东北风三级"),
+    "recipe": ("Lemon cake recipe", "Mix flour, eggs and sugar, add lemon zest, bake 35 minutes at 180 C"),
+}
+
+
+def _row(key: str, i: int) -> IndexRow:
+    title, text = PAGES[key]
+    return IndexRow(
+        id=key,
+        moment_id=f"m-{key}",
+        session_id="desk",
+        seq=i,
+        time_ms=T0_MS + i,
+        start_ms=T0_MS + i,
+        app_id="chromium",
+        title=title,
+        url="",
+        source="accessibility",
+        text=text,
+    )
+
+
+ROWS = [_row(key, i) for i, key in enumerate(PAGES)]
+
+
+def _passages(embedder: Embedder) -> np.ndarray:
+    return embedder.encode_now([passage_text(r.title, r.text) for r in ROWS], Role.PASSAGE)
+
+
+@pytest.mark.parametrize(
+    ("query", "wanted", "look_alike"),
+    [
+        ("purchase contract with the electronics supplier", "contract", "lease"),  # en → zh
+        ("产假育儿假有几周", "parental", "annual"),  # zh → en
+        ("采购合同总价", "contract", "lease"),  # zh → zh: vectors on do not push Chinese aside
+        ("how many days of annual leave", "annual", "parental"),  # en → en
+    ],
+)
+async def test_a_query_finds_its_page_in_either_language_before_a_look_alike(
+    tmp_path: Path, embedder: Embedder, query: str, wanted: str, look_alike: str
+) -> None:
+    # Vectors do not depend on the store backend: the local one is enough here.
+    settings = StoreSettings(backend="local", local_root=tmp_path / "store")
+    store = open_store(settings)
+    llm = LLMGateway(LLMSettings(backend="none"), None)
+    recall = open_recall(RecallSettings(), settings, store, PrivacyService(store), llm, embedder, [])
+    try:
+        user = f"xl-{uuid.uuid4().hex[:8]}"
+        records = [row_record(r, v) for r, v in zip(ROWS, _passages(embedder), strict=True)]
+        await recall.index.add(user, records)
+        order = [hit.moment_id for hit in (await recall.service.search(user, query)).hits]
+    finally:
+        await recall.close()
+        await store.close()
+    assert order and order[0] == f"m-{wanted}", order  # not the look-alike, in the index too
+    assert f"m-{look_alike}" not in order[:1]
+
+
+async def test_an_index_of_the_old_model_is_reembedded_on_open_and_keeps_every_row(
+    tmp_path: Path, embedder: Embedder
+) -> None:
+    settings = StoreSettings(backend="local", local_root=tmp_path / "store")
+    user = f"old-{uuid.uuid4().hex[:8]}"
+    # The table as the previous release wrote it: no model column, vectors of the English-only model.
+    old_schema = pa.schema([f for f in SCHEMA if f.name != EMBED_COLUMN])
+    old_vectors = np.random.default_rng(7).standard_normal((len(ROWS), DIMENSIONS)).astype(np.float32)
+    records = [row_record(r, v) for r, v in zip(ROWS, old_vectors, strict=True)]
+    for record in records:
+        del record[EMBED_COLUMN]
+    uri, options = index_location(settings, user)
+    db = await lancedb.connect_async(uri, storage_options=options)
+    old = await db.create_table(TABLE, data=pa.Table.from_pylist(records, schema=old_schema))
+    await old.create_index("tokens", config=FTS(base_tokenizer="whitespace", stem=True))
+
+    async def stored() -> dict[str, tuple[str, np.ndarray]]:
+        table = await (await lancedb.connect_async(uri, storage_options=options)).open_table(TABLE)
+        rows = (await table.query().select(["id", EMBED_COLUMN, "vector"]).to_arrow()).to_pylist()
+        return {r["id"]: (r[EMBED_COLUMN], np.asarray(r["vector"], dtype=np.float32)) for r in rows}
+
+    query = "purchase contract with the electronics supplier"
+    vector = embedder.encode_now([query], Role.QUERY)[0]
+    # Opened without an embedder: marked as the old model's, and searched by words only meanwhile.
+    lexical_only = RecallIndex(settings)
+    assert await lexical_only.count(user) == len(ROWS)
+    assert not lexical_only.current(user)
+    assert {model for model, _ in (await stored()).values()} == {LEGACY_MODEL_ID}
+    found = await lexical_only.search(user, " ".join(query_terms("Lemon cake")), vector, Filters(), 10)
+    assert [r["id"] for r in found] == ["recipe"]
+    await lexical_only.close()
+
+    index = RecallIndex(settings, embedder=embedder)
+    assert await index.count(user) == len(ROWS)  # opening starts the re-embedding in the background
+    await index.reembedded(user)
+    assert index.current(user)
+    after = await stored()
+    assert sorted(after) == sorted(PAGES), "no row lost or duplicated"
+    expected = dict(zip(PAGES, _passages(embedder), strict=True))
+    for key, (model, new_vector) in after.items():
+        assert model == MODEL_ID
+        np.testing.assert_allclose(new_vector, expected[key], atol=1e-5)
+    found = await index.search(user, " ".join(query_terms(query)), vector, Filters(), 10)
+    assert found[0]["id"] == "contract"
+    found = await index.search(user, "", vector, Filters(), 10)  # vectors alone, across languages
+    assert found and found[0]["id"] == "contract"
+    await index.close()
+
+    reopened = RecallIndex(settings, embedder=embedder)
+    assert await reopened.count(user) == len(ROWS) and reopened.current(user)
+    await reopened.close()
