@@ -15,6 +15,7 @@ import unicodedata
 from dataclasses import dataclass
 
 import jieba
+import wordninja
 
 jieba.setLogLevel(logging.WARNING)
 
@@ -94,6 +95,43 @@ _QUERY_STOP_WORDS = frozenset(
     ]
 )
 _WORD_RE = re.compile(r"\w", re.UNICODE)
+# A Latin run long enough to hold two words, and its pieces at case changes ("ZhangWei", "USDfor").
+_RUN_RE = re.compile(r"[A-Za-z]{6,}")
+# Case changes that only happen where words were joined: "gW" in ZhangWei, "SDf" in USDfor.
+_JOINED_RE = re.compile(r"[a-z][A-Z]|[A-Z]{2}[a-z]")
+_CAMEL_RE = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])")
+_KNOWN = wordninja.DEFAULT_LANGUAGE_MODEL._wordcost  # its word list, by frequency
+_SHORT_WORDS = frozenset(
+    [
+        "a",
+        "i",
+        "am",
+        "an",
+        "as",
+        "at",
+        "be",
+        "by",
+        "do",
+        "go",
+        "he",
+        "if",
+        "in",
+        "is",
+        "it",
+        "me",
+        "my",
+        "no",
+        "of",
+        "on",
+        "or",
+        "re",
+        "so",
+        "to",
+        "up",
+        "us",
+        "we",
+    ]
+)
 
 
 def _ensure_initialized() -> None:
@@ -113,8 +151,27 @@ def words(text: str) -> list[str]:
 
 
 def tokenize(text: str) -> str:
-    """The ``tokens`` column for ``text``: its words joined by single spaces."""
-    return " ".join(words(text))
+    """The ``tokens`` column for ``text``: its words, then the words of its run-together Latin text,
+    joined by single spaces."""
+    return " ".join(words(text) + unjoined_words(text))
+
+
+def unjoined_words(text: str) -> list[str]:
+    """Words inside Latin runs written without spaces, lower-cased: OCR reads screen text at small
+    sizes without most spaces ("ApprovedbyZhangWei", "Totaldue1,280.00USD"), and a search for "Zhang
+    Wei" or "total due" must still find it. A run is cut by English word frequencies (``wordninja``),
+    then at case changes ("LiNa"). A run without a case change inside is left alone when it is a word
+    itself, or when the cut has a short piece that is not a common short word ("Kubernetes" is not "ku
+    berne tes"). The run itself stays a word too (``words``), so what matched before still does."""
+    found: list[str] = []
+    for run in _RUN_RE.findall(unicodedata.normalize("NFKC", text)):
+        joined = _JOINED_RE.search(run) is not None
+        if not joined and run.lower() in _KNOWN:
+            continue
+        pieces = [p.lower() for w in wordninja.split(run) for p in _CAMEL_RE.findall(w)]
+        if len(pieces) > 1 and (joined or all(len(p) > 2 or p in _SHORT_WORDS for p in pieces)):
+            found.extend(p for p in pieces if len(p) > 1)
+    return found
 
 
 def query_terms(text: str) -> list[str]:
