@@ -261,16 +261,16 @@ def scores(ranked: Sequence[Ranked]) -> dict[str, float]:
 class Asked:
     item: AskItem
     answer: str
+    mode: str  # how Ask answered: "model", "extractive" (the history's own lines) or "not_found"
     verdict: str  # "correct", "wrong", "not found"
     seconds: float
 
 
-def judge(item: AskItem, answer: str) -> str:
-    if item.answer is None:
-        return "not found" if _NOT_FOUND.search(answer) else "wrong"
-    if any(expected.lower() in answer.lower() for expected in item.answer):
+def judge(item: AskItem, answer: str, mode: str) -> str:
+    said_not_found = mode == "not_found" or _NOT_FOUND.search(answer) is not None
+    if item.answer is not None and any(expected.lower() in answer.lower() for expected in item.answer):
         return "correct"
-    return "not found" if _NOT_FOUND.search(answer) else "wrong"
+    return "not found" if said_not_found else "wrong"
 
 
 async def ask_all(runtime: RecallRuntime, evalset: EvalSet) -> list[Asked]:
@@ -278,8 +278,11 @@ async def ask_all(runtime: RecallRuntime, evalset: EvalSet) -> list[Asked]:
     for item in evalset.ask:
         started = time.perf_counter()
         answer = await runtime.ask.ask(USER, item.q, tz=evalset.tz)
-        text = "".join([delta async for delta in answer.deltas])
-        results.append(Asked(item, text, judge(item, text), time.perf_counter() - started))
+        async for _ in answer.deltas():  # what the sidebar streams; the checked answer follows
+            pass
+        final = answer.final()
+        verdict = judge(item, final.text, final.mode)
+        results.append(Asked(item, final.text, final.mode, verdict, time.perf_counter() - started))
     return results
 
 
@@ -376,16 +379,16 @@ def main(argv: Sequence[str] | None = None) -> None:
             ("not in the history", [a for a in asked if a.item.answer is None]),
         ):
             if group:
-                counts = {v: sum(a.verdict == v for a in group) for v in ("correct", "wrong", "not found")}
+                counts = [sum(a.verdict == v for a in group) for v in ("correct", "wrong", "not found")]
+                modes = [sum(a.mode == m for a in group) for m in ("model", "extractive", "not_found")]
                 mean_s = sum(a.seconds for a in group) / len(group)
-                rows.append([label, str(len(group)), *(str(n) for n in counts.values()), fmt(mean_s, 1)])
-        out(
-            "",
-            markdown_table(["Ask questions", "asked", "correct", "wrong", "said not found", "mean s"], rows),
-        )
+                cells = [str(len(group)), *(str(n) for n in counts), " / ".join(str(n) for n in modes)]
+                rows.append([label, *cells, fmt(mean_s, 1)])
+        header = ["Ask questions", "asked", "correct", "wrong", "said not found"]
+        out("", markdown_table([*header, "model / extractive / not found", "mean s"], rows))
         if args.misses:
             for a in asked:
-                out(f"  [{a.verdict}] {a.item.q!r}: {a.answer[:160]!r}")
+                out(f"  [{a.verdict}, {a.mode}] {a.item.q!r}: {a.answer[:160]!r}")
     if args.json:
         args.json.write_text(
             json.dumps(
@@ -404,7 +407,10 @@ def main(argv: Sequence[str] | None = None) -> None:
                         }
                         for r in ranked
                     ],
-                    "ask": [{"q": a.item.q, "verdict": a.verdict, "answer": a.answer} for a in asked],
+                    "ask": [
+                        {"q": a.item.q, "verdict": a.verdict, "mode": a.mode, "answer": a.answer}
+                        for a in asked
+                    ],
                 },
                 ensure_ascii=False,
                 indent=2,
