@@ -51,8 +51,8 @@ from numpy.typing import NDArray
 
 from bench.report import command_line, fmt, markdown_table, percentile
 from cloud_infer.recall.config import RecallSettings
-from cloud_infer.recall.embedder import DIMENSIONS
-from cloud_infer.recall.index import SCHEMA, TABLE, Filters, RecallIndex, index_location
+from cloud_infer.recall.embedder import DIMENSIONS, MODEL_ID
+from cloud_infer.recall.index import EMBED_COLUMN, SCHEMA, TABLE, Filters, RecallIndex, index_location
 from cloud_infer.recall.text import query_terms, tokenize
 from harness.minio import MinioServer
 from recall_store.config import StoreSettings
@@ -287,6 +287,7 @@ class Corpus:
                 "frame_h": np.zeros(n, dtype=np.int32),
                 "boxes": ["[]"] * n,
                 "vector": pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), DIMENSIONS),
+                EMBED_COLUMN: [MODEL_ID] * n,
             },
             schema=SCHEMA,
         )
