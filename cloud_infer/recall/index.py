@@ -56,7 +56,13 @@ _REEMBED_PAGE = 256  # rows per commit of a re-embedding (each page: a new table
 _OPEN_TABLES = 64  # users whose table handles (and index caches) stay open
 # Filters run before ranking; without these a filtered search scans every row (bench: p95 148 -> 49 ms
 # for hybrid with a time + app filter at 1M rows). moment_id serves moment views and erasure.
-_SCALAR_INDEXES: dict[str, BTree | Bitmap] = {"time_ms": BTree(), "app_id": Bitmap(), "moment_id": BTree()}
+# embed_model: opening a table counts the rows of another model (a bitmap of a value or two).
+_SCALAR_INDEXES: dict[str, BTree | Bitmap] = {
+    "time_ms": BTree(),
+    "app_id": Bitmap(),
+    "moment_id": BTree(),
+    EMBED_COLUMN: Bitmap(),
+}
 
 SCHEMA = pa.schema(
     [

@@ -156,8 +156,12 @@ async def test_an_index_of_the_old_model_is_reembedded_on_open_and_keeps_every_r
     assert found[0]["id"] == "contract"
     found = await index.search(user, "", vector, Filters(), 10)  # vectors alone, across languages
     assert found and found[0]["id"] == "contract"
+    await index.optimize(user, vector_index_min_rows=50_000)  # adds the indexes the old table lacks
+    assert await index.count(user) == len(ROWS)
     await index.close()
 
     reopened = RecallIndex(settings, embedder=embedder)
     assert await reopened.count(user) == len(ROWS) and reopened.current(user)
+    table = await (await lancedb.connect_async(uri, storage_options=options)).open_table(TABLE)
+    assert f"{EMBED_COLUMN}_idx" in {i.name for i in await table.list_indices()}
     await reopened.close()
