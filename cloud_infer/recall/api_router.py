@@ -16,7 +16,13 @@ from cloud_infer.api_errors import error_responses
 from cloud_infer.errors import BackendUnavailableError, ErrorCode
 from cloud_infer.live_socket import JsonSender, cancel_all, error_fields, open_live, receive_message
 from cloud_infer.recall.export import export_zip
-from cloud_infer.recall.protocol import EraseRequest, EraseResponse, MomentResponse, SearchResponse
+from cloud_infer.recall.protocol import (
+    DateReading,
+    EraseRequest,
+    EraseResponse,
+    MomentResponse,
+    SearchResponse,
+)
 from cloud_infer.recall.runtime import RecallRuntime
 from cloud_infer.tenancy.requests import RequestLimiter
 
@@ -58,9 +64,21 @@ async def search(
     end: Annotated[datetime | None, Query(description="ISO-8601, exclusive")] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     tz: Annotated[str | None, Query(max_length=64, description="IANA zone for relative dates")] = None,
+    dates: Annotated[
+        DateReading, Query(description="A date in q: seen then or about then (both), or only one")
+    ] = "both",
 ) -> SearchResponse:
     return await runtime.service.search(
-        claims.user_id, q, tz=tz, start=start, end=end, app=app, title=title, url=url, limit=limit
+        claims.user_id,
+        q,
+        tz=tz,
+        start=start,
+        end=end,
+        app=app,
+        title=title,
+        url=url,
+        limit=limit,
+        dates=dates,
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal
 
 from pydantic import BaseModel, Field, model_validator
 
@@ -23,12 +24,21 @@ class Box(BaseModel):
     hit: bool = False
 
 
+DateReading = Literal["both", "seen", "about"]
+
+
 class ParsedQuery(BaseModel):
     text: str = Field(description="The query with date and time phrases removed.")
     terms: list[str] = Field(description="Words searched for (Chinese segmented).")
     start: datetime | None = None
     end: datetime | None = None
     phrases: list[str] = Field(default_factory=list, description="Date/time phrases understood.")
+    dates: DateReading | None = Field(
+        default=None,
+        description="How the date was read: both (seen then, or about that date: ranked, never a "
+        "filter), seen (a filter on when it was on screen), about (the content's own dates); null "
+        "without a date.",
+    )
     rewritten: str | None = Field(
         default=None, description="Keywords the LLM suggested when the query itself found nothing."
     )

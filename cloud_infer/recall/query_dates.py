@@ -34,8 +34,8 @@ weekend, this/last weekend, 周末 上周末               Saturday and Sunday; 
                                                       one that has begun
 2026-11-03, 2026/11/03, 11/03, on 3/4 (month first),  that day; without a year, the latest
 November 3rd, 3 Nov 2026, 11月3日 11月3号 十一月三号  one on or before today
-in November, Nov 2026, 11月 11月份, 2026年11月,       that month (without a year, the latest
-in 2025, 2025年                                       begun) / that year
+in November, Nov 2026, November's, 11月 11月份,       that month (without a year, the latest
+2026年11月, in 2025, 2025年                            begun) / that year
 ====================================================  =======================================
 
 Combining: periods (weeks, months, years, ranges) intersect, and a bare weekday or a date without a
@@ -170,6 +170,7 @@ _EN_MONTH = (
     r"(?P<month>jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?"
     r"|sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)\.?"
 )
+_FULL_MONTHS = "january|february|march|april|june|july|august|september|october|november|december"
 _EN_DAY = r"(?P<d>\d{1,2})(?:st|nd|rd|th)?"
 _EN_YEAR = r"(?:,?\s+(?P<y>\d{4}))"
 _CN_NUMERALS = f"零{_ZERO}一二两三四五六七八九十"
@@ -371,7 +372,7 @@ def _month_only(m: re.Match[str], now: datetime) -> _Meaning:
     month = _MONTHS[m["month"][:3].lower()] if "month" in m.groupdict() else _number(m["m"])
     if not 1 <= month <= 12:
         raise ValueError(f"no month {month}")
-    if m["y"]:
+    if m.groupdict().get("y"):
         return _Meaning(window=_month(int(m["y"]), month, 0, now))
     return _Meaning(
         period_at=lambda ref: _month(ref.year - 1 if month > ref.month else ref.year, month, 0, now)
@@ -454,6 +455,8 @@ _RULES = (
     _rule(rf"{_L}(?P<on>on\s+)?(?P<m>\d{{1,2}})/(?P<d>\d{{1,2}})(?:/(?P<y>\d{{4}}))?{_R}", _slash_date),
     _rule(rf"{_L}in\s+{_EN_MONTH}{_EN_YEAR}?{_R}", _month_only),
     _rule(rf"{_L}{_EN_MONTH}{_EN_YEAR}{_R}", _month_only),
+    # "September's bill": a full month name with a possessive (May's is more often a name).
+    _rule(rf"{_L}(?P<month>{_FULL_MONTHS})['\u2019]s{_R}", _month_only),
     _rule(rf"{_L}in\s+(?P<y>(?:19|20)\d\d){_R}", _year_only),
     _rule(
         rf"{_L}(?:(?:at|around)\s+)?(?P<h>\d{{1,2}})(?::(?P<min>\d\d))?\s*(?P<ampm>a\.?m\.?|p\.?m\.?){_R}",

@@ -14,16 +14,19 @@ while writers of the user's history wait, so nothing in flight or resent later b
 from __future__ import annotations
 
 import time
+from collections.abc import Set as AbstractSet
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cloud_infer.errors import InvalidMessageError, NotFoundError
+from cloud_infer.recall.content_dates import dates_in, window_tokens
 from cloud_infer.recall.embedder import Embedder, Role
 from cloud_infer.recall.index import Filters, RecallIndex, boxes_from_json
 from cloud_infer.recall.pipeline import RecallPipeline
 from cloud_infer.recall.protocol import (
     Box,
+    DateReading,
     EraseResponse,
     Fragment,
     MomentResponse,
@@ -42,6 +45,11 @@ from recall_store.store import ObjectStore
 from recall_store.tombstones import ERASURE_PREFIX, Tombstone, Tombstones
 
 _MAX_QUERY_CHARS = 500
+# Reciprocal-rank fusion's constant, and the boosts of a date's two readings in the same units: about
+# one place at the top of the list each, the content's own date counting twice as much as the day seen.
+_RRF_K = 60
+_ABOUT_BOOST = 2.0 / _RRF_K
+_SEEN_BOOST = 1.0 / _RRF_K
 _NS_PER_MS = 1_000_000
 
 
@@ -109,7 +117,17 @@ class RecallService:
         url: str | None = None,
         limit: int = 20,
         now: datetime | None = None,
+        dates: DateReading = "both",
     ) -> SearchResponse:
+        """Hybrid search of ``q`` in the user's history.
+
+        A date in the query has two readings: when the user saw something, and what the thing is about
+        (an invoice's own date). ``dates="both"`` searches without the date as a filter and ranks: a row
+        whose content has the date gets ``_ABOUT_BOOST``, a moment seen in the window ``_SEEN_BOOST``
+        (about two places and one at the top of the list), so the date never empties the results.
+        ``"seen"`` filters by the window (and is what a date alone, without words, means), ``"about"``
+        only ranks by the content's dates. ``start``/``end`` given by the caller always filter.
+        """
         started = time.perf_counter()
         if len(q) > _MAX_QUERY_CHARS:
             raise InvalidMessageError(f"the query is longer than {_MAX_QUERY_CHARS} characters")
@@ -127,12 +145,28 @@ class RecallService:
             title_contains=title,
             url_contains=url,
         )
-        terms, hits = await self._find(user_id, parsed.text, filters, limit)
+        tokens = window_tokens(parsed.start, parsed.end) if parsed.start and parsed.end else set()
+        reading: DateReading | None = None
+        if parsed.start is not None:
+            reading = dates if tokens and parsed.text else "seen"
+        if reading in ("both", "about"):
+            given = Filters(
+                start_ms=int(start.timestamp() * 1000) if start else None,
+                end_ms=int(end.timestamp() * 1000) if end else None,
+                app_id=app,
+                title_contains=title,
+                url_contains=url,
+            )
+            terms, hits = await self._dated(
+                user_id, parsed.text, given, filters if reading == "both" else None, tokens, limit
+            )
+        else:
+            terms, hits, _ = await self._find(user_id, parsed.text, filters, limit)
         rewritten = None
         if not hits and parsed.text and self._rewriter is not None:
             rewritten = await self._rewriter.rewrite(user_id, parsed.text) or None
             if rewritten:  # added to the query, never in its place
-                terms, hits = await self._find(user_id, f"{parsed.text} {rewritten}", filters, limit)
+                terms, hits, _ = await self._find(user_id, f"{parsed.text} {rewritten}", filters, limit)
         return SearchResponse(
             query=ParsedQuery(
                 text=parsed.text,
@@ -140,24 +174,58 @@ class RecallService:
                 start=window_start,
                 end=window_end,
                 phrases=list(parsed.phrases),
+                dates=reading,
                 rewritten=rewritten,
             ),
             hits=hits,
             took_ms=(time.perf_counter() - started) * 1000,
         )
 
-    async def _find(
-        self, user_id: str, text: str, filters: Filters, limit: int
+    async def _dated(
+        self,
+        user_id: str,
+        text: str,
+        given: Filters,
+        seen: Filters | None,
+        tokens: set[str],
+        limit: int,
     ) -> tuple[list[str], list[SearchHit]]:
-        """Hybrid search for ``text`` under ``filters``: the words searched and the best moments."""
+        """Moments for ``text`` ranked by relevance, by the query's date in their content and, with a
+        ``seen`` filter, by having been seen in its window: both readings of a date, never a filter."""
+        terms, about, dated = await self._find(user_id, text, given, limit, tokens)
+        found = {hit.moment_id: hit for hit in about}
+        base = {hit.moment_id: 1.0 / (_RRF_K + rank) for rank, hit in enumerate(about)}
+        in_window: set[str] = set()
+        if seen is not None:
+            _, then, _ = await self._find(user_id, text, seen, limit)
+            for rank, hit in enumerate(then):
+                found.setdefault(hit.moment_id, hit)
+                base[hit.moment_id] = max(base.get(hit.moment_id, 0.0), 1.0 / (_RRF_K + rank))
+                in_window.add(hit.moment_id)
+        scores = {
+            moment: base[moment] + _ABOUT_BOOST * (moment in dated) + _SEEN_BOOST * (moment in in_window)
+            for moment in found
+        }
+        ranked = sorted(found, key=lambda moment: -scores[moment])[:limit]
+        return terms, [found[m].model_copy(update={"score": scores[m]}) for m in ranked]
+
+    async def _find(
+        self, user_id: str, text: str, filters: Filters, limit: int, dates: AbstractSet[str] = frozenset()
+    ) -> tuple[list[str], list[SearchHit], set[str]]:
+        """Hybrid search for ``text`` (and the date tokens ``dates``, lexically) under ``filters``: the
+        words searched, the best moments, and those of them whose text has one of ``dates``."""
         terms = query_terms(text)
         vector = None
         async with self._search_gate.turn(user_id, Priority.INTERACTIVE):
             if text.strip() and self.index.current(user_id):
                 vectors = await self._embedder.encode(user_id, [text], Priority.INTERACTIVE, Role.QUERY)
                 vector = vectors[0]
-            rows = await self.index.search(user_id, " ".join(terms), vector, filters, self._candidates)
+            lexical = " ".join([*terms, *sorted(dates)])
+            rows = await self.index.search(user_id, lexical, vector, filters, self._candidates)
         hits: list[SearchHit] = []
+        dated = {
+            row["moment_id"] for row in rows if dates and dates_in(f"{row['title']}\n{row['text']}") & dates
+        }
         seen: set[str] = set()
         # The frame shown for a hit: its own, else the best-ranked frame of the same moment.
         frames: dict[str, dict[str, Any]] = {}
@@ -171,7 +239,7 @@ class RecallService:
             hits.append(self._hit(row, frames.get(row["moment_id"], row), terms, rank))
             if len(hits) >= limit:
                 break
-        return terms, hits
+        return terms, hits, dated
 
     def _hit(self, row: dict[str, Any], frame: dict[str, Any], terms: list[str], rank: int) -> SearchHit:
         text = (

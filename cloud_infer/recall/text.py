@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import jieba
 import wordninja
 
+from cloud_infer.recall.content_dates import dates_in
+
 jieba.setLogLevel(logging.WARNING)
 
 _init_lock = threading.Lock()
@@ -152,8 +154,8 @@ def words(text: str) -> list[str]:
 
 def tokenize(text: str) -> str:
     """The ``tokens`` column for ``text``: its words, then the words of its run-together Latin text,
-    joined by single spaces."""
-    return " ".join(words(text) + unjoined_words(text))
+    then the tokens of the dates it is about (``content_dates``), joined by single spaces."""
+    return " ".join(words(text) + unjoined_words(text) + sorted(dates_in(text)))
 
 
 def unjoined_words(text: str) -> list[str]:

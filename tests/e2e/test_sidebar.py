@@ -158,6 +158,14 @@ def test_search_open_ask_and_erase_through_the_page(
     page.keyboard.press("Escape")
     expect(moment).to_be_hidden()
 
+    # A date in the query ranks by both readings, never empties the list; the user can make it a filter.
+    sidebar.search("INV-2041 last month")
+    expect(page.get_by_test_id("dates-both")).to_have_attribute("aria-pressed", "true", timeout=UI_TIMEOUT_MS)
+    expect(sidebar.items().first.get_by_test_id("result-title")).to_have_text(INVOICE_TITLE)
+    page.get_by_test_id("dates-seen").click()
+    expect(page.get_by_test_id("dates-seen")).to_have_attribute("aria-pressed", "true", timeout=UI_TIMEOUT_MS)
+    expect(page.get_by_test_id("results-empty")).to_be_visible()  # nothing was seen last month
+
     sidebar.search("报销单")
     claim_item = sidebar.items().first
     expect(claim_item.get_by_test_id("result-title")).to_have_text(CLAIM_TITLE, timeout=UI_TIMEOUT_MS)

@@ -117,6 +117,7 @@ function privacyReductions(old, next) {
 // --- tabs --------------------------------------------------------------------------------------
 
 const TABS = ["search", "ask", "assist", "privacy", "macros"];
+const DATE_READINGS = [["both", "Seen or about then"], ["seen", "Seen then"], ["about", "About then"]];
 const tabShown = new Map(); // tab -> what to do each time it is shown
 
 function selectTab(name, focus = false) {
@@ -285,6 +286,7 @@ class Sidebar {
     clearTimeout(this.searchTimer);
     this.searchAbort?.abort();
     const params = this.#searchParams();
+    if (params.q !== this.query) this.dateReading = "both"; // a new query reads its date both ways
     this.query = params.q;
     $("live-refresh").hidden = true;
     this.closeMoment();
@@ -292,7 +294,8 @@ class Sidebar {
     this.searchAbort = abort;
     $("results").setAttribute("aria-busy", "true");
     try {
-      const response = await this.api.search({ ...params, limit: SEARCH_LIMIT, tz: TIME_ZONE }, abort.signal);
+      const response = await this.api.search(
+        { ...params, limit: SEARCH_LIMIT, tz: TIME_ZONE, dates: this.dateReading ?? "both" }, abort.signal);
       if (abort.signal.aborted) return;
       const filtered = Object.values(params).some(Boolean);
       $("results-heading").textContent = filtered ? "Results" : "Recent moments";
@@ -314,8 +317,22 @@ class Sidebar {
       const to = parsed.end ? dateTimeFormat.format(new Date(parsed.end)) : "now";
       parts.push(`${from} – ${to}`);
     }
-    info.textContent = parts.join(" · ");
-    info.hidden = parts.length === 0;
+    if (parsed?.rewritten) parts.push(`Also searched: ${parsed.rewritten}`);
+    info.replaceChildren(parts.join(" · "));
+    // A date in the query: when it was seen, what it is about, or both (ranked); the user can switch.
+    if ((parsed?.dates && parsed.dates !== "seen") || (this.dateReading && this.dateReading !== "both")) {
+      const chips = el("span", { class: "chips", role: "group", "aria-label": "Read the date as" });
+      for (const [reading, label] of DATE_READINGS) {
+        const chip = el("button", {
+          type: "button", class: "chip", "data-testid": `dates-${reading}`,
+          "aria-pressed": String((parsed?.dates ?? "both") === reading),
+        }, label);
+        chip.addEventListener("click", () => { this.dateReading = reading; this.search(); });
+        chips.append(chip);
+      }
+      info.append(" ", chips);
+    }
+    info.hidden = info.childNodes.length === 0 || info.textContent === "";
   }
 
   // With no query or filter the hits are the newest moments: none means nothing is captured yet.

@@ -101,11 +101,16 @@ async def test_users_never_see_each_other(recall: RecallRuntime, alice: str) -> 
     assert (await recall.service.search(alice, "invoice")).hits
 
 
-async def test_relative_dates_filter_by_time(recall: RecallRuntime, alice: str) -> None:
+async def test_a_date_ranks_and_filters_only_when_asked_to(recall: RecallRuntime, alice: str) -> None:
     two_days_ago = time.time_ns() - 2 * 86400 * NS_PER_S
     await ingest(recall, alice, day(two_days_ago))
-    assert (await recall.service.search(alice, "invoice today", tz="UTC")).hits == []
-    assert (await recall.service.search(alice, "invoice in the last 3 days", tz="UTC")).hits
+    # Seen two days ago, not today: ranked lower, never emptied by the date.
+    found = await recall.service.search(alice, "invoice today", tz="UTC")
+    assert found.query.dates == "both" and found.hits
+    assert (await recall.service.search(alice, "invoice today", tz="UTC", dates="seen")).hits == []
+    assert (await recall.service.search(alice, "invoice in the last 3 days", tz="UTC", dates="seen")).hits
+    # A date alone is when it was seen: there is nothing else to rank.
+    assert (await recall.service.search(alice, "today", tz="UTC")).query.dates == "seen"
     # A phrase naming the future is content, not a filter: history holds no future.
     tomorrow = await recall.service.search(alice, "invoice tomorrow", tz="UTC")
     assert tomorrow.query.start is None and tomorrow.hits
