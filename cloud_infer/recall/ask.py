@@ -34,6 +34,7 @@ from cloud_infer.llm.repetition import RepetitionGuard
 from cloud_infer.llm.scheduler import Priority
 from cloud_infer.recall.protocol import Citation, Fragment, SearchHit
 from cloud_infer.recall.service import RecallService, zone
+from cloud_infer.recall.text import query_terms
 
 SYSTEM_PROMPT = (
     "You help a user remember what they saw on their computer. Answer the question using only the "
@@ -45,7 +46,30 @@ _EXCERPT_CHARS = 600
 _ANSWER_TOKENS = 384
 # An extractive answer quotes this many moments, each line at most this long.
 _EXTRACTS = 3
-_EXTRACT_CHARS = 160
+_EXTRACT_CHARS = 200
+_LEAD_CHARS = 40
+_SPACES = re.compile(r"\s+")
+# Words that ask rather than say what is asked about: not counted when judging whether a hit answers.
+_QUESTION_WORDS = frozenset(
+    {
+        *("how", "much", "many", "who", "whom", "whose", "what", "which", "when", "where", "why"),
+        *("our", "my", "me", "did", "does", "do", "is", "are", "was", "were"),
+        *(
+            "怎么",
+            "怎么样",
+            "多少",
+            "多少钱",
+            "谁",
+            "哪里",
+            "何时",
+            "什么时候",
+            "为什么",
+            "如何",
+            "显示",
+            "几",
+        ),
+    }
+)
 _CITE = re.compile(r"\[(\d{1,2})\]")
 _CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
 _WORDS = {
@@ -77,6 +101,8 @@ class Answer:
     mode: Mode
     text: str = ""
     model_deltas: AsyncIterator[str] | None = None
+    # The hits that can answer the question (``evidence``), quoted when the model's answer cites nothing.
+    answering: list[SearchHit] = field(default_factory=list)
     _final: FinalAnswer | None = field(default=None, init=False)
 
     async def deltas(self) -> AsyncIterator[str]:
@@ -105,8 +131,8 @@ class Answer:
         if not cited:  # unsure, or citing what it was not given: show what the history holds instead
             return FinalAnswer(
                 "extractive",
-                extractive_text(self.hits, self.language, self.zone),
-                _citations(self.hits[:_EXTRACTS], self.zone),
+                extractive_text(self.answering, self.language, self.zone),
+                _citations(self.answering[:_EXTRACTS], self.zone),
             )
         every = _citations(self.hits, self.zone)
         return FinalAnswer("model", self.text, [every[n - 1] for n in cited])
@@ -130,11 +156,12 @@ class AskService:
         found = await self._recall.search(user_id, question, tz=tz, limit=self._max_excerpts)
         language = "zh" if _CJK.search(question) else "en"
         where = zone(tz, "UTC")
-        if not found.hits:
+        answering = evidence(question, found.hits)
+        if not answering:
             return Answer([], language, where, "not_found", _WORDS[language]["not_found"])
         if not use_model:
-            text = extractive_text(found.hits, language, where)
-            return Answer(found.hits, language, where, "extractive", text)
+            text = extractive_text(answering, language, where)
+            return Answer(answering, language, where, "extractive", text)
         deltas = self._llm.stream_chat(
             user_id,
             build_messages(question, found.hits, where),
@@ -142,7 +169,7 @@ class AskService:
             priority=Priority.INTERACTIVE,
             max_tokens=_ANSWER_TOKENS,
         )
-        return Answer(found.hits, language, where, "model", model_deltas=deltas)
+        return Answer(found.hits, language, where, "model", model_deltas=deltas, answering=answering)
 
 
 def extractive_text(hits: Sequence[SearchHit], language: str, where: ZoneInfo) -> str:
@@ -156,21 +183,58 @@ def extractive_text(hits: Sequence[SearchHit], language: str, where: ZoneInfo) -
 
 
 def _extract(snippet: Sequence[Fragment]) -> list[Fragment]:
-    """Up to ``_EXTRACT_CHARS`` of the snippet on one line, from a little before its first match."""
-    flat = [Fragment(text=" ".join(f.text.split()), hit=f.hit) for f in snippet]
-    first = next((i for i, f in enumerate(flat) if f.hit), 0)
-    lead = flat[first - 1].text[-40:] if first > 0 else ""
-    picked = ([Fragment(text=lead, hit=False)] if lead else []) + flat[first:]
+    """Up to ``_EXTRACT_CHARS`` of the snippet from a little before the first match of its line with the
+    most matched text (the answer is often on the next line: "Total due" under the invoice's number),
+    lines joined by " · ", spacing kept."""
+    lines: list[list[Fragment]] = [[]]
+    for fragment in snippet:
+        for k, part in enumerate(fragment.text.split("\n")):
+            if k:
+                lines.append([])
+            if part.strip():
+                lines[-1].append(Fragment(text=_SPACES.sub(" ", part), hit=fragment.hit))
+    lines = [line for line in lines if line]
+    if not lines:
+        return []
+    best = max(range(len(lines)), key=lambda i: sum(len(f.text) for f in lines[i] if f.hit))
+    flat: list[Fragment] = []
+    start = 0
+    for i, line in enumerate(lines):
+        if flat:
+            flat.append(Fragment(text=" · ", hit=False))
+        if i == best:
+            line_start = sum(len(f.text) for f in flat)
+            first = next((k for k, f in enumerate(line) if f.hit), 0)
+            offset = line_start + sum(len(f.text) for f in line[:first])
+            start = max(line_start, offset - _LEAD_CHARS)
+        flat.extend(line)
+    end = start + _EXTRACT_CHARS
     out: list[Fragment] = []
-    room = _EXTRACT_CHARS
-    for fragment in picked:
-        if room <= 0:
-            break
-        text = fragment.text[:room]
-        room -= len(text)
-        if text:
-            out.append(Fragment(text=text, hit=fragment.hit))
-    return out
+    position = 0
+    for fragment in flat:
+        left, right = max(start, position), min(end, position + len(fragment.text))
+        if left < right:
+            out.append(Fragment(text=fragment.text[left - position : right - position], hit=fragment.hit))
+        position += len(fragment.text)
+    out[0] = Fragment(text=out[0].text.lstrip(" ·"), hit=out[0].hit)
+    out[-1] = Fragment(text=out[-1].text.rstrip(" ·"), hit=out[-1].hit)
+    return [f for f in out if f.text]
+
+
+def evidence(question: str, hits: Sequence[SearchHit]) -> list[SearchHit]:
+    """The hits that can answer ``question``: found by meaning alone (no word of it in their text), or
+    holding at least half of its words. A hit that shares one common word ("number", "flight", a name)
+    with a question about something else is no answer, and quoting it would be a confident wrong one."""
+    terms = [t for t in query_terms(question) if t not in _QUESTION_WORDS]
+    kept = []
+    for hit in hits:
+        if not terms or not any(f.hit for f in hit.snippet):
+            kept.append(hit)
+            continue
+        text = f"{hit.title}\n{hit.url}\n{''.join(f.text for f in hit.snippet)}".lower()
+        if 2 * sum(term in text for term in terms) >= len(terms):
+            kept.append(hit)
+    return kept
 
 
 def _when(hit: SearchHit, where: ZoneInfo) -> str:

@@ -103,6 +103,17 @@ async def test_nothing_found_is_said_in_the_questions_language_without_a_guess(
         assert (final.mode, final.text, final.citations) == ("not_found", said, [])
 
 
+async def test_a_hit_sharing_one_word_with_a_question_about_something_else_is_no_answer(
+    recall: RecallRuntime, alice: str
+) -> None:
+    await ingest(recall, alice, day(START_NS))
+    for question in ("What is the phone number of the Acme office?", "王经理的体检报告结果怎么样"):
+        _, final = await answer(recall, alice, question)
+        assert final.mode == "not_found", (question, final.text)
+    _, final = await answer(recall, alice, "差旅报销单的审批人是谁")
+    assert final.mode == "extractive" and "王经理" in final.text.splitlines()[1], final.text
+
+
 async def test_a_looping_model_is_cut_short_and_keeps_only_what_it_cites(
     with_model: tuple[RecallRuntime, ScriptedModel], alice: str
 ) -> None:
