@@ -9,8 +9,9 @@ unindexed (flat) until ``optimize`` folds them in, so a row is findable as soon 
 Every row records the model that embedded it (``embed_model``). A table holding rows of another model
 (one written before an upgrade of the embedder) is re-embedded in the background when it is opened,
 a page of rows at a time, each page replaced in place by id in one commit (no row is lost or
-duplicated, and a row erased meanwhile is not brought back); until it is done its searches are
-lexical only, since vectors of two models do not compare.
+duplicated, and a row erased meanwhile is not brought back); until it is done the vector side of its
+searches sees only rows of the current model (vectors of two models do not compare), the lexical
+side every row.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import asyncio
 import json
 import logging
 import warnings
-from collections import OrderedDict
+from collections import OrderedDict, defaultdict
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -88,6 +89,8 @@ SCHEMA = pa.schema(
 )
 _RESULT_COLUMNS = [name for name in SCHEMA.names if name not in ("tokens", "vector", EMBED_COLUMN)]
 _STALE = f"{EMBED_COLUMN} IS NULL OR {EMBED_COLUMN} != '{MODEL_ID}'"
+_CURRENT = f"{EMBED_COLUMN} = '{MODEL_ID}'"
+_RRF_K = 60  # RRFReranker's default
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,9 +213,12 @@ class RecallIndex:
         table = await self._table(user_id, create=False)
         if table is None:
             return []
-        if user_id in self._stale:
-            vector = None
         where = filters.sql()
+        if vector is not None and user_id in self._stale:
+            # Re-embedding: only rows of this model have comparable vectors; words find every row.
+            if terms:
+                return await self._fused(table, terms, vector, where, limit)
+            where = f"({where}) AND {_CURRENT}" if where else _CURRENT
         query: Any
         if terms and vector is not None:
             query = self._nearest(table, vector).nearest_to_text(terms).rerank(RRFReranker())
@@ -248,6 +254,35 @@ class RecallIndex:
             .distance_type("cosine")
             .distance_range(upper_bound=self._max_distance)
         )
+
+    async def _fused(
+        self,
+        table: lancedb.AsyncTable,
+        terms: str,
+        vector: NDArray[np.float32],
+        where: str | None,
+        limit: int,
+    ) -> list[dict[str, Any]]:
+        """Hybrid search of a table being re-embedded: the vector side over rows of this model only,
+        fused with the lexical side over all rows by reciprocal rank, as ``RRFReranker`` does."""
+        near = self._nearest(table, vector).where(f"({where}) AND {_CURRENT}" if where else _CURRENT)
+        text = table.query().nearest_to_text(terms)
+        if where:
+            text = text.where(where)
+        by_vector, by_text = await asyncio.gather(
+            self._deadline(near.select([*_RESULT_COLUMNS, "_distance"]).limit(limit).to_list()),
+            self._deadline(text.select([*_RESULT_COLUMNS, "_score"]).limit(limit).to_list()),
+        )
+        scores: dict[str, float] = defaultdict(float)
+        rows: dict[str, dict[str, Any]] = {}
+        for ranked in (by_vector, by_text):
+            for rank, row in enumerate(ranked, 1):
+                scores[row["id"]] += 1 / (_RRF_K + rank)
+                rows.setdefault(row["id"], row)
+        fused = sorted(rows.values(), key=lambda row: scores[row["id"]], reverse=True)[:limit]
+        for row in fused:
+            row["_relevance_score"] = scores[row["id"]]
+        return fused
 
     async def rows(self, user_id: str, filters: Filters, limit: int = 10_000) -> list[dict[str, Any]]:
         """Rows matching ``filters`` in time order (for a moment's detail, export, erasure)."""

@@ -217,7 +217,7 @@ class RecallService:
         terms = query_terms(text)
         vector = None
         async with self._search_gate.turn(user_id, Priority.INTERACTIVE):
-            if text.strip() and self.index.current(user_id):
+            if text.strip():
                 vectors = await self._embedder.encode(user_id, [text], Priority.INTERACTIVE, Role.QUERY)
                 vector = vectors[0]
             lexical = " ".join([*terms, *sorted(dates)])

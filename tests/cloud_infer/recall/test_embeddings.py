@@ -3,6 +3,7 @@ index written by the old English-only model is re-embedded when it is opened, ke
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from pathlib import Path
 
@@ -117,7 +118,10 @@ async def test_an_index_of_the_old_model_is_reembedded_on_open_and_keeps_every_r
     user = f"old-{uuid.uuid4().hex[:8]}"
     # The table as the previous release wrote it: no model column, vectors of the English-only model.
     old_schema = pa.schema([f for f in SCHEMA if f.name != EMBED_COLUMN])
+    query = "purchase contract with the electronics supplier"
+    vector = embedder.encode_now([query], Role.QUERY)[0]
     old_vectors = np.random.default_rng(7).standard_normal((len(ROWS), DIMENSIONS)).astype(np.float32)
+    old_vectors[list(PAGES).index("lease")] = vector  # an old vector that looks like a match to the new
     records = [row_record(r, v) for r, v in zip(ROWS, old_vectors, strict=True)]
     for record in records:
         del record[EMBED_COLUMN]
@@ -131,37 +135,42 @@ async def test_an_index_of_the_old_model_is_reembedded_on_open_and_keeps_every_r
         rows = (await table.query().select(["id", EMBED_COLUMN, "vector"]).to_arrow()).to_pylist()
         return {r["id"]: (r[EMBED_COLUMN], np.asarray(r["vector"], dtype=np.float32)) for r in rows}
 
-    query = "purchase contract with the electronics supplier"
-    vector = embedder.encode_now([query], Role.QUERY)[0]
-    # Opened without an embedder: marked as the old model's, and searched by words only meanwhile.
-    lexical_only = RecallIndex(settings)
-    assert await lexical_only.count(user) == len(ROWS)
-    assert not lexical_only.current(user)
+    # Opened without an embedder (nothing re-embeds): marked as the old model's. Until it is
+    # re-embedded, vectors reach only rows of the new model (one written since), words every row.
+    waiting = RecallIndex(settings)
+    assert await waiting.count(user) == len(ROWS)
+    assert not waiting.current(user)
     assert {model for model, _ in (await stored()).values()} == {LEGACY_MODEL_ID}
-    found = await lexical_only.search(user, " ".join(query_terms("Lemon cake")), vector, Filters(), 10)
-    assert [r["id"] for r in found] == ["recipe"]
-    await lexical_only.close()
+    new_page = dataclasses.replace(_row("contract", len(ROWS)), id="contract-new", moment_id="m-contract-new")
+    new_vector = embedder.encode_now([passage_text(new_page.title, new_page.text)], Role.PASSAGE)[0]
+    await waiting.add(user, [row_record(new_page, new_vector)])
+    found = await waiting.search(user, "", vector, Filters(), 10)
+    assert [r["id"] for r in found] == ["contract-new"], "no vector of the old model is compared"
+    found = await waiting.search(user, " ".join(query_terms("Lemon cake")), vector, Filters(), 10)
+    assert {r["id"] for r in found} == {"contract-new", "recipe"}, "words reach the old rows"
+    await waiting.close()
 
     index = RecallIndex(settings, embedder=embedder)
-    assert await index.count(user) == len(ROWS)  # opening starts the re-embedding in the background
+    assert await index.count(user) == len(ROWS) + 1  # opening starts the re-embedding in the background
     await index.reembedded(user)
     assert index.current(user)
     after = await stored()
-    assert sorted(after) == sorted(PAGES), "no row lost or duplicated"
-    expected = dict(zip(PAGES, _passages(embedder), strict=True))
+    assert sorted(after) == sorted([*PAGES, "contract-new"]), "no row lost or duplicated"
+    expected = dict(zip(PAGES, _passages(embedder), strict=True)) | {"contract-new": new_vector}
     for key, (model, new_vector) in after.items():
         assert model == MODEL_ID
         np.testing.assert_allclose(new_vector, expected[key], atol=1e-5)
+    twins = {"contract", "contract-new"}  # the same page twice: either may come first
     found = await index.search(user, " ".join(query_terms(query)), vector, Filters(), 10)
-    assert found[0]["id"] == "contract"
+    assert {r["id"] for r in found[:2]} == twins
     found = await index.search(user, "", vector, Filters(), 10)  # vectors alone, across languages
-    assert found and found[0]["id"] == "contract"
+    assert {r["id"] for r in found[:2]} == twins
     await index.optimize(user, vector_index_min_rows=50_000)  # adds the indexes the old table lacks
-    assert await index.count(user) == len(ROWS)
+    assert await index.count(user) == len(ROWS) + 1
     await index.close()
 
     reopened = RecallIndex(settings, embedder=embedder)
-    assert await reopened.count(user) == len(ROWS) and reopened.current(user)
+    assert await reopened.count(user) == len(ROWS) + 1 and reopened.current(user)
     table = await (await lancedb.connect_async(uri, storage_options=options)).open_table(TABLE)
     assert f"{EMBED_COLUMN}_idx" in {i.name for i in await table.list_indices()}
     await reopened.close()
