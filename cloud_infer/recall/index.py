@@ -30,7 +30,7 @@ import lancedb
 import numpy as np
 import pyarrow as pa
 from lancedb.index import FTS, Bitmap, BTree, IvfPq
-from lancedb.query import ColumnOrdering
+from lancedb.query import BooleanQuery, ColumnOrdering, FullTextQuery, MatchQuery, Occur
 from lancedb.rerankers import RRFReranker
 from numpy.typing import NDArray
 
@@ -207,23 +207,36 @@ class RecallIndex:
             await self._deadline(table.add(data))
 
     async def search(
-        self, user_id: str, terms: str, vector: NDArray[np.float32] | None, filters: Filters, limit: int
+        self,
+        user_id: str,
+        terms: str,
+        vector: NDArray[np.float32] | None,
+        filters: Filters,
+        limit: int,
+        expansions: str = "",
+        expansion_boost: float = 0.5,
     ) -> list[dict[str, Any]]:
-        """Rows best first: hybrid when both terms and a vector are given, else whichever is, else newest."""
+        """Rows best first: hybrid when both terms and a vector are given, else whichever is, else newest.
+        ``expansions``: more words for the lexical side, each weighing ``expansion_boost`` of a term."""
         table = await self._table(user_id, create=False)
         if table is None:
             return []
         where = filters.sql()
+        text: str | FullTextQuery = terms
+        if terms and expansions:
+            text = BooleanQuery(
+                [(Occur.SHOULD, _match(terms, 1.0)), (Occur.SHOULD, _match(expansions, expansion_boost))]
+            )
         if vector is not None and user_id in self._stale:
             # Re-embedding: only rows of this model have comparable vectors; words find every row.
             if terms:
-                return await self._fused(table, terms, vector, where, limit)
+                return await self._fused(table, text, vector, where, limit)
             where = f"({where}) AND {_CURRENT}" if where else _CURRENT
         query: Any
         if terms and vector is not None:
-            query = self._nearest(table, vector).nearest_to_text(terms).rerank(RRFReranker())
+            query = self._nearest(table, vector).nearest_to_text(text).rerank(RRFReranker())
         elif terms:
-            query = table.query().nearest_to_text(terms)
+            query = table.query().nearest_to_text(text)
         elif vector is not None:
             query = self._nearest(table, vector)
         else:
@@ -258,7 +271,7 @@ class RecallIndex:
     async def _fused(
         self,
         table: lancedb.AsyncTable,
-        terms: str,
+        terms: str | FullTextQuery,
         vector: NDArray[np.float32],
         where: str | None,
         limit: int,
@@ -482,3 +495,9 @@ def _fts_config() -> FTS:
 
 def boxes_from_json(data: str) -> list[tuple[int, int, int, int, str]]:
     return [(int(b[0]), int(b[1]), int(b[2]), int(b[3]), str(b[4])) for b in json.loads(data or "[]")]
+
+
+def _match(words: str, boost: float) -> MatchQuery:
+    """Any of ``words`` in the tokens column, weighted by ``boost``."""
+    # lancedb's pydantic dataclass: its optional fields have defaults the mypy plugin does not see.
+    return MatchQuery(words, _FTS_COLUMN, boost=boost)  # type: ignore[call-arg]

@@ -22,6 +22,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from cloud_infer.errors import InvalidMessageError, NotFoundError
 from cloud_infer.recall.content_dates import dates_in, window_tokens
 from cloud_infer.recall.embedder import Embedder, Role
+from cloud_infer.recall.expand import EXPANSION_BOOST, expansions
 from cloud_infer.recall.index import Filters, RecallIndex, boxes_from_json
 from cloud_infer.recall.pipeline import RecallPipeline
 from cloud_infer.recall.protocol import (
@@ -221,7 +222,10 @@ class RecallService:
                 vectors = await self._embedder.encode(user_id, [text], Priority.INTERACTIVE, Role.QUERY)
                 vector = vectors[0]
             lexical = " ".join([*terms, *sorted(dates)])
-            rows = await self.index.search(user_id, lexical, vector, filters, self._candidates)
+            more = " ".join(expansions(text))
+            rows = await self.index.search(
+                user_id, lexical, vector, filters, self._candidates, more, EXPANSION_BOOST
+            )
         hits: list[SearchHit] = []
         dated = {
             row["moment_id"] for row in rows if dates and dates_in(f"{row['title']}\n{row['text']}") & dates
