@@ -2,8 +2,10 @@
 
 ``parse_query`` finds the phrases with a table of regular expressions (``_RULES``, one resolver per row),
 narrows them into one half-open window ``[start, end)`` in the time zone of ``now`` and returns the rest of
-the query as the text to search. No model, no network, no dateparser: its ``search_dates`` takes 20-100 ms
-a call, returns instants rather than windows and misses 两小时前 and 上周二.
+the query as the text to search. Where people mean two different days by one phrase, the likelier is the
+window and the other is in ``alternatives``, so that a search can rank both readings. No model, no
+network, no dateparser: its ``search_dates`` takes 20-100 ms a call, returns instants rather than
+windows and misses 两小时前 and 上周二.
 
 Weeks start on Monday; a day is 00:00-24:00 local time; "today" is the date of ``now``.
 
@@ -17,9 +19,15 @@ afternoon 下午 12-18, evening night 晚上 夜里 18-24,  latest one that has 
 傍晚 17-20, 凌晨 00-06; 今早 今晚 昨晚 昨夜 明早,
 tonight, this morning, last night
 Tuesday, on Tuesday, 周二 星期二 礼拜二               the latest Tuesday on or before today
-last Tuesday / next Tuesday                           the latest before / first after today
+last Tuesday / next Tuesday                           the latest before / first after today; when
+                                                      that is in this week, the Tuesday a week
+                                                      further is an alternative (on a Friday,
+                                                      "last Wednesday" is often the week before's)
 this Tuesday 这周二 本周二, 上周二 上星期二,          Tuesday of this / the previous / next
 上上周二, 下周二                                      week (上上: two weeks back)
+Friday the 9th, Sunday, the 4th, Fri 9th,             the latest 9th on or before today that is
+周五9号 9号周五 星期五（9日）; on the 9th            a Friday, of the last three 9ths; if none
+                                                      is, or no weekday is named, the latest 9th
 at 3pm, 3:30 pm, 15:00, 下午3点, 3点半, 三点十分      [t, t + 1 h) on the day named, else the
                                                       latest such time that has begun
 N days/weeks/months/years ago, 三天前 两周前          that calendar day / week / month / year
@@ -30,27 +38,37 @@ in the last N units, past 2 hours, 最近三天           [now - N units, now)
 过去两小时 近一周
 this/last/next week/month/year, 这周 本周 上周        that calendar period
 上个星期 下周 本月 上个月 上上个月 今年 去年 前年
+上个月9号, 本月15日                                   that day of that month
 weekend, this/last weekend, 周末 上周末               Saturday and Sunday; alone, the latest
                                                       one that has begun
 2026-11-03, 2026/11/03, 11/03, on 3/4 (month first),  that day; without a year, the latest
 November 3rd, 3 Nov 2026, 11月3日 11月3号 十一月三号  one on or before today
+October 20 to 23, Oct 20-23, 10月20日到23日,          those days (within one month)
+11月10日至12号
 in November, Nov 2026, November's, 11月 11月份,       that month (without a year, the latest
 2026年11月, in 2025, 2025年                            begun) / that year
 ====================================================  =======================================
 
 Combining: periods (weeks, months, years, ranges) intersect, and a bare weekday or a date without a
-year resolves inside them (上周 周二, 去年 11月3日). A single day is narrowed by a part of day, then by
-a clock time, which the part of day can move to pm (上周二下午, yesterday at 3pm, 昨天下午3点 = 15:00);
-neither narrows a period longer than a day. In a contradiction the day named beats the period, and
-the first day beats later ones.
+year resolves inside them (上周 周二, 去年 11月3日, 上个月9号). A single day is narrowed by a part of day,
+then by a clock time, which the part of day can move to pm (上周二下午, yesterday at 3pm, 昨天下午3点 =
+15:00); neither narrows a period longer than a day. In a contradiction the day named beats the period,
+a date with its day number beats a weekday ("Friday, October 9" is October 9), and the first day beats
+later ones.
+
+Reading: a date can be when the user saw something or what the thing is about. ``seen`` says the
+query's own words name the first: a viewing verb after "I" (I looked at, I read, I opened, I had open)
+or a Chinese one with 的/了/过 (看的, 查验的, 截的, 打开过).
 
 Matching: English is case-insensitive and matched as whole words, so "satisfied" holds no "sat" and
 "monday.com" or "user@sunday" no weekday; the weekday abbreviations mon ... sun count only after
-last/this/next/on, and a month name only with a day, a year or "in". A Chinese hour with nothing but
-点 (3点) counts only right after another date phrase (昨天3点), since 3点 also means "three points".
-A bare Chinese hour 1-6 is pm (三点 = 15:00; small hours take 凌晨). A month/day with a slash needs
-two digits each, a year or "on" (3/4 is a fraction). A 的 right after a phrase is dropped with it
-(昨天的报销单 -> 报销单).
+last/this/next/on or before a day number, and a month name only with a day, a year or "in". A part of
+day after a count is no date ("per night", "every morning", 每天晚上). A day number alone (9号, 9日)
+is a date only after a month (上个月9号) or with a weekday, since 9号 is also "number 9". A Chinese
+hour with nothing but 点 (3点) counts only right after another date phrase (昨天3点), since 3点 also
+means "three points". A bare Chinese hour 1-6 is pm (三点 = 15:00; small hours take 凌晨). A month/day
+with a slash needs two digits each, a year or "on" (3/4 is a fraction). A 的 right after a phrase is
+dropped with it (昨天的报销单 -> 报销单).
 """
 
 from __future__ import annotations
@@ -74,6 +92,17 @@ class ParsedQuery:
     start: datetime | None  # inclusive, in the zone of ``now``
     end: datetime | None  # exclusive
     phrases: tuple[str, ...]  # the phrases recognised, as they appeared, in query order
+    # Other windows the phrases are as often meant as (on a Friday, "last Wednesday" two or nine days
+    # ago), likeliest first: a search ranks every reading rather than choosing.
+    alternatives: tuple[_Window, ...] = ()
+    seen: bool = False  # the query's words say the date is when it was on screen ("I looked at", 看的)
+
+    @property
+    def windows(self) -> tuple[_Window, ...]:
+        """Every reading of the date: the window, then the alternatives; none without a date."""
+        if self.start is None or self.end is None:
+            return ()
+        return ((self.start, self.end), *self.alternatives)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +112,8 @@ class _Meaning:
     window: _Window | None = None
     period_at: Callable[[date], _Window] | None = None  # a period relative to the reference day
     day: Callable[[date], date] | None = None  # given the reference day: today or the last day of the periods
+    other_day: Callable[[date], date] | None = None  # the day as often meant by the same words
+    by_weekday: bool = False  # the day is named by its weekday alone, so a day number beats it
     part: tuple[int, int] | None = None  # hours [from, to)
     clock: tuple[int, int] | None = None  # hour, minute
     small_hour_is_pm: bool = False  # a Chinese hour said without a part of day
@@ -178,6 +209,14 @@ _CN_NUM = rf"[0-9]{{1,3}}|[{_CN_NUMERALS}]{{1,3}}"
 _CN_UNIT = r"(?P<unit>分钟|小时|钟头|天|日|周|星期|礼拜|月|年)"
 _CN_REL = r"(?P<q>上上|上|这|本|下)个?"
 _CN_PART = r"上午|早上|早晨|清晨|中午|午间|下午|午后|傍晚|晚上|晚间|夜里|夜间|凌晨"
+_CN_DAY = r"\d{1,2}|[一二三四五六七八九十]{1,3}"
+_EN_WEEKDAY = (
+    r"monday|tuesday|wednesday|thursday|friday|saturday|sunday|mon|tues?|wed|thu(?:rs?)?|fri|sat|sun"
+)
+# A part of day after a count or a greeting is no date: "per night", "every morning", "good evening".
+_NOT_COUNTED = "".join(
+    rf"(?<!\b{word}\s)" for word in ("a", "an", "per", "each", "every", "all", "one", "good")
+)
 _CN_YMD = r"(?<![0-9])(?:(?P<y>\d{4})年)?(?P<m>\d{1,2}|[一二三四五六七八九十]{1,3})月"
 
 
@@ -252,6 +291,10 @@ def _latest_date(month: int, day: int) -> Callable[[date], date]:
     return resolve
 
 
+# A weekday with a day number ("Friday the 9th") looks for that weekday among this many latest 9ths.
+_DAY_NUMBER_MONTHS = 3
+
+
 def _latest_weekday(weekday: int) -> Callable[[date], date]:
     return lambda ref: ref - timedelta(days=(ref.weekday() - weekday) % 7)
 
@@ -277,17 +320,71 @@ def _cn_day(m: re.Match[str], now: datetime) -> _Meaning:
     return _day_meaning(_DAY_OFFSETS[m["w"]], now, m["p"])
 
 
+def _day_of_month(day: int, weekday: int | None) -> Callable[[date], date]:
+    """The latest ``day`` of a month on or before the reference day that falls on ``weekday``, looking
+    back over the last ``_DAY_NUMBER_MONTHS`` such days; else (or with no weekday) the latest one."""
+    if not 1 <= day <= 31:
+        raise ValueError(f"no day {day} in any month")
+
+    def resolve(ref: date) -> date:
+        candidates: list[date] = []
+        year, month = ref.year, ref.month
+        while len(candidates) < _DAY_NUMBER_MONTHS:
+            if day <= monthrange(year, month)[1] and date(year, month, day) <= ref:
+                candidates.append(date(year, month, day))
+            year, month = (year - 1, 12) if month == 1 else (year, month - 1)
+        return next((c for c in candidates if c.weekday() == weekday), candidates[0])
+
+    return resolve
+
+
 def _weekday(m: re.Match[str], now: datetime) -> _Meaning:
     weekday, today = _WEEKDAYS[m["wd"][:3].lower()], now.date()
+    this_monday = today - timedelta(days=today.weekday())
     match (m["q"] or "").lower():
         case "" | "on":
-            return _Meaning(day=_latest_weekday(weekday))
+            return _Meaning(day=_latest_weekday(weekday), by_weekday=True)
         case "last":
-            return _Meaning(day=_fixed(today - timedelta(days=(today.weekday() - weekday - 1) % 7 + 1)))
+            last = today - timedelta(days=(today.weekday() - weekday - 1) % 7 + 1)
+            # On a Friday "last Wednesday" is two days ago to some, the week before's to others.
+            other = _fixed(last - timedelta(weeks=1)) if last >= this_monday else None
+            return _Meaning(day=_fixed(last), other_day=other, by_weekday=True)
         case "next":
-            return _Meaning(day=_fixed(today + timedelta(days=(weekday - today.weekday() - 1) % 7 + 1)))
+            coming = today + timedelta(days=(weekday - today.weekday() - 1) % 7 + 1)
+            other = _fixed(coming + timedelta(weeks=1)) if coming < this_monday + timedelta(weeks=1) else None
+            return _Meaning(day=_fixed(coming), other_day=other, by_weekday=True)
         case relative:
-            return _Meaning(day=_fixed(_week(today, _RELATIVE[relative], now, first=weekday)[0].date()))
+            day = _week(today, _RELATIVE[relative], now, first=weekday)[0].date()
+            return _Meaning(day=_fixed(day), by_weekday=True)
+
+
+def _weekday_and_day(m: re.Match[str], now: datetime) -> _Meaning:
+    """Friday the 9th, 周五9号: the day number decides, the weekday picks among recent months."""
+    if m.groupdict().get("en") is not None and not (m["the"] or m["suffix"]):
+        raise ValueError("Friday 9 is more often a count or a time than a date")
+    return _Meaning(day=_day_of_month(_number(m["d"]), _WEEKDAYS[m["wd"][:3].lower()]))
+
+
+def _day_number(m: re.Match[str], now: datetime) -> _Meaning:
+    return _Meaning(day=_day_of_month(_number(m["d"]), None))
+
+
+def _month_and_day(m: re.Match[str], now: datetime) -> _Meaning:
+    return _Meaning(window=_period(m, now).window, day=_day_of_month(_number(m["d"]), None))
+
+
+def _day_range(m: re.Match[str], now: datetime) -> _Meaning:
+    """October 20 to 23, 10月20日到23日: the first day as a date, through the last day of its month."""
+    first, last_day = _date(m, now).day, _number(m["d2"])
+    if first is None or not _number(m["d"]) < last_day <= 31:
+        raise ValueError("a range runs forward within a month")
+
+    def window(ref: date) -> _Window:
+        start = first(ref)
+        stop = start.replace(day=min(last_day, monthrange(start.year, start.month)[1]))
+        return _days(start, stop + timedelta(days=1), now)
+
+    return _Meaning(period_at=window)
 
 
 def _cn_weekday(m: re.Match[str], now: datetime) -> _Meaning:
@@ -428,14 +525,21 @@ _RULES = (
         _en_day_part,
     ),
     _rule(
-        rf"{_L}(?:(?:in|during)\s+the\s+|at\s+)?(?P<p>morning|noon|midday|lunchtime|afternoon|evening|night){_R}",
+        rf"{_L}{_NOT_COUNTED}(?:(?:in|during)\s+the\s+|at\s+)?"
+        rf"(?P<p>morning|noon|midday|lunchtime|afternoon|evening|night){_R}",
         _part,
     ),
     _rule(
         rf"{_L}(?:(?P<q>last|this|next|on)\s+)?(?P<wd>monday|tuesday|wednesday|thursday|friday|saturday|sunday)"
-        rf"{_R}",
+        rf"(?:['\u2019]s)?{_R}",
         _weekday,
     ),
+    _rule(
+        rf"{_L}(?P<en>)(?:(?:last|this|on)\s+)?(?P<wd>{_EN_WEEKDAY})\.?,?\s+(?:(?P<the>the)\s+)?"
+        rf"(?P<d>\d{{1,2}})(?P<suffix>st|nd|rd|th)?{_R}",
+        _weekday_and_day,
+    ),
+    _rule(rf"{_L}on\s+the\s+(?P<d>\d{{1,2}})(?:st|nd|rd|th){_R}", _day_number),
     _rule(rf"{_L}(?P<q>last|this|next|on)\s+(?P<wd>mon|tues?|wed|thu(?:rs?)?|fri|sat|sun)\.?{_R}", _weekday),
     _rule(
         rf"{_L}(?:(?:in|during|over)\s+)?(?:the\s+)?(?P<q>this|last|next)\s+(?P<unit>week|month|year|weekend)"
@@ -450,6 +554,11 @@ _RULES = (
         _last_n,
     ),
     _rule(rf"{_L}(?:on\s+)?{_EN_MONTH}\s+{_EN_DAY}{_EN_YEAR}?{_R}", _date),
+    _rule(
+        rf"{_L}(?:(?:on|from)\s+)?{_EN_MONTH}\s+{_EN_DAY}(?P<y>)\s*(?:-|\u2013|to|through|until|till)\s*"
+        rf"(?P<d2>\d{{1,2}})(?:st|nd|rd|th)?{_R}",
+        _day_range,
+    ),
     _rule(rf"{_L}(?:on\s+)?(?:the\s+)?{_EN_DAY}\s+(?:of\s+)?{_EN_MONTH}{_EN_YEAR}?{_R}", _date),
     _rule(rf"{_L}(?:on\s+)?(?P<y>\d{{4}})(?P<sep>[-/.])(?P<m>\d{{1,2}})(?P=sep)(?P<d>\d{{1,2}}){_R}", _date),
     _rule(rf"{_L}(?P<on>on\s+)?(?P<m>\d{{1,2}})/(?P<d>\d{{1,2}})(?:/(?P<y>\d{{4}}))?{_R}", _slash_date),
@@ -466,7 +575,7 @@ _RULES = (
     # Chinese: no word boundaries to lean on, so numerals and 每 before a phrase are excluded instead.
     _rule(r"(?P<w>大前天|前天|昨天|昨日|今天|今日|明天|后天)(?P<p>)", _cn_day),
     _rule(r"(?P<w>今|昨|明)(?P<p>早上|早晨|早|晚上|晚|夜里|夜)", _cn_day),
-    _rule(rf"(?P<p>{_CN_PART})", _part),
+    _rule(rf"(?<!每)(?<!每天)(?P<p>{_CN_PART})", _part),
     _rule(
         rf"(?<![0-9{_CN_NUMERALS}每])(?:{_CN_REL})?(?P<unit>周|星期|礼拜)(?P<wd>[一二三四五六日天1-7])(?!次)",
         _cn_weekday,
@@ -479,6 +588,21 @@ _RULES = (
     _rule(r"(?P<n>)(?P<half>半)个?(?P<unit>小时|钟头)(?:之|以)?前", _ago),
     _rule(rf"(?:最近|过去|近)的?(?P<n>{_CN_NUM})个?{_CN_UNIT}(?:内|里|以来)?", _last_n),
     _rule(rf"{_CN_YMD}(?P<d>\d{{1,2}}|[一二三四五六七八九十]{{1,3}})[日号號]", _date),
+    _rule(
+        rf"{_CN_YMD}(?P<d>{_CN_DAY})[日号號]?\s*(?:到|至|-|~|\u2013|\uff5e)\s*(?:(?P=m)月)?(?P<d2>{_CN_DAY})[日号號]",
+        _day_range,
+    ),
+    _rule(
+        rf"(?<![0-9{_CN_NUMERALS}每])(?:{_CN_REL})?(?:周|星期|礼拜)(?P<wd>[一二三四五六日天1-7])"
+        rf"[\s,，、(（]*(?P<d>{_CN_DAY})[日号號][)）]?",
+        _weekday_and_day,
+    ),
+    _rule(
+        rf"(?<![0-9{_CN_NUMERALS}月])(?P<d>{_CN_DAY})[日号號][\s,，、(（]*(?:{_CN_REL})?(?:周|星期|礼拜)"
+        rf"(?P<wd>[一二三四五六日天1-7])[)）]?",
+        _weekday_and_day,
+    ),
+    _rule(rf"{_CN_REL}(?P<unit>月)(?P<d>{_CN_DAY})[日号號]", _month_and_day),
     _rule(rf"{_CN_YMD}份?(?![0-9{_CN_NUMERALS}日号號前后底初中])", _month_only),
     _rule(rf"(?<![0-9])(?P<y>\d{{4}})年(?![0-9{_CN_NUMERALS}前后])", _year_only),
     _rule(
@@ -488,6 +612,16 @@ _RULES = (
         _cn_clock,
     ),
 )
+
+
+# Words saying a date is when something was on screen: a viewing verb after "I", or a Chinese one
+# with 的, 了 or 过 after it.
+_SEEN_EN = re.compile(
+    r"(?<![A-Za-z])i(?:\s+was|\s+had|\s+have|'ve)?\s+(?:looked\s+at|looking\s+at|saw|seen|read|reading"
+    r"|opened|open|reviewed|viewed|visited|browsed|skimmed|checked)(?![A-Za-z])",
+    re.IGNORECASE,
+)
+_SEEN_ZH = re.compile(r"(?:看到|看过|看|浏览|打开|查看|查验|截图|截|读|翻)(?:过|到)?[的了过]")
 
 
 def parse_query(query: str, now: datetime) -> ParsedQuery:
@@ -504,8 +638,9 @@ def parse_query(query: str, now: datetime) -> ParsedQuery:
     phrases = tuple(query[start:end].strip() for start, end, _ in found)
     if not found:
         return ParsedQuery(text, None, None, phrases)
-    window_start, window_end = _resolve([meaning for _, _, meaning in found], now)
-    return ParsedQuery(text, window_start, window_end, phrases)
+    (window_start, window_end), *alternatives = _resolve([meaning for _, _, meaning in found], now)
+    seen = bool(_SEEN_EN.search(query) or _SEEN_ZH.search(query))
+    return ParsedQuery(text, window_start, window_end, phrases, tuple(alternatives), seen)
 
 
 def _phrases(query: str, now: datetime) -> list[tuple[int, int, _Meaning]]:
@@ -539,7 +674,8 @@ def _narrow(windows: list[_Window]) -> _Window | None:
     return (start, end) if start.timestamp() < end.timestamp() else windows[0]
 
 
-def _resolve(meanings: list[_Meaning], now: datetime) -> _Window:
+def _resolve(meanings: list[_Meaning], now: datetime) -> list[_Window]:
+    """The window the meanings narrow to, then the other readings of its day."""
     today = now.date()
     context = _narrow([m.window for m in meanings if m.window])
     ref = today if context is None else (context[1] - timedelta(microseconds=1)).date()
@@ -547,17 +683,19 @@ def _resolve(meanings: list[_Meaning], now: datetime) -> _Window:
     context = _narrow(([context] if context else []) + anchored)
     if context is not None:
         ref = (context[1] - timedelta(microseconds=1)).date()
-    days = [m.day(ref) for m in meanings if m.day]
+    # A day named by its number beats one named by its weekday; else the first day named wins.
+    day = min((m for m in meanings if m.day), key=lambda m: m.by_weekday, default=None)
     part = next((m.part for m in meanings if m.part), None)
     clock = next(((m.clock, m.small_hour_is_pm) for m in meanings if m.clock), None)
-    if days:
-        return _on_day(days[0], part, clock, now)
+    if day is not None and day.day is not None:
+        readings = [day.day(ref)] + ([day.other_day(ref)] if day.other_day else [])
+        return [_on_day(reading, part, clock, now) for reading in readings]
     if context is not None:
-        return context
+        return [context]
     latest = _on_day(today, part, clock, now)
     if latest[0].timestamp() <= now.timestamp():
-        return latest
-    return _on_day(today - timedelta(days=1), part, clock, now)
+        return [latest]
+    return [_on_day(today - timedelta(days=1), part, clock, now)]
 
 
 def _on_day(

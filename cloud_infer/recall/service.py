@@ -139,35 +139,39 @@ class RecallService:
             parsed = DatedQuery(text=" ".join(q.split()), start=None, end=None, phrases=())
         window_start = max(filter(None, (start, parsed.start)), default=None)
         window_end = min(filter(None, (end, parsed.end)), default=None)
-        filters = Filters(
-            start_ms=int(window_start.timestamp() * 1000) if window_start else None,
-            end_ms=int(window_end.timestamp() * 1000) if window_end else None,
-            app_id=app,
-            title_contains=title,
-            url_contains=url,
-        )
-        tokens = window_tokens(parsed.start, parsed.end) if parsed.start and parsed.end else set()
-        reading: DateReading | None = None
-        if parsed.start is not None:
-            reading = dates if tokens and parsed.text else "seen"
-        if reading in ("both", "about"):
-            given = Filters(
-                start_ms=int(start.timestamp() * 1000) if start else None,
-                end_ms=int(end.timestamp() * 1000) if end else None,
+
+        def within(first: datetime | None, stop: datetime | None) -> Filters:
+            first = max(filter(None, (start, first)), default=None)
+            stop = min(filter(None, (end, stop)), default=None)
+            return Filters(
+                start_ms=int(first.timestamp() * 1000) if first else None,
+                end_ms=int(stop.timestamp() * 1000) if stop else None,
                 app_id=app,
                 title_contains=title,
                 url_contains=url,
             )
+
+        # Every reading of the date ("last Wednesday" on a Friday: two or nine days ago) as a window.
+        seen = [within(*window) for window in parsed.windows] or [within(None, None)]
+        tokens = set().union(*(window_tokens(*window) for window in parsed.windows))
+        reading: DateReading | None = None
+        if parsed.start is not None:
+            reading = dates if tokens and parsed.text else "seen"
+        if reading == "both" and parsed.seen:
+            tokens = set()  # "the report I looked at yesterday": ranked by when seen, not by its dates
+        if reading in ("both", "about"):
             terms, hits = await self._dated(
-                user_id, parsed.text, given, filters if reading == "both" else None, tokens, limit
+                user_id, parsed.text, within(None, None), seen if reading == "both" else [], tokens, limit
             )
+        elif len(seen) > 1:
+            terms, hits = await self._dated(user_id, parsed.text, None, seen, set(), limit)
         else:
-            terms, hits, _ = await self._find(user_id, parsed.text, filters, limit)
+            terms, hits, _ = await self._find(user_id, parsed.text, seen[0], limit)
         rewritten = None
         if not hits and parsed.text and self._rewriter is not None:
             rewritten = await self._rewriter.rewrite(user_id, parsed.text) or None
             if rewritten:  # added to the query, never in its place
-                terms, hits, _ = await self._find(user_id, f"{parsed.text} {rewritten}", filters, limit)
+                terms, hits, _ = await self._find(user_id, f"{parsed.text} {rewritten}", seen[0], limit)
         return SearchResponse(
             query=ParsedQuery(
                 text=parsed.text,
@@ -186,19 +190,22 @@ class RecallService:
         self,
         user_id: str,
         text: str,
-        given: Filters,
-        seen: Filters | None,
+        given: Filters | None,
+        seen: list[Filters],
         tokens: set[str],
         limit: int,
     ) -> tuple[list[str], list[SearchHit]]:
-        """Moments for ``text`` ranked by relevance, by the query's date in their content and, with a
-        ``seen`` filter, by having been seen in its window: both readings of a date, never a filter."""
-        terms, about, dated = await self._find(user_id, text, given, limit, tokens)
+        """Moments for ``text`` ranked by relevance, by the query's date in their content and by having
+        been seen in one of the ``seen`` windows: both readings of a date, never a filter. Without
+        ``given`` (the filters of a search over all time) only moments seen in a window are found."""
+        terms, about, dated = (
+            await self._find(user_id, text, given, limit, tokens) if given else (query_terms(text), [], set())
+        )
         found = {hit.moment_id: hit for hit in about}
         base = {hit.moment_id: 1.0 / (_RRF_K + rank) for rank, hit in enumerate(about)}
         in_window: set[str] = set()
-        if seen is not None:
-            _, then, _ = await self._find(user_id, text, seen, limit)
+        for window in seen:
+            _, then, _ = await self._find(user_id, text, window, limit)
             for rank, hit in enumerate(then):
                 found.setdefault(hit.moment_id, hit)
                 base[hit.moment_id] = max(base.get(hit.moment_id, 0.0), 1.0 / (_RRF_K + rank))

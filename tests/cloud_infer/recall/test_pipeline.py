@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -114,6 +114,25 @@ async def test_a_date_ranks_and_filters_only_when_asked_to(recall: RecallRuntime
     # A phrase naming the future is content, not a filter: history holds no future.
     tomorrow = await recall.service.search(alice, "invoice tomorrow", tz="UTC")
     assert tomorrow.query.start is None and tomorrow.hits
+
+
+async def test_every_reading_of_an_ambiguous_day_is_searched(recall: RecallRuntime, alice: str) -> None:
+    # Seen on a Wednesday noon; asked nine days later, on a Friday, where "last Wednesday" is two days
+    # ago to some and that Wednesday to others.
+    wednesday = datetime(2026, 11, 11, 12, tzinfo=UTC)
+    await ingest(recall, alice, day(int(wednesday.timestamp()) * NS_PER_S))
+    friday = wednesday + timedelta(days=9, hours=5)
+
+    found = await recall.service.search(alice, "invoice last Wednesday", tz="UTC", now=friday, dates="seen")
+    assert found.query.start == datetime(2026, 11, 18, tzinfo=UTC)  # the likelier reading is shown
+    assert found.hits and found.hits[0].moment_id == f"{SESSION}.1"
+    assert (await recall.service.search(alice, "invoice 上周三", tz="UTC", now=friday, dates="seen")).hits
+    unambiguous = await recall.service.search(
+        alice, "invoice last Thursday", tz="UTC", now=friday, dates="seen"
+    )
+    assert unambiguous.hits == []
+    ranked = await recall.service.search(alice, "invoice I looked at last Wednesday", tz="UTC", now=friday)
+    assert ranked.query.dates == "both" and ranked.hits[0].moment_id == f"{SESSION}.1"
 
 
 async def test_erasure_removes_events_frames_and_index_rows(recall: RecallRuntime, alice: str) -> None:

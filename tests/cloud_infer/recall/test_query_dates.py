@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -16,6 +16,8 @@ LOS_ANGELES = ZoneInfo("America/Los_Angeles")
 WED = datetime(2026, 11, 18, 15, 30, tzinfo=SHANGHAI)
 # Half an hour into a Friday that starts a new month, year and (Mon 28 Dec) an ISO week already begun.
 NEW_YEAR = datetime(2027, 1, 1, 0, 30, tzinfo=SHANGHAI)
+# The Friday of that week: "last Wednesday" is two days ago to some, nine to others.
+FRI = datetime(2026, 11, 20, 17, 30, tzinfo=SHANGHAI)
 # A Sunday morning in Los Angeles, 2.5 hours after clocks went forward from 02:00 PST to 03:00 PDT.
 DST = datetime(2026, 3, 8, 4, 30, tzinfo=LOS_ANGELES)
 
@@ -75,6 +77,34 @@ CASES: list[tuple[datetime, str, str, str, str]] = [
     (WED, "next Tuesday", "2026-11-24 00:00", "2026-11-25 00:00", ""),
     (WED, "this Friday", "2026-11-20 00:00", "2026-11-21 00:00", ""),
     (WED, "slides on Sat.", "2026-11-14 00:00", "2026-11-15 00:00", "slides"),
+    (
+        WED,
+        "notes from Monday's roadmap meeting",
+        "2026-11-16 00:00",
+        "2026-11-17 00:00",
+        "notes from roadmap meeting",
+    ),
+    # A weekday with a day number: the latest such day on that weekday (Fri 9 Oct, Sun 4 Oct), else
+    # the latest day of that number (no 10th of the last three months was a Friday: 10 Nov).
+    (
+        WED,
+        "platform status I read on Friday the 9th",
+        "2026-10-09 00:00",
+        "2026-10-10 00:00",
+        "platform status I read",
+    ),
+    (WED, "banana bread, Sunday, the 4th", "2026-10-04 00:00", "2026-10-05 00:00", "banana bread,"),
+    (WED, "Fri 9th", "2026-10-09 00:00", "2026-10-10 00:00", ""),
+    (WED, "Friday the 10th", "2026-11-10 00:00", "2026-11-11 00:00", ""),
+    (WED, "周五9号的周报", "2026-10-09 00:00", "2026-10-10 00:00", "周报"),
+    (WED, "9号周五 周报", "2026-10-09 00:00", "2026-10-10 00:00", "周报"),
+    (WED, "星期日（4日）", "2026-10-04 00:00", "2026-10-05 00:00", ""),
+    (WED, "周五10号", "2026-11-10 00:00", "2026-11-11 00:00", ""),
+    (WED, "on the 9th", "2026-11-09 00:00", "2026-11-10 00:00", ""),
+    (WED, "on the 20th", "2026-10-20 00:00", "2026-10-21 00:00", ""),
+    # A date with its day number beats a weekday it contradicts.
+    (WED, "Friday, October 8", "2026-10-08 00:00", "2026-10-09 00:00", ","),
+    (WED, "周五 10月8日", "2026-10-08 00:00", "2026-10-09 00:00", ""),
     # Clock times.
     (WED, "yesterday at 3pm", "2026-11-17 15:00", "2026-11-17 16:00", ""),
     (WED, "昨天下午3点", "2026-11-17 15:00", "2026-11-17 16:00", ""),
@@ -107,6 +137,8 @@ CASES: list[tuple[datetime, str, str, str, str]] = [
     (WED, "next month", "2026-12-01 00:00", "2027-01-01 00:00", ""),
     (WED, "上上个月", "2026-09-01 00:00", "2026-10-01 00:00", ""),
     (WED, "今年", "2026-01-01 00:00", "2027-01-01 00:00", ""),
+    (WED, "上个月9号", "2026-10-09 00:00", "2026-10-10 00:00", ""),
+    (WED, "本月15日的会", "2026-11-15 00:00", "2026-11-16 00:00", "会"),
     (WED, "去年", "2025-01-01 00:00", "2026-01-01 00:00", ""),
     (WED, "last year", "2025-01-01 00:00", "2026-01-01 00:00", ""),
     (WED, "周末", "2026-11-14 00:00", "2026-11-16 00:00", ""),
@@ -118,6 +150,11 @@ CASES: list[tuple[datetime, str, str, str, str]] = [
     (WED, "11月3号", "2026-11-03 00:00", "2026-11-04 00:00", ""),
     (WED, "十一月三号", "2026-11-03 00:00", "2026-11-04 00:00", ""),
     (WED, "2025年11月3日", "2025-11-03 00:00", "2025-11-04 00:00", ""),
+    # Ranges of days within a month.
+    (WED, "the hotel for October 20 to 23", "2026-10-20 00:00", "2026-10-24 00:00", "the hotel for"),
+    (WED, "Oct 20-23", "2026-10-20 00:00", "2026-10-24 00:00", ""),
+    (WED, "10月22日到24日休假", "2026-10-22 00:00", "2026-10-25 00:00", "休假"),
+    (WED, "11月10日至12号的值班通知", "2026-11-10 00:00", "2026-11-13 00:00", "值班通知"),
     (WED, "11/03", "2026-11-03 00:00", "2026-11-04 00:00", ""),
     (WED, "Dec 25", "2025-12-25 00:00", "2025-12-26 00:00", ""),
     (WED, "in November", "2026-11-01 00:00", "2026-12-01 00:00", ""),
@@ -170,6 +207,13 @@ NOT_DATES = [
     "16:9 ratio at 10:30:45",
     "2026-13-45",
     "2月30日",
+    # A part of day after a count, a day number with no month or weekday.
+    "hotel limit per night",
+    "every morning standup",
+    "good evening everyone",
+    "每天晚上跑的任务",
+    "9号楼 会议室",
+    "地铁2号线",
 ]
 
 
@@ -234,3 +278,73 @@ def test_a_parse_takes_well_under_a_millisecond() -> None:
     average = (time.perf_counter() - started) / runs
 
     assert average < 0.005, f"{average * 1000:.2f} ms per parse"
+
+
+def test_a_weekday_needs_the_or_an_ordinal_to_take_a_day_number() -> None:
+    for query, phrases in (("Friday 2 tickets left", ("Friday",)), ("Friday 3pm", ("Friday", "3pm"))):
+        assert parse_query(query, WED).phrases == phrases
+
+
+@pytest.mark.parametrize(
+    ("now", "query", "window", "alternative"),
+    [
+        # On a Friday the Wednesday of this week or of the week before; the part of day applies to both.
+        (FRI, "the report I looked at last Wednesday", "2026-11-18", "2026-11-11"),
+        (FRI, "last Monday", "2026-11-16", "2026-11-09"),
+        (WED, "next Friday", "2026-11-20", "2026-11-27"),
+    ],
+)
+def test_last_or_next_weekday_within_this_week_has_the_week_further_as_an_alternative(
+    now: datetime, query: str, window: str, alternative: str
+) -> None:
+    parsed = parse_query(query, now)
+
+    day, other = _local(now, f"{window} 00:00"), _local(now, f"{alternative} 00:00")
+    assert (parsed.start, parsed.end) == (day, day + timedelta(days=1))
+    assert parsed.alternatives == ((other, other + timedelta(days=1)),)
+    assert parsed.windows == ((day, day + timedelta(days=1)), (other, other + timedelta(days=1)))
+
+
+def test_an_alternative_day_keeps_the_part_of_day() -> None:
+    parsed = parse_query("last Wednesday afternoon", FRI)
+
+    assert parsed.alternatives == ((_local(FRI, "2026-11-11 12:00"), _local(FRI, "2026-11-11 18:00")),)
+
+
+@pytest.mark.parametrize(
+    ("now", "query"),
+    [
+        (WED, "last Wednesday"),  # a week ago: the week before
+        (WED, "last Friday"),
+        (FRI, "上周三"),  # the week is named
+        (FRI, "周三"),
+        (FRI, "this Wednesday"),
+        (FRI, "yesterday"),
+    ],
+)
+def test_a_day_named_unambiguously_has_no_alternative(now: datetime, query: str) -> None:
+    parsed = parse_query(query, now)
+
+    assert parsed.start is not None and parsed.alternatives == ()
+    assert len(parsed.windows) == 1
+    assert parse_query("kafka", now).windows == ()
+
+
+@pytest.mark.parametrize(
+    ("query", "seen"),
+    [
+        ("the NYC expense report I looked at last Wednesday", True),
+        ("email I read this morning", True),
+        ("marketing budget draft I had open last Sunday", True),
+        ("VPN settings I saw yesterday", True),
+        ("上周五查验的云杉发票", True),
+        ("昨天看的 Kafka 订单 topic", True),
+        ("上周日截的快递图", True),
+        ("the Acme invoice dated September 28", False),
+        ("9月18日开的那张发票", False),
+        ("the meeting on Monday where we decided", False),
+        ("10月20日下午订的会议室", False),
+    ],
+)
+def test_the_words_can_say_the_date_is_when_it_was_seen(query: str, seen: bool) -> None:
+    assert parse_query(query, FRI).seen is seen
