@@ -19,6 +19,7 @@ afternoon 下午 12-18, evening night 晚上 夜里 18-24,  latest one that has 
 傍晚 17-20, 凌晨 00-06; 今早 今晚 昨晚 昨夜 明早,
 tonight, this morning, last night
 Tuesday, on Tuesday, 周二 星期二 礼拜二               the latest Tuesday on or before today
+by Tuesday, 周二前 周二之前                           the first Tuesday after today (a deadline)
 last Tuesday / next Tuesday                           the latest before / first after today; when
                                                       that is in this week, the Tuesday a week
                                                       further is an alternative (on a Friday,
@@ -358,6 +359,12 @@ def _weekday(m: re.Match[str], now: datetime) -> _Meaning:
             return _Meaning(day=_fixed(day), by_weekday=True)
 
 
+def _deadline(m: re.Match[str], now: datetime) -> _Meaning:
+    """by Monday, 周一之前: a deadline, so the first Monday after today."""
+    weekday, today = _WEEKDAYS[m["wd"][:3].lower()], now.date()
+    return _Meaning(day=_fixed(today + timedelta(days=(weekday - today.weekday() - 1) % 7 + 1)))
+
+
 def _weekday_and_day(m: re.Match[str], now: datetime) -> _Meaning:
     """Friday the 9th, 周五9号: the day number decides, the weekday picks among recent months."""
     if m.groupdict().get("en") is not None and not (m["the"] or m["suffix"]):
@@ -539,6 +546,7 @@ _RULES = (
         rf"(?P<d>\d{{1,2}})(?P<suffix>st|nd|rd|th)?{_R}",
         _weekday_and_day,
     ),
+    _rule(rf"{_L}(?:by|until|till|due)\s+(?P<wd>{_EN_WEEKDAY})\.?(?:['\u2019]s)?{_R}", _deadline),
     _rule(rf"{_L}on\s+the\s+(?P<d>\d{{1,2}})(?:st|nd|rd|th){_R}", _day_number),
     _rule(rf"{_L}(?P<q>last|this|next|on)\s+(?P<wd>mon|tues?|wed|thu(?:rs?)?|fri|sat|sun)\.?{_R}", _weekday),
     _rule(
@@ -603,6 +611,10 @@ _RULES = (
         _weekday_and_day,
     ),
     _rule(rf"{_CN_REL}(?P<unit>月)(?P<d>{_CN_DAY})[日号號]", _month_and_day),
+    _rule(
+        rf"(?<![0-9{_CN_NUMERALS}每上这本下])(?:周|星期|礼拜)(?P<wd>[一二三四五六日天1-7])(?:之|以)?前(?!天)",
+        _deadline,
+    ),
     _rule(rf"{_CN_YMD}份?(?![0-9{_CN_NUMERALS}日号號前后底初中])", _month_only),
     _rule(rf"(?<![0-9])(?P<y>\d{{4}})年(?![0-9{_CN_NUMERALS}前后])", _year_only),
     _rule(

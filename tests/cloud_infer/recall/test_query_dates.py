@@ -84,6 +84,11 @@ CASES: list[tuple[datetime, str, str, str, str]] = [
         "2026-11-17 00:00",
         "notes from roadmap meeting",
     ),
+    # A deadline: the first such weekday after today.
+    (WED, "what do I owe Olivia by Monday", "2026-11-23 00:00", "2026-11-24 00:00", "what do I owe Olivia"),
+    (WED, "report due Friday", "2026-11-20 00:00", "2026-11-21 00:00", "report"),
+    (WED, "周一之前要交的报告", "2026-11-23 00:00", "2026-11-24 00:00", "要交的报告"),
+    (WED, "周三前交", "2026-11-25 00:00", "2026-11-26 00:00", "交"),
     # A weekday with a day number: the latest such day on that weekday (Fri 9 Oct, Sun 4 Oct), else
     # the latest day of that number (no 10th of the last three months was a Friday: 10 Nov).
     (
