@@ -18,7 +18,10 @@ morning 上午 早上 06-12, noon 中午 11-14,             that part of the day
 afternoon 下午 12-18, evening night 晚上 夜里 18-24,  latest one that has begun
 傍晚 17-20, 凌晨 00-06; 今早 今晚 昨晚 昨夜 明早,
 tonight, this morning, last night
-Tuesday, on Tuesday, 周二 星期二 礼拜二               the latest Tuesday on or before today
+Tuesday, on Tuesday, 周二 星期二 礼拜二               the latest Tuesday on or before today; the
+                                                      first after today is an alternative (a
+                                                      flight "on Monday"); in a period named
+                                                      (上周 周二) the Tuesday in it, only
 by Tuesday, 周二前 周二之前                           the first Tuesday after today (a deadline)
 last Tuesday / next Tuesday                           the latest before / first after today; when
                                                       that is in this week, the Tuesday a week
@@ -344,7 +347,9 @@ def _weekday(m: re.Match[str], now: datetime) -> _Meaning:
     this_monday = today - timedelta(days=today.weekday())
     match (m["q"] or "").lower():
         case "" | "on":
-            return _Meaning(day=_latest_weekday(weekday), by_weekday=True)
+            # The flight or the meeting "on Monday" may be the coming one: the latest is likelier.
+            upcoming = _fixed(today + timedelta(days=(weekday - today.weekday() - 1) % 7 + 1))
+            return _Meaning(day=_latest_weekday(weekday), other_day=upcoming, by_weekday=True)
         case "last":
             last = today - timedelta(days=(today.weekday() - weekday - 1) % 7 + 1)
             # On a Friday "last Wednesday" is two days ago to some, the week before's to others.
@@ -700,7 +705,9 @@ def _resolve(meanings: list[_Meaning], now: datetime) -> list[_Window]:
     part = next((m.part for m in meanings if m.part), None)
     clock = next(((m.clock, m.small_hour_is_pm) for m in meanings if m.clock), None)
     if day is not None and day.day is not None:
-        readings = [day.day(ref)] + ([day.other_day(ref)] if day.other_day else [])
+        # A period named settles which one.
+        other = day.other_day if day.other_day and context is None else None
+        readings = [day.day(ref)] + ([other(ref)] if other else [])
         return [_on_day(reading, part, clock, now) for reading in readings]
     if context is not None:
         return [context]

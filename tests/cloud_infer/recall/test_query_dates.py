@@ -297,9 +297,12 @@ def test_a_weekday_needs_the_or_an_ordinal_to_take_a_day_number() -> None:
         (FRI, "the report I looked at last Wednesday", "2026-11-18", "2026-11-11"),
         (FRI, "last Monday", "2026-11-16", "2026-11-09"),
         (WED, "next Friday", "2026-11-20", "2026-11-27"),
+        # A bare weekday: the latest one, or the coming one (a flight "on Monday").
+        (WED, "the flight on Monday", "2026-11-16", "2026-11-23"),
+        (FRI, "周一飞北京的机票", "2026-11-16", "2026-11-23"),
     ],
 )
-def test_last_or_next_weekday_within_this_week_has_the_week_further_as_an_alternative(
+def test_a_weekday_people_read_two_ways_has_the_other_day_as_an_alternative(
     now: datetime, query: str, window: str, alternative: str
 ) -> None:
     parsed = parse_query(query, now)
@@ -322,7 +325,8 @@ def test_an_alternative_day_keeps_the_part_of_day() -> None:
         (WED, "last Wednesday"),  # a week ago: the week before
         (WED, "last Friday"),
         (FRI, "上周三"),  # the week is named
-        (FRI, "周三"),
+        (FRI, "上周 周三"),
+        (FRI, "last week Wednesday"),
         (FRI, "this Wednesday"),
         (FRI, "yesterday"),
     ],
