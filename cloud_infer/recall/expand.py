@@ -4,12 +4,14 @@ The vector side finds an English question's Chinese page by meaning; the words s
 they share a word. A glossary of common office terms (发票 invoice, 报销 expense claim, 合同 contract …)
 adds the other language's words of each query term, searched with a lower weight than the query's own
 words (``EXPANSION_BOOST``), so a page in the query's language that has the words still ranks first.
-No model is involved: an expansion can only add these fixed words, never change the query.
+Names cross scripts the same way: the query's Chinese words add their pinyin, and two short Latin
+words in a row their joined form, which documents index beside their words (``text.tokenize``). No
+model is involved: an expansion can only add such words, never change the query.
 """
 
 from __future__ import annotations
 
-from cloud_infer.recall.text import query_terms
+from cloud_infer.recall.text import query_terms, transliterations
 
 # Weight of an expansion term against one of the query's own terms in the lexical score.
 EXPANSION_BOOST = 0.5
@@ -92,8 +94,10 @@ _LINES = _glossary()
 
 
 def expansions(text: str) -> list[str]:
-    """The other language's glossary words of the query's terms, without the query's own terms."""
-    own = set(query_terms(text))
+    """The other language's glossary words of the query's terms and the other script's form of its
+    names (``text.transliterations``: 李娜 "lina", "Li Na" "lina"), without the query's own terms."""
+    terms = query_terms(text)
+    own = set(terms)
     added: dict[str, None] = {}
     for chinese, phrases in _LINES:
         if chinese & own:
@@ -103,4 +107,6 @@ def expansions(text: str) -> list[str]:
         if any(set(phrase) <= own for phrase in phrases):
             for word in sorted(chinese):
                 added.setdefault(word)
+    for word in transliterations(terms, text):
+        added.setdefault(word)
     return [word for word in added if word not in own]

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import jieba
 import wordninja
+from pypinyin import lazy_pinyin
 
 from cloud_infer.recall.content_dates import dates_in
 
@@ -99,6 +100,14 @@ _QUERY_STOP_WORDS = frozenset(
 _WORD_RE = re.compile(r"\w", re.UNICODE)
 # A Latin run long enough to hold two words, and its pieces at case changes ("ZhangWei", "USDfor").
 _RUN_RE = re.compile(r"[A-Za-z]{6,}")
+_HAN_RE = re.compile(r"[\u3400-\u9fff]+")
+# English words that are no part of a name: "for the", "to Beijing" are not joined.
+_GLUE_WORDS = frozenset(
+    {"a", "an", "and", "as", "at", "by", "for", "from", "in", "is", "of", "on", "or", "the", "to"}
+)
+# Two short Latin words in a row (a pinyin name: "Li Na"); overlapping pairs are found by the lookahead.
+_SHORT_PAIR_RE = re.compile(r"(?<![A-Za-z0-9-])([A-Za-z]{2,6})\s+(?=([A-Za-z]{2,6})(?![A-Za-z0-9-]))")
+_NAME_PAIR_RE = re.compile(r"(?<![A-Za-z0-9-])([A-Z][a-z]{1,5})\s+(?=([A-Z][a-z]{1,5})(?![A-Za-z0-9-]))")
 # Case changes that only happen where words were joined: "gW" in ZhangWei, "SDf" in USDfor.
 _JOINED_RE = re.compile(r"[a-z][A-Z]|[A-Z]{2}[a-z]")
 _CAMEL_RE = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])")
@@ -153,9 +162,30 @@ def words(text: str) -> list[str]:
 
 
 def tokenize(text: str) -> str:
-    """The ``tokens`` column for ``text``: its words, then the words of its run-together Latin text,
-    then the tokens of the dates it is about (``content_dates``), joined by single spaces."""
-    return " ".join(words(text) + unjoined_words(text) + sorted(dates_in(text)))
+    """The ``tokens`` column for ``text``: its words, then the words of its run-together Latin text, its
+    names across scripts (``transliterations``), then the tokens of the dates it is about
+    (``content_dates``), joined by single spaces."""
+    found = words(text)
+    return " ".join(
+        found + unjoined_words(text) + transliterations(found, text, names_only=True) + sorted(dates_in(text))
+    )
+
+
+def transliterations(found: list[str], text: str, *, names_only: bool = False) -> list[str]:
+    """The other script's form of names in ``text`` (whose words are ``found``): the pinyin of its
+    Chinese words (李娜 "lina", 杭州 "hangzhou", 发票 "fapiao"), and two short Latin words in a row joined
+    as pinyin writes a name ("Li Na" "lina", "Liu Yang" "liuyang"); with ``names_only``, only when both
+    are capitalised (document text, where a name is; a query is often typed in lower case). So a name
+    or a place written in one script is found by the other."""
+    pinyin = ["".join(lazy_pinyin(w)) for w in dict.fromkeys(found) if len(w) > 1 and _HAN_RE.fullmatch(w)]
+    pair = _NAME_PAIR_RE if names_only else _SHORT_PAIR_RE
+    normalized = unicodedata.normalize("NFKC", text)
+    joined = [
+        (a + b).lower()
+        for a, b in pair.findall(normalized)
+        if a.lower() not in _GLUE_WORDS and b.lower() not in _GLUE_WORDS
+    ]
+    return list(dict.fromkeys(pinyin + joined))
 
 
 def unjoined_words(text: str) -> list[str]:

@@ -18,6 +18,8 @@ PAGES = [
     (1, "发票 - 报销系统", "增值税发票 号码 04418 金额 1,200.00 元 开票日期 2026年9月3日"),
     (2, "Invoice 7781 - Portal", "Invoice 7781 amount due 980.00 USD"),
     (3, "Kafka topics", "orders-v2 retention 7 days"),
+    (4, "差旅报销单 - OA", "报销人 李娜 出差地点 杭州 金额 2,356 元"),
+    (5, "Trip request TR-3307", "Traveller: Liu Yang, destination Shenzhen, approver Mei Chen"),
 ]
 
 
@@ -35,10 +37,12 @@ def events(start_ns: int) -> list[pb.Event]:
     ("query", "added"),
     [
         ("invoice from Acme", ["发票"]),
-        ("报销单 李娜", ["expense", "claim", "reimbursement"]),
+        ("报销单 李娜", ["expense", "claim", "reimbursement", "baoxiao", "lina"]),
         ("business trip to Beijing", ["出差", "差旅"]),
         ("trip to Beijing", []),  # "business trip" is the phrase; "trip" alone is no office term
         ("Kafka orders-v2 retention", []),
+        ("Li Na expense claim", ["报销", "报销单", "费用", "lina"]),
+        ("刘洋 深圳", ["liuyang", "shenzhen"]),
     ],
 )
 def test_the_glossary_adds_the_other_languages_words(query: str, added: list[str]) -> None:
@@ -58,3 +62,17 @@ async def test_an_expansion_reaches_the_other_language_and_weighs_less(
     assert await titles("invoice") == ["Invoice 7781 - Portal"]  # words alone: English only
     assert await titles("invoice", "发票") == ["Invoice 7781 - Portal", "发票 - 报销系统"]
     assert await titles("发票", "invoice") == ["发票 - 报销系统", "Invoice 7781 - Portal"]
+
+
+async def test_a_name_or_place_is_found_across_scripts(recall: RecallRuntime, alice: str) -> None:
+    await ingest(recall, alice, events(time.time_ns() - 3600 * NS_PER_S))
+
+    async def titles(query: str) -> list[str]:
+        rows = await recall.service.index.search(
+            alice, query, None, Filters(), 10, " ".join(expansions(query)), EXPANSION_BOOST
+        )
+        return list(dict.fromkeys(row["title"] for row in rows))
+
+    assert await titles("li na hangzhou") == ["差旅报销单 - OA"]
+    assert await titles("刘洋") == ["Trip request TR-3307"]
+    assert await titles("陈美") == []  # Mei Chen is "meichen"; 陈美 is "chenmei": no guess at name order
