@@ -34,7 +34,7 @@ from cloud_infer.llm.repetition import RepetitionGuard
 from cloud_infer.llm.scheduler import Priority
 from cloud_infer.recall.protocol import Citation, Fragment, SearchHit
 from cloud_infer.recall.service import RecallService, zone
-from cloud_infer.recall.text import query_terms
+from cloud_infer.recall.text import query_terms, transliterations, words
 
 SYSTEM_PROMPT = (
     "You help a user remember what they saw on their computer. Answer the question using only the "
@@ -49,6 +49,8 @@ _EXTRACTS = 3
 _EXTRACT_CHARS = 200
 _LEAD_CHARS = 40
 _SPACES = re.compile(r"\s+")
+_NAME_WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9,.\-]*[A-Za-z0-9]|[A-Za-z0-9]")
+_NOT_ALNUM = re.compile(r"[^0-9a-z\u3400-\u9fff]")
 # Words that ask rather than say what is asked about: not counted when judging whether a hit answers.
 _QUESTION_WORDS = frozenset(
     {
@@ -222,19 +224,42 @@ def _extract(snippet: Sequence[Fragment]) -> list[Fragment]:
 
 
 def evidence(question: str, hits: Sequence[SearchHit]) -> list[SearchHit]:
-    """The hits that can answer ``question``: found by meaning alone (no word of it in their text), or
-    holding at least half of its words. A hit that shares one common word ("number", "flight", a name)
-    with a question about something else is no answer, and quoting it would be a confident wrong one."""
+    """The hits that can answer ``question``. Every name and number the question gives (a capitalised
+    word past the first, a word with a digit: "Tokyo", "INV-2041") must be in the hit, in either script
+    (李娜 is "lina"); and a hit that matched words of the question must hold two thirds of them (question
+    words such as "how much", 多少 aside). A hit found by meaning alone (an English question over a
+    Chinese page) has only the names to check. A moment that shares one common word ("number", "flight",
+    a name) with a question about something else is no answer, and quoting it would be a confident wrong
+    one."""
     terms = [t for t in query_terms(question) if t not in _QUESTION_WORDS]
+    names = _names(question)
     kept = []
     for hit in hits:
-        if not terms or not any(f.hit for f in hit.snippet):
-            kept.append(hit)
-            continue
         text = f"{hit.title}\n{hit.url}\n{''.join(f.text for f in hit.snippet)}".lower()
-        if 2 * sum(term in text for term in terms) >= len(terms):
+        flat = _squash(text) + " ".join(transliterations(words(text), text))
+        if not all(name in flat for name in names):
+            continue
+        if (
+            not terms
+            or not any(f.hit for f in hit.snippet)
+            or 3 * sum(term in text for term in terms) >= 2 * len(terms)
+        ):
             kept.append(hit)
     return kept
+
+
+def _names(question: str) -> list[str]:
+    """The names and numbers of a question, squashed ("inv2041", "tokyo", "1280")."""
+    found = []
+    for k, word in enumerate(_NAME_WORD.findall(question)):
+        has_digit = any(c.isdigit() for c in word)
+        if has_digit or (k > 0 and word[0].isupper() and word.lower() not in _QUESTION_WORDS):
+            found.append(_squash(word.lower()))
+    return [name for name in found if len(name) > 1]
+
+
+def _squash(text: str) -> str:
+    return _NOT_ALNUM.sub("", text)
 
 
 def _when(hit: SearchHit, where: ZoneInfo) -> str:
