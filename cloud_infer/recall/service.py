@@ -1,9 +1,11 @@
 """Recall logic without transport: search, moments, erasure and export of one user's history.
 
-Search: dates and times in the query become a time filter (``query_dates``), the rest is segmented
-into words for BM25 and embedded (multilingual, so a query finds pages in either language) for the
-vector side; LanceDB fuses both by reciprocal rank; rows are collapsed to their moment, best first.
-When nothing is found and an LLM is configured, the query is rewritten into keywords once (``rewrite``).
+Search: dates and times in the query are read (``query_dates``) both as when something was seen and
+as what it is about, and rank rather than filter (``search``); the rest is segmented into words for
+BM25, with zh↔en office terms and names across scripts added at a lower weight (``expand``), and
+embedded (multilingual, so a query finds pages in either language) for the vector side; LanceDB fuses
+both by reciprocal rank; rows are collapsed to their moment, best first. When nothing is found and the
+chat model is declared capable, its keywords are added to the query once (``rewrite``).
 Every call takes the user id from the caller's token, and the index and store are per user, so no
 query can name another user's data.
 
