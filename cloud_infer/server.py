@@ -164,7 +164,10 @@ async def serve(
     store = open_store(store_settings)
     # One copy of the sentence encoder serves Recall's index and the gateway's local embeddings.
     embedder = Embedder(
-        recall_settings.embed_threads, limits.embed_slice_chars, recall_settings.embed_max_tokens
+        recall_settings.embed_threads,
+        limits.embed_slice_chars,
+        recall_settings.embed_max_tokens,
+        recall_settings.embed_workers,
     )
     llm = open_gateway(llm_settings, embedder)
     recall, stream, runs, remediations = None, None, None, None

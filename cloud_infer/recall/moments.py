@@ -63,6 +63,9 @@ class MomentTracker:
     urls: dict[str, str] = field(default_factory=dict)  # window id -> last URL seen
     seen: list[str] = field(default_factory=list)  # hashes of lines indexed in this moment
     tombstones_version: int = 0  # the user's tombstones already applied to this state
+    # Rows of this session above ``seq`` may be in the index without this state: saved before a batch's
+    # newest window is committed ahead of the rest; the next load deletes them (the batch is redone).
+    rows_ahead: bool = False
 
     def focus(
         self, seq: int, time_ms: int, window_id: int, app_id: str, title: str, private: bool

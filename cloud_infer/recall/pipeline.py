@@ -14,30 +14,45 @@ delivered again (after a crash) change nothing.
 Erasure: rows are added, and the tracker saved, while holding the user's tombstone gate shared
 (``recall_store.tombstones``); whatever a tombstone covers is dropped there, so an erasure that ran
 while this batch was being read or OCR'd wins.
+
+Bursts: a call may carry many frames (a burst, or a session catching up). A dry run of the tracker
+(frames read as empty: which frames are read, and in which moment, does not depend on their text)
+groups the frames to read by window and finds the batch's moments. The windows are OCR'd at once on
+the OCR threads, each window's frames in order (its reader diffs against that window's previous
+frame), the newest focused window first. As soon as a window is read while others are still being
+read, the rows of its moments are committed ahead of the rest: a moment's rows depend only on the
+tracker before its first event (a moment that opens starts afresh), which the dry run kept. Before the
+first such commit the tracker is saved as it was with ``rows_ahead`` set, so a call that fails after it
+deletes the rows above its saved seq before the batch is redone: the cursor stays the one owner of what
+is indexed. The rest, and the tracker, are committed together at the end as usual.
 """
 
 from __future__ import annotations
 
 import asyncio
+import copy
+import itertools
 import logging
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from queue import SimpleQueue
 
 from opentelemetry import metrics, trace
 
 from cloud_infer.recall.config import RecallSettings
 from cloud_infer.recall.embedder import Embedder, passage_text
-from cloud_infer.recall.index import RecallIndex, row_record
+from cloud_infer.recall.index import Filters, RecallIndex, row_record
 from cloud_infer.recall.moments import IndexRow, MomentTracker
-from cloud_infer.recall.ocr import FrameReader, FrameText, OcrEngine
+from cloud_infer.recall.ocr import FrameReader, FrameText, LastFrame, OcrEngine
 from cloud_infer.tenancy.fair_pool import FairPool, Priority
 from protos.shadowdesk.v1 import ingest_pb2 as pb
 from recall_store.errors import ObjectNotFoundError
 from recall_store.event_log import EventLog, frame_key
 from recall_store.naming import validate_key
 from recall_store.store import ObjectStore
-from recall_store.tombstones import Tombstones
+from recall_store.tombstones import Tombstones, TombstoneSet
 
 logger = logging.getLogger(__name__)
 tracer = trace.get_tracer(__name__)
@@ -45,6 +60,10 @@ meter = metrics.get_meter(__name__)
 
 _NS_PER_MS = 1_000_000
 _LISTENER_QUEUE = 256
+_UNREAD = FrameText((), 1.0)  # a frame's text in the dry run
+
+# How a frame event's text is had: (event, track) -> its text, or None when the frame is gone.
+FrameSource = Callable[[pb.Event, str], FrameText | None]
 
 
 def state_key(session_id: str) -> str:
@@ -69,6 +88,44 @@ class _Session:
     session_id: str
     reader: FrameReader
     tracker: MomentTracker | None = None
+
+
+@dataclass
+class _Segment:
+    """Consecutive events of the batch in one moment, and the tracker as it was before them."""
+
+    window: str  # the moment's window ("": no moment open)
+    first: int  # index of its first event in the batch
+    stop: int
+    start: MomentTracker
+
+
+@dataclass
+class _Plan:
+    """What a batch's dry run tells before any OCR."""
+
+    groups: list[tuple[str, list[pb.Event]]]  # frames to read per window, the newest focused first
+    segments: list[_Segment]
+
+
+@dataclass
+class _Run:
+    """Frames of one window to read in order; runs of a window can be read at once."""
+
+    window: str
+    frames: list[tuple[pb.Event, bytes | None]]  # image None: erased since it was committed
+    first: bool  # follows the window's last frame read before
+    last: bool  # ends with the window's newest frame
+
+
+@dataclass
+class _Ahead:
+    """Rows of a batch committed before the batch is done (each window's once its frames are read)."""
+
+    start: MomentTracker  # the session's tracker before the batch: saved with ``rows_ahead`` first
+    rows: list[IndexRow] = field(default_factory=list)
+    marked: bool = False
+    writing: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
 class TrackerCursors:
@@ -99,8 +156,13 @@ class RecallPipeline:
         self._log = EventLog(store)
         self._index = index
         self._embedder = embedder
-        self._engines = list(ocr_engines)
-        self._ocr = FairPool("ocr", workers=len(self._engines), nice=10)  # indexing yields to searches
+        # One engine per OCR thread: a call takes an idle one (there always is one) and puts it back.
+        self._engines: SimpleQueue[OcrEngine] = SimpleQueue()
+        for engine in ocr_engines:
+            self._engines.put(engine)
+        self._ocr_workers = len(ocr_engines)
+        self._ocr = FairPool("ocr", workers=self._ocr_workers, nice=10)  # indexing yields to searches
+        self._default_engine = ocr_engines[0]
         self._tombstones = tombstones
         self._sessions: dict[tuple[str, str], _Session] = {}
         self._listeners: dict[str, set[asyncio.Queue[list[IndexRow]]]] = {}
@@ -129,7 +191,7 @@ class RecallPipeline:
     async def skip_to(self, user_id: str, session_id: str, seq: int) -> None:
         """Record the session as taken in up to ``seq`` though no event came (the log holds none there)."""
         session = self._session(user_id, session_id)
-        tracker = session.tracker or await self._stored_tracker(user_id, session_id)
+        tracker = await self._tracker(session)
         if tracker.seq < seq:
             tracker.skip(seq)
             async with self._tombstones.writing(user_id) as dead:
@@ -141,8 +203,7 @@ class RecallPipeline:
         key = (user_id, session_id)
         session = self._sessions.get(key)
         if session is None:
-            engine = self._engines[hash(key) % len(self._engines)]
-            session = self._sessions[key] = _Session(user_id, session_id, FrameReader(engine))
+            session = self._sessions[key] = _Session(user_id, session_id, FrameReader(self._default_engine))
         return session
 
     def subscribe(self, user_id: str) -> asyncio.Queue[list[IndexRow]]:
@@ -185,19 +246,26 @@ class RecallPipeline:
 
     async def _process(self, session: _Session, events: Sequence[pb.Event]) -> None:
         with tracer.start_as_current_span("recall.index_batch") as span:
-            user_id = session.user_id
-            tracker = session.tracker or await self._stored_tracker(user_id, session.session_id)
+            user_id, session_id = session.user_id, session.session_id
+            tracker = await self._tracker(session)
             dead = await self._tombstones.current(user_id)
-            rows: list[IndexRow] = []
-            for event in events:
-                if event.seq <= tracker.seq:
-                    continue
-                if dead.covers_event(session.session_id, event):
-                    tracker.skip(event.seq)  # erased while it waited: not even its frame is read
-                    continue
-                row = await self._row(session, tracker, event)
-                if row is not None:
-                    rows.append(row)
+            todo = [event for event in events if event.seq > tracker.seq]
+            plan = self._plan(session_id, tracker, todo, dead)
+            texts: dict[int, FrameText | None] = {}
+            ahead = _Ahead(copy.deepcopy(tracker))
+            async with asyncio.TaskGroup() as group:
+
+                def window_read(window: str) -> None:
+                    group.create_task(self._commit_ahead(session, plan, window, todo, texts, ahead))
+
+                await self._read_frames(session, plan.groups, texts, window_read)
+            rows = self._rows(session_id, tracker, todo, dead, lambda event, _: texts.get(event.seq))
+            # The rows committed ahead are the rows this full pass makes of their events; if a frame
+            # vanished meanwhile (a rolled-over moment may then differ) they are replaced.
+            final = {row.id: row for row in rows}
+            redo = any(final.get(row.id) != row for row in ahead.rows)
+            done = set() if redo else {row.id for row in ahead.rows}
+            rows = [row for row in rows if row.id not in done]
             vectors = await self._embedder.encode(
                 user_id, [passage_text(r.title, r.text) for r in rows], Priority.BACKGROUND
             )
@@ -208,20 +276,163 @@ class RecallPipeline:
                     if not dead.covers(row.session_id, row.seq, row.time_ms)
                 ]
                 tracker.forget(dead)
+                if redo:
+                    first = min(row.seq for row in ahead.rows)
+                    await self._index.delete(user_id, Filters(session_id=session_id, first_seq=first))
                 if kept:
                     # Tokenizing and copying vectors of a large chunk takes a while: off the event loop.
                     records = await asyncio.to_thread(lambda: [row_record(r, v) for r, v in kept])
                     await self._index.add(user_id, records)
-                await self._store.put(
-                    user_id, state_key(session.session_id), tracker.to_json(), "application/json"
-                )
+                await self._store.put(user_id, state_key(session_id), tracker.to_json(), "application/json")
             rows = [row for row, _ in kept]
             session.tracker = tracker
-            self.stats.rows += len(rows)
-            span.set_attribute("shadowdesk.recall.rows", len(rows))
+            added = len(rows) + (0 if redo else len(ahead.rows))
+            self.stats.rows += added
+            span.set_attribute("shadowdesk.recall.rows", added)
             if rows:
                 self._publish(session.user_id, rows)
-                self._maybe_optimize(session.user_id, len(rows))
+            if added:
+                self._maybe_optimize(session.user_id, added)
+
+    def _plan(
+        self, session_id: str, tracker: MomentTracker, events: list[pb.Event], dead: TombstoneSet
+    ) -> _Plan:
+        """The dry run: the frames to read, grouped by window, and the batch's moments."""
+        probe = copy.deepcopy(tracker)
+        windows: dict[str, list[pb.Event]] = {}
+
+        def unread(event: pb.Event, track: str) -> FrameText:
+            windows.setdefault(track, []).append(event)
+            return _UNREAD
+
+        after: list[tuple[str, int]] = []  # the moment (and its window) open after each event
+        for event in events:
+            self._rows(session_id, probe, [event], dead, unread)
+            after.append((probe.moment_id, probe.window_id))
+        newest = str(probe.window_id) if probe.moment_id else ""
+        groups = sorted(windows.items(), key=lambda g: (g[0] != newest, -g[1][-1].seq))
+        # Each moment's rows depend only on the tracker before its first event here: a moment that
+        # opens starts afresh, and the first one continues from the saved tracker.
+        segments: list[_Segment] = []
+        replay = copy.deepcopy(tracker)
+        for i, event in enumerate(events):
+            moment, window = after[i]
+            if moment and (i == 0 or after[i - 1][0] != moment):
+                segments.append(_Segment(str(window), i, i + 1, copy.deepcopy(replay)))
+            elif moment:
+                segments[-1].stop = i + 1
+            self._rows(session_id, replay, [event], dead, lambda _, __: _UNREAD)
+        return _Plan(groups, segments)
+
+    async def _read_frames(
+        self,
+        session: _Session,
+        groups: list[tuple[str, list[pb.Event]]],
+        texts: dict[int, FrameText | None],
+        window_read: Callable[[str], None],
+    ) -> None:
+        """OCR the groups' frames on every OCR thread, the plan's order first; ``window_read`` hears of
+        each window read while others are still to be.
+
+        A window's frames are cut into runs at frames read whole whatever came before them (a page
+        scrolled or switched), so even one window's burst is read on every thread; within a run each
+        frame is compared with the one before it."""
+        async with asyncio.TaskGroup() as group:
+            cutting = [group.create_task(self._runs(session, track, frames)) for track, frames in groups]
+        runs = deque(run for task in cutting for run in task.result())
+        left = {track: sum(run.window == track for run in runs) for track, _ in groups}
+
+        async def reading() -> None:
+            while runs:
+                run = runs.popleft()
+                last = session.reader.last(run.window) if run.first else None
+                for event, image in run.frames:
+                    texts[event.seq], last = await self._read_frame(session, event, image, last)
+                if run.last and last is not None:
+                    session.reader.remember(run.window, last)
+                left[run.window] -= 1
+                if not left[run.window] and any(left.values()):
+                    window_read(run.window)
+
+        async with asyncio.TaskGroup() as group:
+            for _ in range(min(self._ocr_workers, len(runs))):
+                group.create_task(reading())
+
+    async def _runs(self, session: _Session, track: str, frames: list[pb.Event]) -> list[_Run]:
+        """The window's frames with their images, cut into runs that can be read at once."""
+        loaded: list[tuple[pb.Event, bytes | None]] = []
+        for event in frames:
+            frame = event.frame
+            key = frame.stored_key or frame_key(session.session_id, event.seq, frame.mime_type)
+            try:
+                loaded.append((event, frame.image or await self._log.frame(session.user_id, key)))
+            except ObjectNotFoundError:
+                loaded.append((event, None))  # erased since it was committed
+        starts = [0]
+        if len(loaded) > 1 and self._ocr_workers > 1:
+            images = [image for _, image in loaded]
+            starts = await self._ocr.run(
+                session.user_id, Priority.BACKGROUND, _run_starts, session.reader, track, images
+            )
+        bounds = [*starts, len(loaded)]
+        return [
+            _Run(track, loaded[lo:hi], first=lo == 0, last=hi == len(loaded))
+            for lo, hi in itertools.pairwise(bounds)
+        ]
+
+    async def _commit_ahead(
+        self,
+        session: _Session,
+        plan: _Plan,
+        window: str,
+        events: list[pb.Event],
+        texts: dict[int, FrameText | None],
+        ahead: _Ahead,
+    ) -> None:
+        """Commit the rows of the batch's moments in ``window``, whose frames are all read now."""
+        user_id, session_id = session.user_id, session.session_id
+        dead = await self._tombstones.current(user_id)
+        rows = []
+        for segment in plan.segments:
+            if segment.window == window:
+                tracker = copy.deepcopy(segment.start)
+                batch = events[segment.first : segment.stop]
+                rows += self._rows(session_id, tracker, batch, dead, lambda event, _: texts.get(event.seq))
+        if not rows:
+            return
+        vectors = await self._embedder.encode(
+            user_id, [passage_text(r.title, r.text) for r in rows], Priority.BACKGROUND
+        )
+        async with ahead.writing, self._tombstones.writing(user_id) as dead:
+            kept = [
+                (row, vector)
+                for row, vector in zip(rows, vectors, strict=True)
+                if not dead.covers(row.session_id, row.seq, row.time_ms)
+            ]
+            if not kept:
+                return
+            if not ahead.marked:  # rows above the saved seq may be in the index from now on
+                ahead.start.forget(dead)
+                ahead.start.rows_ahead = True
+                await self._store.put(
+                    user_id, state_key(session_id), ahead.start.to_json(), "application/json"
+                )
+                ahead.marked = True
+            records = await asyncio.to_thread(lambda: [row_record(r, v) for r, v in kept])
+            await self._index.add(user_id, records)
+            ahead.rows += [row for row, _ in kept]
+        self._publish(user_id, [row for row, _ in kept])
+
+    async def _tracker(self, session: _Session) -> MomentTracker:
+        """The session's tracker; a saved one with rows ahead of it first has those rows deleted."""
+        if session.tracker is not None:
+            return session.tracker
+        tracker = await self._stored_tracker(session.user_id, session.session_id)
+        if tracker.rows_ahead:  # a batch committed some windows ahead, then failed: it is redone whole
+            first = tracker.seq + 1
+            await self._index.delete(session.user_id, Filters(session_id=session.session_id, first_seq=first))
+            tracker.rows_ahead = False
+        return tracker
 
     async def _stored_tracker(self, user_id: str, session_id: str) -> MomentTracker:
         try:
@@ -230,7 +441,29 @@ class RecallPipeline:
             return MomentTracker(session_id, int(self._settings.moment_max_span_s * 1000))
         return MomentTracker.from_json(data)
 
-    async def _row(self, session: _Session, tracker: MomentTracker, event: pb.Event) -> IndexRow | None:
+    def _rows(
+        self,
+        session_id: str,
+        tracker: MomentTracker,
+        events: Sequence[pb.Event],
+        dead: TombstoneSet,
+        read: FrameSource,
+    ) -> list[IndexRow]:
+        """Advance ``tracker`` over ``events`` (frames' text from ``read``); the rows they bring."""
+        rows = []
+        for event in events:
+            if event.seq <= tracker.seq:
+                continue
+            if dead.covers_event(session_id, event):
+                tracker.skip(event.seq)  # erased while it waited: not even its frame is read
+                continue
+            row = self._row(session_id, tracker, event, read)
+            if row is not None:
+                rows.append(row)
+        return rows
+
+    @staticmethod
+    def _row(session_id: str, tracker: MomentTracker, event: pb.Event, read: FrameSource) -> IndexRow | None:
         time_ms = event.time_unix_nano // _NS_PER_MS
         kind = event.WhichOneof("kind")
         if kind == "window_focus":
@@ -239,7 +472,18 @@ class RecallPipeline:
                 event.seq, time_ms, focus.window_id, focus.app_id, focus.title, focus.private
             )
         if kind == "frame":
-            return await self._frame_row(session, tracker, event, time_ms)
+            frame = event.frame
+            text = None
+            if tracker.moment_id and frame.window_id == tracker.window_id:
+                text = read(event, str(frame.window_id))
+            if text is None:  # not the focused window's, or erased since it was committed
+                tracker.skip(event.seq)
+                return None
+            key = frame.stored_key or frame_key(session_id, event.seq, frame.mime_type)
+            lines = [box.text for box in text.boxes]
+            return tracker.content(
+                event.seq, time_ms, "screen", lines, frame=(key, frame.width, frame.height, text.boxes)
+            )
         if kind == "text":
             snapshot = event.text
             if tracker.app_id and snapshot.app_id and snapshot.app_id != tracker.app_id:
@@ -253,22 +497,14 @@ class RecallPipeline:
         tracker.skip(event.seq)
         return None
 
-    async def _frame_row(
-        self, session: _Session, tracker: MomentTracker, event: pb.Event, time_ms: int
-    ) -> IndexRow | None:
-        frame = event.frame
-        if not tracker.moment_id or frame.window_id != tracker.window_id:
-            tracker.skip(event.seq)
-            return None
-        key = frame.stored_key or frame_key(session.session_id, event.seq, frame.mime_type)
-        try:
-            image = frame.image or await self._log.frame(session.user_id, key)
-        except ObjectNotFoundError:
-            tracker.skip(event.seq)  # erased since it was committed
-            return None
+    async def _read_frame(
+        self, session: _Session, event: pb.Event, image: bytes | None, last: LastFrame | None
+    ) -> tuple[FrameText | None, LastFrame | None]:
+        if image is None:
+            return None, last
         started = time.perf_counter()
-        text: FrameText = await self._ocr.run(
-            session.user_id, Priority.BACKGROUND, session.reader.read, tracker.moment_id, image
+        text, last = await self._ocr.run(
+            session.user_id, Priority.BACKGROUND, self._read_on_engine, session.reader, last, image
         )
         stats = self.stats
         stats.ocr_seconds += time.perf_counter() - started
@@ -280,13 +516,16 @@ class RecallPipeline:
             self._frames_skipped.add(1)
         elif text.read_fraction < 1.0:
             stats.frames_partial += 1
-        return tracker.content(
-            event.seq,
-            time_ms,
-            "screen",
-            [box.text for box in text.boxes],
-            frame=(key, frame.width, frame.height, text.boxes),
-        )
+        return text, last
+
+    def _read_on_engine(
+        self, reader: FrameReader, last: LastFrame | None, image: bytes
+    ) -> tuple[FrameText, LastFrame | None]:
+        engine = self._engines.get_nowait()  # the pool runs no more calls than there are engines
+        try:
+            return reader.read_after(last, image, engine)
+        finally:
+            self._engines.put(engine)
 
     def _publish(self, user_id: str, rows: list[IndexRow]) -> None:
         for queue in self._listeners.get(user_id, ()):
@@ -309,3 +548,20 @@ class RecallPipeline:
             await self._index.optimize(user_id, self._settings.vector_index_min_rows)
         except Exception:
             logger.exception("optimizing the recall index of a user failed; rows stay searchable unindexed")
+
+
+def _run_starts(reader: FrameReader, track: str, images: list[bytes | None]) -> list[int]:
+    """Where the frames can be cut into runs: at each frame read whole whatever came before it."""
+    last = reader.last(track)
+    before = last.grey if last is not None else None
+    starts = [0]
+    for i, image in enumerate(images):
+        grey = reader.grey(image) if image is not None else None
+        if grey is None:
+            continue  # read as nothing: the next frame follows the one before
+        change = FrameReader.change(before, grey)
+        if i and change > FrameReader.WHOLE:
+            starts.append(i)
+        if change:  # as reading does: an unchanged frame leaves the one before it to compare with
+            before = grey
+    return starts

@@ -83,7 +83,9 @@ def open_recall(
     """
     tombstones = tombstones or Tombstones(store)
     directory = directory or UserDirectory(store)
-    embedder = embedder or Embedder(settings.embed_threads, max_tokens=settings.embed_max_tokens)
+    embedder = embedder or Embedder(
+        settings.embed_threads, max_tokens=settings.embed_max_tokens, workers=settings.embed_workers
+    )
     index = RecallIndex(store_settings, settings.max_vector_distance, embedder=embedder)
     engines = ocr_engines or [OcrEngine(threads=1) for _ in range(settings.ocr_workers)]
     pipeline = RecallPipeline(settings, store, index, embedder, engines, tombstones)
