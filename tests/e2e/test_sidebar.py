@@ -114,8 +114,10 @@ def test_search_open_ask_and_erase_through_the_page(
             frame_event(4, t0 + 4 * NS, claim, window_id=12),
         ],
     )
-    wait_until(lambda: search_hits(server, user, "INV-2041"), 60, "the invoice frame indexed")
-    wait_until(lambda: search_hits(server, user, "报销单"), 60, "the expense claim frame indexed")
+    # Polled once a second: the user's searches are limited to 120 a minute, and indexing a frame
+    # (OCR, multilingual embeddings) takes seconds on a loaded machine.
+    wait_until(lambda: search_hits(server, user, "INV-2041"), 60, "the invoice frame indexed", interval_s=1)
+    wait_until(lambda: search_hits(server, user, "报销单"), 60, "the claim frame indexed", interval_s=1)
 
     # Live: with nothing searched, the recent list picks the new moments up by itself.
     expect(sidebar.items()).to_have_count(2, timeout=UI_TIMEOUT_MS)
@@ -250,7 +252,7 @@ def test_screen_text_is_shown_as_text_never_as_markup(sidebar: Sidebar, server: 
     user, session = "sidebar-mallory", "mallory-desk"
     title = 'Quarterly <img src=x onerror="window.__pwned=1"> <b>plan</b>'
     ingest(server, user, session, [focus(1, time.time_ns() - 30 * NS, "mousepad", title, window_id=5)])
-    wait_until(lambda: search_hits(server, user, "Quarterly"), 60, "the title indexed")
+    wait_until(lambda: search_hits(server, user, "Quarterly"), 60, "the title indexed", interval_s=1)
 
     page = sidebar.page
     sidebar.open(user)

@@ -106,7 +106,11 @@ def remember(server: ServerProcess, user: str, title: str) -> None:
     """A window the user focused a minute ago, indexed and searchable."""
     word = title.split()[0]
     ingest(server, user, f"{user}-desk", [focus(1, time.time_ns() - 60 * NS, "mousepad", title, window_id=4)])
-    wait_until(lambda: api_get(server, user, "/v1/recall/search", q=word)["hits"], 60, f"{title!r} indexed")
+
+    def found() -> object:
+        return api_get(server, user, "/v1/recall/search", q=word)["hits"]
+
+    wait_until(found, 60, f"{title!r} indexed", interval_s=1)  # searches are limited to 120 a minute
 
 
 def session_url(server: ServerProcess) -> str:
