@@ -159,7 +159,7 @@ def test_workflow_bench_records_the_claim_once_and_replays_it(minio_server: Mini
 def test_ops_bench_groups_detects_soaks_and_loads_a_real_server() -> None:
     grouped = _run("bench.ops_bench", "grouping", "--sessions", "3", "--warmup", "5")
     assert "1 disk_full incident(s), the largest holds 3 sessions; all 3 in one incident" in grouped, grouped
-    detected = _run("bench.ops_bench", "detection", "--sessions", "3", "--minutes", "1.5", "--warmup", "5")
+    detected = _run("bench.ops_bench", "detection", "--sessions", "3", "--minutes", "0.75", "--warmup", "5")
     found = re.search(r"precision ([0-9.]+) \((\d+)/(\d+) detections\)", detected)
     assert found is not None, detected
     soaked = _run("bench.ops_bench", "soak", "--sessions", "2", "--session-hours", "0.2")
