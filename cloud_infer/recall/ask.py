@@ -22,19 +22,21 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 from zoneinfo import ZoneInfo
 
+from cloud_infer.errors import NotFoundError
 from cloud_infer.llm.backend import ChatMessage
 from cloud_infer.llm.gateway import LLMGateway
 from cloud_infer.llm.prompts import fence, layout, neutralize
 from cloud_infer.llm.repetition import RepetitionGuard
 from cloud_infer.llm.scheduler import Priority
+from cloud_infer.recall.expand import expansions
 from cloud_infer.recall.protocol import Citation, Fragment, SearchHit
 from cloud_infer.recall.service import RecallService, zone
-from cloud_infer.recall.text import query_terms, transliterations, words
+from cloud_infer.recall.text import highlight, query_terms, transliterations, words
 
 SYSTEM_PROMPT = (
     "You help a user remember what they saw on their computer. Answer the question using only the "
@@ -47,6 +49,7 @@ _ANSWER_TOKENS = 384
 # An extractive answer quotes this many moments, each line at most this long.
 _EXTRACTS = 3
 _EXTRACT_CHARS = 200
+_WINDOW_CHARS = 400
 _LEAD_CHARS = 40
 _SPACES = re.compile(r"\s+")
 _NAME_WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9,.\-]*[A-Za-z0-9]|[A-Za-z0-9]")
@@ -158,7 +161,8 @@ class AskService:
         found = await self._recall.search(user_id, question, tz=tz, limit=self._max_excerpts)
         language = "zh" if _CJK.search(question) else "en"
         where = zone(tz, "UTC")
-        answering = evidence(question, found.hits)
+        hits, texts = await self._read_moments(user_id, question, found.hits)
+        answering = evidence(question, hits, texts)
         if not answering:
             return Answer([], language, where, "not_found", _WORDS[language]["not_found"])
         if not use_model:
@@ -172,6 +176,24 @@ class AskService:
             max_tokens=_ANSWER_TOKENS,
         )
         return Answer(found.hits, language, where, "model", model_deltas=deltas, answering=answering)
+
+    async def _read_moments(
+        self, user_id: str, question: str, hits: Sequence[SearchHit]
+    ) -> tuple[list[SearchHit], dict[str, str]]:
+        """The hits with their snippet taken from the whole moment (its best line for the question,
+        where a hit's own row may be only its title or URL), and each moment's full text."""
+        forms = [form for term in _terms(question) for form in _forms(term)]
+        texts: dict[str, str] = {}
+        read = []
+        for hit in hits:
+            try:
+                moment = await self._recall.moment(user_id, hit.moment_id)
+            except NotFoundError:  # erased since the search
+                continue
+            body = "\n".join(row.text for row in moment.rows)
+            texts[hit.moment_id] = f"{moment.title}\n{moment.url}\n{body}"
+            read.append(hit.model_copy(update={"snippet": _best_window(body, forms)}))
+        return read, texts
 
 
 def extractive_text(hits: Sequence[SearchHit], language: str, where: ZoneInfo) -> str:
@@ -223,29 +245,43 @@ def _extract(snippet: Sequence[Fragment]) -> list[Fragment]:
     return [f for f in out if f.text]
 
 
-def evidence(question: str, hits: Sequence[SearchHit]) -> list[SearchHit]:
-    """The hits that can answer ``question``. Every name and number the question gives (a capitalised
-    word past the first, a word with a digit: "Tokyo", "INV-2041") must be in the hit, in either script
-    (李娜 is "lina"); and a hit that matched words of the question must hold two thirds of them (question
-    words such as "how much", 多少 aside). A hit found by meaning alone (an English question over a
-    Chinese page) has only the names to check. A moment that shares one common word ("number", "flight",
-    a name) with a question about something else is no answer, and quoting it would be a confident wrong
-    one."""
-    terms = [t for t in query_terms(question) if t not in _QUESTION_WORDS]
+def evidence(question: str, hits: Sequence[SearchHit], texts: Mapping[str, str]) -> list[SearchHit]:
+    """The hits that can answer ``question``, judged on their moment's whole text (``texts``, else the
+    hit's own): every name and number the question gives (a capitalised word past the first, a word
+    with a digit: "Tokyo", "INV-2041") must be in it, and half of the question's words (question words
+    such as "how much", 多少 aside), each in either language or script (发票 or "invoice", 李娜 or "lina").
+    A moment that shares one common word ("number", "flight", a name) with a question about something
+    else is no answer, and quoting it would be a confident wrong one."""
+    terms = _terms(question)
     names = _names(question)
     kept = []
     for hit in hits:
-        text = f"{hit.title}\n{hit.url}\n{''.join(f.text for f in hit.snippet)}".lower()
-        flat = _squash(text) + " ".join(transliterations(words(text), text))
-        if not all(name in flat for name in names):
+        own = f"{hit.title}\n{hit.url}\n{''.join(f.text for f in hit.snippet)}"
+        text = texts.get(hit.moment_id, own).lower()
+        flat = f"{text} {' '.join(transliterations(words(text), text))}"
+        if not all(name in _squash(flat) for name in names):
             continue
-        if (
-            not terms
-            or not any(f.hit for f in hit.snippet)
-            or 3 * sum(term in text for term in terms) >= 2 * len(terms)
-        ):
+        held = sum(any(form in flat for form in _forms(term)) for term in terms)
+        if 2 * held >= len(terms):
             kept.append(hit)
     return kept
+
+
+def _terms(question: str) -> list[str]:
+    return [t for t in query_terms(question) if t not in _QUESTION_WORDS]
+
+
+def _forms(term: str) -> list[str]:
+    """A question's word as it may be written: itself, its glossary translations, its pinyin."""
+    return [term, *expansions(term)]
+
+
+def _best_window(text: str, forms: Sequence[str]) -> list[Fragment]:
+    """The text from its line with the most of ``forms``, matches marked."""
+    lines = text.split("\n")
+    best = max(range(len(lines)), key=lambda i: sum(form in lines[i].lower() for form in set(forms)))
+    found = highlight("\n".join(lines[best:]), list(forms), max_chars=_WINDOW_CHARS)
+    return [Fragment(text=f.text, hit=f.hit) for f in found]
 
 
 def _names(question: str) -> list[str]:

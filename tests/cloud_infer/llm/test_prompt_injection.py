@@ -269,15 +269,21 @@ class RecordingBackend:
 class StubRecall:
     """What the services read from Recall, nothing more."""
 
-    def __init__(self, hits: list[SearchHit], moment: MomentResponse) -> None:
+    def __init__(self, hits: list[SearchHit], moment: MomentResponse, asked: str = "") -> None:
         self._hits = hits
         self._moment = moment
+        self._asked = asked
 
     async def search(self, user_id: str, q: str, **_: Any) -> SearchResponse:
         return SearchResponse(query=ParsedQuery(text=q, terms=[q]), hits=self._hits, took_ms=1.0)
 
     async def latest_moment(self, user_id: str, within: timedelta) -> MomentResponse:
         return self._moment
+
+    async def moment(self, user_id: str, moment_id: str, q: str = "") -> MomentResponse:
+        # Ask judges a hit by its whole moment: this one holds the question's words, so it can answer.
+        asked = MomentRow(id="asked", time=WHEN, source="screen", text=self._asked)
+        return self._moment.model_copy(update={"rows": [*self._moment.rows, asked]})
 
 
 def moment(hostile: str) -> MomentResponse:
@@ -316,8 +322,9 @@ async def test_the_services_send_only_fenced_prompts(
 ) -> None:
     gateway, backend = recorded
     found = hit(1, {f: marked(f, hostile) for f in ("title", "app_id", "url", "text")})
-    recall: Any = StubRecall([found], moment(hostile))
-    answer = await ask.AskService(recall, gateway, max_excerpts=5).ask("alice", marked("question", hostile))
+    question = marked("question", hostile)
+    recall: Any = StubRecall([found], moment(hostile), asked=question)
+    answer = await ask.AskService(recall, gateway, max_excerpts=5).ask("alice", question)
     await drain(answer.deltas())
     # translate reads the clipboard selection; summarize the window's text.
     for action in ("translate", "summarize"):
