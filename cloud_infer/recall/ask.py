@@ -48,7 +48,7 @@ _EXCERPT_CHARS = 600
 _ANSWER_TOKENS = 384
 # An extractive answer quotes this many moments, each line at most this long.
 _EXTRACTS = 3
-_EXTRACT_CHARS = 200
+_EXTRACT_CHARS = 240
 _WINDOW_CHARS = 400
 _LEAD_CHARS = 40
 _SPACES = re.compile(r"\s+")
@@ -190,7 +190,9 @@ class AskService:
                 moment = await self._recall.moment(user_id, hit.moment_id)
             except NotFoundError:  # erased since the search
                 continue
-            body = "\n".join(row.text for row in moment.rows)
+            # The quote comes from what the window showed; its title and URL rows only repeat the title.
+            shown = [row.text for row in moment.rows if row.source not in ("title", "url")]
+            body = "\n".join(shown or [row.text for row in moment.rows])
             texts[hit.moment_id] = f"{moment.title}\n{moment.url}\n{body}"
             read.append(hit.model_copy(update={"snippet": _best_window(body, forms)}))
         return read, texts
