@@ -122,6 +122,10 @@ class MomentTracker:
     def skip(self, seq: int) -> None:
         self.seq = seq
 
+    def copy(self) -> MomentTracker:
+        """An independent copy (the containers copied, their strings shared)."""
+        return replace(self, urls=dict(self.urls), seen=list(self.seen))
+
     def forget(self, dead: TombstoneSet) -> bool:
         """Apply tombstones newer than this state; returns whether there were any.
 

@@ -30,7 +30,6 @@ is indexed. The rest, and the tracker, are committed together at the end as usua
 from __future__ import annotations
 
 import asyncio
-import copy
 import itertools
 import logging
 import time
@@ -252,7 +251,7 @@ class RecallPipeline:
             todo = [event for event in events if event.seq > tracker.seq]
             plan = self._plan(session_id, tracker, todo, dead)
             texts: dict[int, FrameText | None] = {}
-            ahead = _Ahead(copy.deepcopy(tracker))
+            ahead = _Ahead(tracker.copy())
             async with asyncio.TaskGroup() as group:
 
                 def window_read(window: str) -> None:
@@ -298,7 +297,7 @@ class RecallPipeline:
         self, session_id: str, tracker: MomentTracker, events: list[pb.Event], dead: TombstoneSet
     ) -> _Plan:
         """The dry run: the frames to read, grouped by window, and the batch's moments."""
-        probe = copy.deepcopy(tracker)
+        probe = tracker.copy()
         windows: dict[str, list[pb.Event]] = {}
 
         def unread(event: pb.Event, track: str) -> FrameText:
@@ -314,11 +313,11 @@ class RecallPipeline:
         # Each moment's rows depend only on the tracker before its first event here: a moment that
         # opens starts afresh, and the first one continues from the saved tracker.
         segments: list[_Segment] = []
-        replay = copy.deepcopy(tracker)
+        replay = tracker.copy()
         for i, event in enumerate(events):
             moment, window = after[i]
             if moment and (i == 0 or after[i - 1][0] != moment):
-                segments.append(_Segment(str(window), i, i + 1, copy.deepcopy(replay)))
+                segments.append(_Segment(str(window), i, i + 1, replay.copy()))
             elif moment:
                 segments[-1].stop = i + 1
             self._rows(session_id, replay, [event], dead, lambda _, __: _UNREAD)
@@ -395,7 +394,7 @@ class RecallPipeline:
         rows = []
         for segment in plan.segments:
             if segment.window == window:
-                tracker = copy.deepcopy(segment.start)
+                tracker = segment.start.copy()
                 batch = events[segment.first : segment.stop]
                 rows += self._rows(session_id, tracker, batch, dead, lambda event, _: texts.get(event.seq))
         if not rows:
