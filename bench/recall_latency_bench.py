@@ -14,17 +14,19 @@ rest into both indexes). Below ``vector_index_min_rows`` vector search is flat, 
 The table is created by the product's ``RecallIndex``, so it has the product's scalar indexes
 (``time_ms``, ``app_id``, ``moment_id``) that keep filters from scanning every row.
 
-Corpus: jieba is too slow to segment a million rows, so a pool of distinct lines, titles and URLs is
-segmented once and rows are composed of 2-4 pooled lines. A row's ``tokens`` is the concatenation of
-its parts' tokens, which equals ``tokenize`` of the whole row because jieba splits at line breaks
-(checked on a sample of every batch). Vectors are random unit vectors, except ~1 % of rows drawn
+Corpus: rows are composed of 2-4 lines from a pool of distinct lines, titles and URLs. A row's ``tokens``
+is ``tokenize`` of the whole row (title, URL, app, text), as ``row_record`` makes it: the product's own
+function, so the bench follows whatever it indexes (~0.7 ms a row, run in a process per usable core).
+Vectors are random unit vectors, except ~1 % of rows drawn
 around 64 centres; vector queries are taken near those centres so they have real neighbours within the
 product's distance cut-off. Latency does not depend on what the vectors mean; recall quality is not
 measured here.
 
 Queries (each after a warm-up, same seeded set for every size): lexical only, vector only and hybrid
 (RRF), each filtered to a random 7-day window and one app, and hybrid without filters; ``limit`` is the
-product's ``candidates`` setting. The query embedding is not part of the measurement.
+product's ``candidates`` setting. The target's mode, ``hybrid + query embedding``, also embeds the
+query's words with the product's ``Embedder`` (query lane, ``embed_threads``) before the filtered hybrid
+search, as ``RecallService.search`` does; its vector is not searched (the synthetic one is).
 
 Run: ``.venv/bin/python -m bench.recall_latency_bench --sizes 10000 100000 1000000``
 """
@@ -40,6 +42,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from multiprocessing.queues import Queue
 from pathlib import Path
@@ -50,10 +53,11 @@ import pyarrow as pa
 from numpy.typing import NDArray
 
 from bench.report import command_line, fmt, markdown_table, percentile
-from cloud_infer.recall.config import RecallSettings
-from cloud_infer.recall.embedder import DIMENSIONS, MODEL_ID
+from cloud_infer.recall.config import RecallSettings, usable_cores
+from cloud_infer.recall.embedder import DIMENSIONS, MODEL_ID, Embedder, Role
 from cloud_infer.recall.index import EMBED_COLUMN, SCHEMA, TABLE, Filters, RecallIndex, index_location
 from cloud_infer.recall.text import query_terms, tokenize
+from cloud_infer.tenancy.fair_pool import Priority
 from harness.minio import MinioServer
 from recall_store.config import StoreSettings
 from recall_store.factory import open_store
@@ -61,7 +65,8 @@ from recall_store.naming import user_bucket
 
 logger = logging.getLogger(__name__)
 
-TARGET_MS = 50.0  # p95 of hybrid search with filters at 1M rows
+TARGET_MS = 50.0  # p95 of hybrid search with filters at 1M rows, the query's embedding included
+_EMBEDDED = "hybrid + query embedding"
 TARGET_ROWS = 1_000_000
 _DAY_MS = 86_400_000
 _END_MS = 1_795_392_000_000  # 2026-11-22 00:00 UTC: a fixed "now", so runs are comparable
@@ -72,7 +77,6 @@ _ROW_NOISE = 0.038  # per-dimension noise around a centre: cosine distance ≈ 0
 _QUERY_NOISE = 0.02
 _FIRST_BATCH = 1000  # rows written through RecallIndex.add, which creates the table and its FTS index
 _BATCH = 50_000
-_CHECKED_PER_BATCH = 20
 _TIMEOUT_S = 1800.0
 _BUILD_HTTP_TIMEOUT_S = 120.0  # one bulk upload to MinIO can be large
 
@@ -124,18 +128,6 @@ _SITES = ["intranet.example.com", "docs.example.org", "mail.example.com", "shop.
 
 
 @dataclass(frozen=True, slots=True)
-class _Pool:
-    """Distinct texts with their tokens, segmented once."""
-
-    texts: list[str]
-    tokens: list[str]
-
-    @classmethod
-    def of(cls, texts: list[str]) -> _Pool:
-        return cls(texts, [tokenize(t) for t in texts])
-
-
-@dataclass(frozen=True, slots=True)
 class Query:
     terms: str
     vector: list[float]
@@ -153,6 +145,7 @@ class QuerySpec:
     limit: int
     max_distance: float
     cpu: int | None
+    embed_threads: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,10 +175,11 @@ class Corpus:
         self.rows = rows
         self._rng = np.random.default_rng(seed)
         pool = min(line_pool, max(rows, 1000))
-        self._lines = _Pool.of([self._line() for _ in range(pool)])
-        self._titles = [_Pool.of([self._title(i) for _ in range(pool // 20 + 1)]) for i in range(len(APPS))]
-        self._urls = _Pool.of([self._url() for _ in range(pool // 20 + 1)])
-        self._apps = _Pool.of(APPS)
+        self._lines = [self._line() for _ in range(pool)]
+        self._titles = [[self._title(i) for _ in range(pool // 20 + 1)] for i in range(len(APPS))]
+        self._urls = [self._url() for _ in range(pool // 20 + 1)]
+        # spawn: the builder's process runs Lance's threads by the time batches are made
+        self._tokenizers = ProcessPoolExecutor(usable_cores(), mp_context=mp.get_context("spawn"))
         centres = self._rng.standard_normal((_CLUSTERS, DIMENSIONS)).astype(np.float32)
         self.centres = centres / np.linalg.norm(centres, axis=1, keepdims=True)
         # Moments of 3-7 rows, their starts spread over the 90 days (sessions are days).
@@ -202,8 +196,8 @@ class Corpus:
         within = np.cumsum(offsets) - np.repeat(np.cumsum(offsets)[first_row], sizes)
         self._time_ms = self._start_ms + within
         self._moment_app = self._rng.integers(0, len(APPS), size=self.moments)
-        self._moment_title = self._rng.integers(0, len(self._titles[0].texts), size=self.moments)
-        self._moment_url = self._rng.integers(0, len(self._urls.texts), size=self.moments)
+        self._moment_title = self._rng.integers(0, len(self._titles[0]), size=self.moments)
+        self._moment_url = self._rng.integers(0, len(self._urls), size=self.moments)
 
     def _fill(self, template: str) -> str:
         rng = self._rng
@@ -229,6 +223,9 @@ class Corpus:
     def _url(self) -> str:
         return f"https://{self._rng.choice(_SITES)}/{self._fill('{p_l}/{w1}/{n}')}"
 
+    def close(self) -> None:
+        self._tokenizers.shutdown()
+
     def batches(self, sizes: Sequence[int]) -> Iterator[pa.Table]:
         start = 0
         for size in sizes:
@@ -239,26 +236,20 @@ class Corpus:
         rng, n = self._rng, hi - lo
         moments = self._moment_of_row[lo:hi]
         apps = self._moment_app[moments]
-        lines = rng.integers(0, len(self._lines.texts), size=(n, 4))
+        lines = rng.integers(0, len(self._lines), size=(n, 4))
         line_counts = rng.integers(2, 5, size=n)
-        texts, tokens, titles, urls = [], [], [], []
+        texts, titles, urls = [], [], []
         for i in range(n):
             m, app = int(moments[i]), int(apps[i])
             picked = [int(j) for j in lines[i, : line_counts[i]]]
-            title_pool = self._titles[app]
-            t = int(self._moment_title[m])
             u = int(self._moment_url[m]) if APPS[app] == "chromium" else -1
-            text = "\n".join(self._lines.texts[j] for j in picked)
-            parts = [title_pool.tokens[t], self._urls.tokens[u] if u >= 0 else "", self._apps.tokens[app]]
-            parts += [self._lines.tokens[j] for j in picked]
-            texts.append(text)
-            tokens.append(" ".join(p for p in parts if p))
-            titles.append(title_pool.texts[t])
-            urls.append(self._urls.texts[u] if u >= 0 else "")
-        for i in range(0, n, max(1, n // _CHECKED_PER_BATCH)):
-            whole = tokenize(f"{titles[i]}\n{urls[i]}\n{APPS[int(apps[i])]}\n{texts[i]}")
-            if whole != tokens[i]:
-                raise AssertionError(f"composed tokens differ from tokenize():\n{tokens[i]}\n{whole}")
+            texts.append("\n".join(self._lines[j] for j in picked))
+            titles.append(self._titles[app][int(self._moment_title[m])])
+            urls.append(self._urls[u] if u >= 0 else "")
+        wholes = [
+            f"{t}\n{u}\n{APPS[int(a)]}\n{x}" for t, u, a, x in zip(titles, urls, apps, texts, strict=True)
+        ]
+        tokens = list(self._tokenizers.map(tokenize, wholes, chunksize=1000))
         vectors = rng.standard_normal((n, DIMENSIONS)).astype(np.float32)
         clustered = rng.random(n) < _CLUSTERED_FRACTION
         centres = rng.integers(0, _CLUSTERS, size=int(clustered.sum()))
@@ -385,8 +376,9 @@ def _pin_and_limit_threads(cpu: int | None) -> None:
 
 async def _measure(spec: QuerySpec) -> list[Timing]:
     index = RecallIndex(spec.settings, max_distance=spec.max_distance, timeout_s=60)
+    embedder = Embedder(spec.embed_threads)
     vectors: list[NDArray[np.float32]] = [np.asarray(q.vector, dtype=np.float32) for q in spec.queries]
-    modes = [("lexical", True), ("vector", True), ("hybrid", True), ("hybrid", False)]
+    modes = [("lexical", True), ("vector", True), ("hybrid", True), ("hybrid", False), (_EMBEDDED, True)]
     timings = []
     for mode, filtered in modes:
         latencies, rows = [], 0
@@ -398,12 +390,15 @@ async def _measure(spec: QuerySpec) -> list[Timing]:
             terms = q.terms if mode != "vector" else ""
             vector = vectors[i % len(vectors)] if mode != "lexical" else None
             started = time.perf_counter()
+            if mode == _EMBEDDED:  # the query's own vector is computed, then the synthetic one searched
+                await embedder.encode(spec.user_id, [q.terms], Priority.INTERACTIVE, Role.QUERY)
             hits = await index.search(spec.user_id, terms, vector, filters, spec.limit)
             if i >= spec.warmup:
                 latencies.append((time.perf_counter() - started) * 1000)
                 rows += len(hits)
         timings.append(Timing(mode, filtered, latencies, rows / len(spec.queries)))
     await index.close()
+    embedder.close()
     return timings
 
 
@@ -430,9 +425,12 @@ def _run_size(
 ) -> SizeResult:
     user_id = f"bench-recall-{rows}"
     corpus = Corpus(rows, args.seed, args.line_pool)
-    generate_s, write_s, optimize_s = asyncio.run(
-        _build(settings, user_id, corpus, args.vector_index_min_rows)
-    )
+    try:
+        generate_s, write_s, optimize_s = asyncio.run(
+            _build(settings, user_id, corpus, args.vector_index_min_rows)
+        )
+    finally:
+        corpus.close()
     spec = QuerySpec(
         settings=settings,
         user_id=user_id,
@@ -441,6 +439,7 @@ def _run_size(
         limit=recall.candidates,
         max_distance=recall.max_vector_distance,
         cpu=args.query_cpu,
+        embed_threads=recall.embed_threads,
     )
     timings = _run_queries(spec)
     result = SizeResult(
@@ -495,14 +494,12 @@ def render(results: Sequence[SizeResult]) -> str:
 
 def verdict(results: Sequence[SizeResult]) -> str:
     at_target = [r for r in results if r.rows == TARGET_ROWS]
+    target = f"target: {_EMBEDDED} with filters p95 < {TARGET_MS:.0f} ms at {TARGET_ROWS:,} rows"
     if not at_target:
-        return f"target: hybrid with filters p95 < {TARGET_MS:.0f} ms at {TARGET_ROWS:,} rows — not run"
-    hybrid = next(t for t in at_target[0].timings if t.mode == "hybrid" and t.filtered)
+        return f"{target} — not run"
+    hybrid = next(t for t in at_target[0].timings if t.mode == _EMBEDDED)
     p95 = percentile(hybrid.latencies_ms, 95)
-    met = "met" if p95 < TARGET_MS else "NOT met"
-    return (
-        f"target: hybrid with filters p95 < {TARGET_MS:.0f} ms at {TARGET_ROWS:,} rows — {p95:.1f} ms, {met}"
-    )
+    return f"{target} — {p95:.1f} ms, {'met' if p95 < TARGET_MS else 'NOT met'}"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -525,7 +522,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=RecallSettings().vector_index_min_rows,
         help="rows at which the IVF_PQ index is trained (default: the product's setting)",
     )
-    parser.add_argument("--line-pool", type=int, default=20_000, help="distinct text lines segmented once")
+    parser.add_argument(
+        "--line-pool", type=int, default=20_000, help="distinct text lines the rows are composed of"
+    )
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--work-dir", type=Path, default=None, help="index data (default: temp)")
     return parser
