@@ -11,9 +11,9 @@ model is involved: an expansion can only add such words, never change the query.
 
 from __future__ import annotations
 
-from cloud_infer.recall.text import query_terms, transliterations
+from cloud_infer.recall.text import query_terms, transliterations, words
 
-# Weight of an expansion term against one of the query's own terms in the lexical score.
+# Weight of a glossary translation against one of the query's own terms in the lexical score.
 EXPANSION_BOOST = 0.5
 
 # Each line: Chinese words | English phrases, comma-separated. A Chinese word matches one of the query's
@@ -77,6 +77,20 @@ _GLOSSARY = """
 数据库 | database
 备份 | backup
 菜谱 食谱 | recipe
+值班 值班表 排班 | on-call, rota
+双十一 双11 | singles' day, singles day
+证书 | certificate, cert
+过期 | expired, expiry
+结账 | checkout
+复盘 | postmortem, post-mortem, retrospective
+故障 宕机 | outage
+商务舱 | business class
+经济舱 | economy class
+构建 | build, builds
+平台 | platform
+入职清单 | onboarding checklist
+显示器 | monitor, display
+笔记本 笔记本电脑 | laptop
 """
 
 
@@ -85,7 +99,7 @@ def _glossary() -> list[tuple[frozenset[str], frozenset[tuple[str, ...]]]]:
     lines = []
     for line in _GLOSSARY.strip().splitlines():
         chinese, english = line.split("|")
-        phrases = frozenset(tuple(p.lower().split()) for p in english.split(",") if p.strip())
+        phrases = frozenset(tuple(words(p)) for p in english.split(",") if p.strip())
         lines.append((frozenset(chinese.split()), phrases))
     return lines
 
@@ -94,10 +108,13 @@ _LINES = _glossary()
 
 
 def expansions(text: str) -> list[str]:
-    """The other language's glossary words of the query's terms and the other script's form of its
-    names (``text.transliterations``: 李娜 "lina", "Li Na" "lina"), without the query's own terms."""
-    terms = query_terms(text)
-    own = set(terms)
+    """``translations`` and then ``names``: every other form of the query's words."""
+    return list(dict.fromkeys(translations(text) + names(text)))
+
+
+def translations(text: str) -> list[str]:
+    """The other language's glossary words of the query's words, without the query's own words."""
+    own = set(words(text))
     added: dict[str, None] = {}
     for chinese, phrases in _LINES:
         if chinese & own:
@@ -107,6 +124,11 @@ def expansions(text: str) -> list[str]:
         if any(set(phrase) <= own for phrase in phrases):
             for word in sorted(chinese):
                 added.setdefault(word)
-    for word in transliterations(terms, text):
-        added.setdefault(word)
     return [word for word in added if word not in own]
+
+
+def names(text: str) -> list[str]:
+    """The other script's form of the query's names (``text.transliterations``: 李娜 "lina", "Li Na"
+    "lina"). A name is the same name in either script, so these weigh as much as the query's words."""
+    own = set(words(text))
+    return [word for word in transliterations(query_terms(text), text) if word not in own]

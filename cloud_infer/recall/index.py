@@ -215,18 +215,23 @@ class RecallIndex:
         limit: int,
         expansions: str = "",
         expansion_boost: float = 0.5,
+        names: str = "",
     ) -> list[dict[str, Any]]:
         """Rows best first: hybrid when both terms and a vector are given, else whichever is, else newest.
-        ``expansions``: more words for the lexical side, each weighing ``expansion_boost`` of a term."""
+        ``expansions``: more words for the lexical side, each weighing ``expansion_boost`` of a term;
+        ``names``: more words weighing as much as a term."""
         table = await self._table(user_id, create=False)
         if table is None:
             return []
         where = filters.sql()
         text: str | FullTextQuery = terms
-        if terms and expansions:
-            text = BooleanQuery(
-                [(Occur.SHOULD, _match(terms, 1.0)), (Occur.SHOULD, _match(expansions, expansion_boost))]
-            )
+        if terms and (expansions or names):
+            clauses: list[tuple[Occur, FullTextQuery]] = [(Occur.SHOULD, _match(terms, 1.0))]
+            if expansions:
+                clauses.append((Occur.SHOULD, _match(expansions, expansion_boost)))
+            if names:
+                clauses.append((Occur.SHOULD, _match(names, 1.0)))
+            text = BooleanQuery(clauses)
         if vector is not None and user_id in self._stale:
             # Re-embedding: only rows of this model have comparable vectors; words find every row.
             if terms:

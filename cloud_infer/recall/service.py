@@ -24,7 +24,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from cloud_infer.errors import InvalidMessageError, NotFoundError
 from cloud_infer.recall.content_dates import dates_in, window_tokens
 from cloud_infer.recall.embedder import Embedder, Role
-from cloud_infer.recall.expand import EXPANSION_BOOST, expansions
+from cloud_infer.recall.expand import EXPANSION_BOOST, names, translations
 from cloud_infer.recall.index import Filters, RecallIndex, boxes_from_json
 from cloud_infer.recall.pipeline import RecallPipeline
 from cloud_infer.recall.protocol import (
@@ -231,9 +231,15 @@ class RecallService:
                 vectors = await self._embedder.encode(user_id, [text], Priority.INTERACTIVE, Role.QUERY)
                 vector = vectors[0]
             lexical = " ".join([*terms, *sorted(dates)])
-            more = " ".join(expansions(text))
             rows = await self.index.search(
-                user_id, lexical, vector, filters, self._candidates, more, EXPANSION_BOOST
+                user_id,
+                lexical,
+                vector,
+                filters,
+                self._candidates,
+                expansions=" ".join(translations(text)),
+                expansion_boost=EXPANSION_BOOST,
+                names=" ".join(names(text)),
             )
         hits: list[SearchHit] = []
         dated = {

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from cloud_infer.recall.expand import EXPANSION_BOOST, expansions
+from cloud_infer.recall.expand import EXPANSION_BOOST, expansions, names, translations
 from cloud_infer.recall.index import Filters
 from cloud_infer.recall.runtime import RecallRuntime
 from protos.shadowdesk.v1 import ingest_pb2 as pb
@@ -43,6 +43,7 @@ def events(start_ns: int) -> list[pb.Event]:
         ("Kafka orders-v2 retention", []),
         ("Li Na expense claim", ["报销", "报销单", "费用", "lina"]),
         ("刘洋 深圳", ["liuyang", "shenzhen"]),
+        ("on-call rota for Singles' Day", ["值班", "值班表", "排班", "双11", "双十一"]),  # phrases as words
     ],
 )
 def test_the_glossary_adds_the_other_languages_words(query: str, added: list[str]) -> None:
@@ -76,3 +77,11 @@ async def test_a_name_or_place_is_found_across_scripts(recall: RecallRuntime, al
     assert await titles("li na hangzhou") == ["差旅报销单 - OA"]
     assert await titles("刘洋") == ["Trip request TR-3307"]
     assert await titles("陈美") == []  # Mei Chen is "meichen"; 陈美 is "chenmei": no guess at name order
+
+
+def test_names_are_kept_apart_from_translations() -> None:
+    """A name is the same name in either script and weighs as a word of the query; a glossary
+    translation weighs half (``EXPANSION_BOOST``)."""
+    assert translations("Li Na expense claim") == ["报销", "报销单", "费用"]
+    assert names("Li Na expense claim") == ["lina"]
+    assert names("李娜的报销单") == ["lina", "baoxiao"]
