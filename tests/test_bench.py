@@ -64,10 +64,11 @@ def test_recall_latency_bench_searches_a_small_indexed_corpus() -> None:
     )
     build, *searches = _table_rows(output)
     assert build[0] == "2,000", build
-    # Both product indexes exist and cover every row: optimize folded the later rows in.
+    # Every product index exists and covers every row (optimize folded the later rows in): the app
+    # and embedding-model bitmaps, the time and moment B-trees, full text and vectors.
     assert build[6] == (
-        "BITMAP 2,000 indexed + 0 flat; BTREE 2,000 indexed + 0 flat; BTREE 2,000 indexed + 0 flat; "
-        "FTS 2,000 indexed + 0 flat; IVF_PQ 2,000 indexed + 0 flat"
+        "BITMAP 2,000 indexed + 0 flat; BITMAP 2,000 indexed + 0 flat; BTREE 2,000 indexed + 0 flat; "
+        "BTREE 2,000 indexed + 0 flat; FTS 2,000 indexed + 0 flat; IVF_PQ 2,000 indexed + 0 flat"
     ), build
     kinds = [(row[1], row[2]) for row in searches[1:]]  # [0] is the second table's header
     assert kinds == [
@@ -75,12 +76,13 @@ def test_recall_latency_bench_searches_a_small_indexed_corpus() -> None:
         ("vector", "7 days + app"),
         ("hybrid", "7 days + app"),
         ("hybrid", "none"),
+        ("hybrid + query embedding", "7 days + app"),  # the target's mode: the product embeds the query
     ]
     for row in searches[1:]:
         assert row[3] == "10", row
         assert 0 < _number(row[4]) <= _number(row[5]) <= _number(row[6]), row  # p50 <= p95 <= p99
-    lexical, _, hybrid, unfiltered = searches[1:]
-    assert _number(lexical[7]) > 0, lexical  # the filtered queries do find rows
+    lexical, _, hybrid, unfiltered, embedded = searches[1:]
+    assert _number(lexical[7]) > 0 and _number(embedded[7]) > 0, lexical  # filtered queries find rows
     assert _number(hybrid[7]) >= _number(lexical[7]), hybrid
     assert _number(unfiltered[7]) == 50, unfiltered  # the product's candidates limit
     assert "at 1,000,000 rows — not run" in output
