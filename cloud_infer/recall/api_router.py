@@ -24,6 +24,7 @@ from cloud_infer.recall.protocol import (
     SearchResponse,
 )
 from cloud_infer.recall.runtime import RecallRuntime
+from cloud_infer.recall.suggestions import SuggestionsResponse, suggest
 from cloud_infer.tenancy.requests import RequestLimiter
 
 logger = logging.getLogger(__name__)
@@ -80,6 +81,19 @@ async def search(
         limit=limit,
         dates=dates,
     )
+
+
+@router.get("/suggestions", response_model=SuggestionsResponse)
+async def suggestions(
+    claims: ReadClaims,
+    runtime: RecallDep,
+    limits: LimitsDep,
+    tz: Annotated[str | None, Query(max_length=64, description="IANA zone for relative dates")] = None,
+) -> SuggestionsResponse:
+    """First queries that find something in the caller's recent history (the sidebar's "Try this")."""
+    # A few searches in one request: it counts against the user's search limits like one search.
+    async with limits.admit("search", claims.user_id):
+        return await suggest(runtime.service, claims.user_id, tz=tz)
 
 
 @router.get("/moments/{moment_id}", response_model=MomentResponse)
