@@ -18,10 +18,15 @@ find_or_build() {
     echo "$CACHE_BIN/minio"
     return
   fi
-  command -v go >/dev/null 2>&1 || { echo "minio.sh: no minio binary and no go toolchain to build one" >&2; exit 1; }
+  local go build
+  go="$(bash "$(dirname "$0")/go.sh")"
+  build="$(mktemp -d)"
   mkdir -p "$CACHE_BIN"
-  echo "minio.sh: building $MINIO_MODULE into $CACHE_BIN (takes minutes)" >&2
-  GOBIN="$CACHE_BIN" go install "$MINIO_MODULE" >&2
+  echo "minio.sh: building $MINIO_MODULE into $CACHE_BIN (about 8 minutes on 2 cores)" >&2
+  # Go's module and build caches (2.4 GB for MinIO) live only as long as the build: the binary is cached.
+  GOBIN="$CACHE_BIN" GOPATH="$build/gopath" GOCACHE="$build/cache" GOFLAGS=-modcacherw \
+    GOTOOLCHAIN=local "$go" install "$MINIO_MODULE" >&2 || { rm -rf "$build"; exit 1; }
+  rm -rf "$build"
   echo "$CACHE_BIN/minio"
 }
 

@@ -13,12 +13,14 @@ if command -v toxiproxy-server >/dev/null 2>&1; then
   exit 0
 fi
 if [[ ! -x "$CACHE_BIN/toxiproxy-server" ]]; then
-  command -v go >/dev/null 2>&1 || { echo "toxiproxy.sh: no toxiproxy-server and no go toolchain" >&2; exit 1; }
+  go="$(bash "$(dirname "$0")/go.sh")"
   build="$(mktemp -d)"
   trap 'rm -rf "$build"' EXIT
-  echo "toxiproxy.sh: building $MODULE" >&2
-  GOBIN="$build" go install "$MODULE" >&2
+  echo "toxiproxy.sh: building $MODULE (about a minute)" >&2
+  # Go's caches live only as long as the build: the binary is what is cached.
+  GOBIN="$build/bin" GOPATH="$build/gopath" GOCACHE="$build/cache" GOFLAGS=-modcacherw \
+    GOTOOLCHAIN=local "$go" install "$MODULE" >&2
   mkdir -p "$CACHE_BIN"
-  mv "$build/server" "$CACHE_BIN/toxiproxy-server"
+  mv "$build/bin/server" "$CACHE_BIN/toxiproxy-server"
 fi
 echo "$CACHE_BIN/toxiproxy-server"
