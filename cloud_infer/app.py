@@ -9,6 +9,8 @@ from cloud_infer.assist.api_router import router as assist_router
 from cloud_infer.auth_api import router as auth_router
 from cloud_infer.commands.api_router import router as commands_router
 from cloud_infer.config import ServerSettings
+from cloud_infer.desktop.api_router import router as desktop_router
+from cloud_infer.desktop.page_router import router as desk_page_router
 from cloud_infer.diagnostics.api_router import router as diagnostics_router
 from cloud_infer.diagnostics.health_router import router as health_router
 from cloud_infer.http_guard import HttpGuard
@@ -52,6 +54,8 @@ def build_app(settings: ServerSettings, services: Services) -> FastAPI:
         assist_router,
         llm_router,
         sidebar_router,
+        desktop_router,
+        desk_page_router,
         commands_router,
         stream_router,
         workflows_router,

@@ -20,6 +20,7 @@ from cloud_infer.auth import TokenAuthority
 from cloud_infer.commands.config import CommandSettings
 from cloud_infer.commands.service import CommandService
 from cloud_infer.config import ServerSettings
+from cloud_infer.desktop.config import DesktopSettings
 from cloud_infer.diagnostics.audit import AuditLog
 from cloud_infer.diagnostics.config import DiagnosticsSettings
 from cloud_infer.diagnostics.remediation import RemediationService
@@ -155,6 +156,7 @@ async def serve(
     recall_settings: RecallSettings | None = None,
     llm_settings: LLMSettings | None = None,
     stream_settings: StreamSettings | None = None,
+    desktop_settings: DesktopSettings | None = None,
 ) -> None:
     """Run gRPC ingest and the HTTP API until ``stop`` is set (by default: SIGTERM/SIGINT) or either fails."""
     os.umask(0o077)  # users' data (LanceDB writes index files with the umask) is for this user only
@@ -231,6 +233,7 @@ async def serve(
             workflow_runs=runs,
             diagnostics=diagnostics,
             remediations=remediations,
+            desktop=desktop_settings,
         )
         runs.start()
         http = http_server(build_app(settings, services), settings)

@@ -15,6 +15,8 @@ from cloud_infer.assist.service import AssistService
 from cloud_infer.auth import TokenAuthority
 from cloud_infer.commands.service import CommandService
 from cloud_infer.config import ServerSettings
+from cloud_infer.desktop.config import DesktopSettings
+from cloud_infer.desktop.service import DesktopService
 from cloud_infer.diagnostics.remediation import RemediationService
 from cloud_infer.diagnostics.service import DiagnosticsService
 from cloud_infer.llm.config import LLMSettings
@@ -47,6 +49,7 @@ class Services:
     assist: AssistService
     commands: CommandService  # the downlink: shared with the gRPC side when ingest runs in this process
     recall: RecallRuntime | None  # None: Recall is off and its routes answer 503
+    desktop: DesktopService  # the thin client's desktops: where each is, who may open it
     stream: Fanout | None = None  # the committed stream's fan-out, when ingest runs in this process
     # Recording, compiling and macros; records only when it consumes the stream ingest commits to.
     workflows: WorkflowService | None = None
@@ -74,6 +77,7 @@ class Services:
         workflow_runs: WorkflowRunService | None = None,
         diagnostics: DiagnosticsService | None = None,
         remediations: RemediationService | None = None,
+        desktop: DesktopSettings | None = None,
     ) -> Services:
         """Services over ``store``; pass the parts ingest shares (privacy cache, revocations).
 
@@ -81,6 +85,11 @@ class Services:
         """
         gateway = llm or LLMGateway(LLMSettings(backend="none"), None)
         commands = commands or CommandService(store)
+        known = commands  # a name of its own: mypy does not narrow a parameter captured by a closure
+
+        async def known_sessions(user_id: str) -> list[str]:
+            return [session_id for session_id, _ in await known.sessions(user_id)]
+
         return cls(
             store=store,
             tokens=TokenAuthority.from_settings(settings),
@@ -93,6 +102,7 @@ class Services:
             assist=AssistService(recall.service if recall else None, gateway),
             commands=commands,
             recall=recall,
+            desktop=DesktopService(desktop or DesktopSettings(), known_sessions),
             stream=stream,
             workflows=workflows or WorkflowService(store, commands),
             workflow_runs=workflow_runs or WorkflowRunService(store, commands, macros=MacroStore(store)),

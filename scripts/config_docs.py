@@ -15,6 +15,7 @@ from pydantic_settings import BaseSettings
 from admin_console.config import ConsoleSettings
 from cloud_infer.commands.config import CommandSettings
 from cloud_infer.config import ServerSettings
+from cloud_infer.desktop.config import DesktopSettings
 from cloud_infer.diagnostics.config import DiagnosticsSettings
 from cloud_infer.llm.config import LLMSettings
 from cloud_infer.recall.config import RecallSettings
@@ -33,6 +34,7 @@ SECTIONS: list[tuple[str, type[BaseSettings]]] = [
     ("Committed stream (server side)", StreamSettings),
     ("Commands (server side)", CommandSettings),
     ("Workflow runner (server side)", RunnerSettings),
+    ("Thin client: desktops and the `/desk` page (server side)", DesktopSettings),
     ("Ops diagnostics (server side)", DiagnosticsSettings),
     ("Recall (server side)", RecallSettings),
     ("LLM (server side)", LLMSettings),

@@ -10,6 +10,9 @@
 * The **system** (internal callers of the Python API: workflow runners, diagnostics) may do anything;
   no HTTP request ever acts as the system.
 
+A user's **desktop** (the thin client's screen and input, ``cloud_infer.desktop``) is reached by that
+user alone, with a ``manage`` token (input acts on the desktop); an admin never sees a user's screen.
+
 The agent checks its own allow-list of action types as well; a refusal there is a ``refused`` result.
 """
 
@@ -71,3 +74,10 @@ def check_session(issuer: Issuer, owner: str) -> None:
     """Raise PermissionDeniedError unless ``issuer`` may address ``owner``'s sessions at all."""
     if issuer.kind is IssuerKind.USER and issuer.id != owner:
         raise PermissionDeniedError("you may command only your own sessions")
+
+
+def check_desktop(claims: TokenClaims, owner: str) -> None:
+    """Raise PermissionDeniedError unless the caller may see and control ``owner``'s desktop."""
+    if claims.user_id != owner:
+        raise PermissionDeniedError("you may open only your own desktops")
+    claims.require("manage")
