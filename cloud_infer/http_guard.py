@@ -94,6 +94,8 @@ def policy_for(method: str, path: str) -> Policy:
         return Policy("commands" if method == "POST" else "api", 4 * KIB)
     if method == "PUT" and path.startswith("/v1/workflows/macros/"):
         return Policy("api", 256 * KIB)  # a macro's YAML document (macros.MAX_DOCUMENT_BYTES)
+    if method == "POST" and path.startswith("/v1/desktop/") and path.endswith("/experience"):
+        return Policy("experience", 2 * KIB)  # a thin client's report: a few numbers
     if method == "POST" and path.startswith("/v1/sessions/"):
         # Issuing (an action of at most 16 KiB in protobuf, more as JSON) and cancelling commands.
         return Policy("commands", 0 if path.endswith("/cancel") else 32 * KIB)

@@ -141,11 +141,12 @@ async def session_series(
     subject: Subject,
     seconds: Annotated[int, Query(ge=1, le=3600)] = 300,
 ) -> SeriesPoints:
-    """The session's recent metrics as chart columns; 404 for a session without recent metrics."""
+    """The session's recent metrics and its thin client's reports as chart columns; 404 for a session
+    without recent metrics."""
     series = diagnostics.series(subject)
     if series is None:
         raise NotFoundError(f"no recent metrics of {subject}")
-    return fleet.points(subject, series.samples, seconds)
+    return fleet.points(subject, series.samples, seconds, series.experience)
 
 
 @router.post("/sessions/{subject}/reveal", response_model=Revealed)

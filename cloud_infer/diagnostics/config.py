@@ -51,6 +51,22 @@ class DiagnosticsSettings(BaseSettings):
         description="Swap thrashing: pages swapped in and out faster than this per second ...",
     )
     swap_for_s: float = Field(default=10.0, ge=0, description="... for at least this many seconds.")
+    experience_lag_ms: float = Field(
+        default=300.0,
+        gt=0,
+        description="Degraded experience: what the user's thin client waits for (the network's round "
+        "trip, or the time until an input shows; a frozen screen counts as its report's window) longer "
+        "than this many ms ...",
+    )
+    experience_for_s: float = Field(
+        default=20.0, ge=0, description="... in every report for at least this many seconds."
+    )
+    experience_stale_s: float = Field(
+        default=15.0,
+        gt=0,
+        description="A thin client that has not reported for this long (its tab closed) no longer holds "
+        "a finding.",
+    )
     hang_s: float = Field(
         default=5.0, gt=0, description="An app whose window leaves the ping unanswered this long is hung."
     )

@@ -29,6 +29,7 @@ _TITLE = {
     Rule.CRASH_LOOP: "App crash loop",
     Rule.OOM_KILL: "Process killed for memory",
     Rule.APP_START_SLOW: "App slow to start",
+    Rule.EXPERIENCE_DEGRADED: "Thin client experience degraded",
 }
 # (what, how it compares, unit) of the metric rules.
 _WHAT = {
@@ -40,6 +41,7 @@ _WHAT = {
     Rule.DESKTOP_UNRESPONSIVE: ("The desktop's response time", "above {threshold:g} ms", "ms"),
     Rule.LINK_DEGRADED: ("The cloud's acknowledgement time", "above {threshold:g} ms", "ms"),
     Rule.SWAP_THRASH: ("Swapping", "above {threshold:g} pages/s", "pages/s"),
+    Rule.EXPERIENCE_DEGRADED: ("What the user's thin client waits for", "above {threshold:g} ms", "ms"),
 }
 _CONSEQUENCE = {
     Rule.MEMORY_PRESSURE: "the desktop is close to running out of memory: apps slow down, then the kernel "
@@ -51,6 +53,7 @@ _CONSEQUENCE = {
     Rule.DESKTOP_UNRESPONSIVE: "input and repaints reach the user late",
     Rule.LINK_DEGRADED: "what the desktop senses reaches the cloud late, and commands reach it late",
     Rule.SWAP_THRASH: "memory pages go to disk and back: every app slows down",
+    Rule.EXPERIENCE_DEGRADED: "typing and clicks show late in the user's browser",
 }
 
 
@@ -138,6 +141,8 @@ def rank_causes(finding: Finding, series: Series) -> tuple[str, ...]:
             causes = _memory_holders(top) or ["unknown: the agent's last sample names no large process"]
         case Rule.DESKTOP_UNRESPONSIVE:
             causes = _unresponsive_causes(newest, top)
+        case Rule.EXPERIENCE_DEGRADED:
+            causes = _experience_causes(series)
         case Rule.LINK_DEGRADED:
             causes = [
                 f"the network between the desktop and the cloud, or the cloud's ingest: batches wait "
@@ -169,6 +174,31 @@ def rank_causes(finding: Finding, series: Series) -> tuple[str, ...]:
         case _:
             causes = ["unknown: the agent does not report which files fill the disk"]
     return tuple(causes[:_MAX_CAUSES])
+
+
+def _experience_causes(series: Series) -> list[str]:
+    """From the client's newest report: a stalled stream, the network's round trip, or the desktop
+    drawing late (then its busy processes, as the agent names them)."""
+    report = series.experience[-1] if series.experience else None
+    if report is None:
+        return ["unknown: no report from the thin client to judge by"]
+    if report.frozen:
+        return [
+            f"the display stream stalled: {report.inputs} inputs went to the desktop and no frame came "
+            f"back in {report.window_s:.0f} s"
+        ]
+    rtt, shown = report.rtt_ms or 0.0, report.input_latency_ms or 0.0
+    network = (
+        f"the network between the user's client and the cloud: a round trip takes {rtt:.0f} ms"
+        f" ({report.bytes_down_per_s / 1024:.0f} KiB/s down)"
+    )
+    if rtt >= shown / 2:
+        return [network]
+    top = next((s for s in reversed(series.samples) if s.top_cpu), None)
+    return [
+        f"the desktop draws late: the network answers in {rtt:.0f} ms, an input takes {shown:.0f} ms to show",
+        *_cpu_users(top),
+    ]
 
 
 def _unresponsive_causes(sample: Sample | None, top: Sample | None) -> list[str]:

@@ -1,5 +1,6 @@
-"""The fleet as the admin console shows it: each session's health and newest numbers, a session's recent
-series for charts, and a search over incidents ("has this happened before?").
+"""The fleet as the admin console shows it: each session's health and newest numbers (its agent's and its
+thin client's), a session's recent series for charts, and a search over incidents ("has this happened
+before?").
 
 Only numbers leave here for sessions: every numeric field of the newest ``Sample`` (read generically, so
 a metric the agent starts to send shows up without a change here), never a string a sample may carry.
@@ -18,7 +19,7 @@ from pydantic import BaseModel, Field
 from cloud_infer.diagnostics.incidents import Incident
 from cloud_infer.diagnostics.rules import Severity
 from cloud_infer.diagnostics.service import DiagnosticsService
-from cloud_infer.diagnostics.signals import NS_PER_S, Sample
+from cloud_infer.diagnostics.signals import NS_PER_S, ExperienceSample, Sample
 
 
 class Health(StrEnum):
@@ -33,6 +34,13 @@ class SessionSummary(BaseModel):
     last_sample_ns: int
     metrics: dict[str, float] = Field(description="The newest sample's numeric metrics.")
     open_incidents: list[str]
+    experience: dict[str, float] = Field(
+        default_factory=dict,
+        description="The thin client's newest report (the protocol side: rtt_ms, fps, frame_delay_ms, "
+        "input_latency_ms, bytes_down_per_s, bytes_up_per_s, inputs, window_s, and lag_ms that the "
+        "experience rule judges); empty when none has reported to this server.",
+    )
+    last_experience_ns: int | None = Field(default=None, description="When that report arrived.")
 
 
 class SessionList(BaseModel):
@@ -40,11 +48,15 @@ class SessionList(BaseModel):
 
 
 class SeriesPoints(BaseModel):
-    """Columns for a chart: ``t`` (seconds since the epoch) and one list per metric, equally long."""
+    """Columns for a chart: ``t`` (seconds since the epoch) and one list per metric, equally long; the
+    thin client's reports likewise in ``experience_t`` and ``experience`` (a figure a report did not
+    measure is null)."""
 
     subject: str
     t: list[float]
     metrics: dict[str, list[float]]
+    experience_t: list[float] = Field(default_factory=list)
+    experience: dict[str, list[float | None]] = Field(default_factory=dict)
 
 
 def numbers(sample: Sample) -> dict[str, float]:
@@ -74,6 +86,8 @@ def summaries(diagnostics: DiagnosticsService) -> list[SessionSummary]:
         newest = series.newest
         if newest is None:
             continue
+        reports = series.experience
+        report = reports[-1] if reports else None
         found.append(
             SessionSummary(
                 subject=subject,
@@ -81,22 +95,33 @@ def summaries(diagnostics: DiagnosticsService) -> list[SessionSummary]:
                 last_sample_ns=int(newest.t * NS_PER_S),
                 metrics=numbers(newest),
                 open_incidents=incidents.get(subject, []),
+                experience=report.figures() if report is not None else {},
+                last_experience_ns=int(report.t * NS_PER_S) if report is not None else None,
             )
         )
     return found
 
 
-def points(subject: str, samples: Iterable[Sample], seconds: float) -> SeriesPoints:
-    """The samples within ``seconds`` of the newest, as columns."""
+def points(
+    subject: str, samples: Iterable[Sample], seconds: float, reports: Iterable[ExperienceSample] = ()
+) -> SeriesPoints:
+    """The samples and the client's reports within ``seconds`` of their newest, as columns."""
     kept = list(samples)
     if kept:
         kept = [s for s in kept if s.t >= kept[-1].t - seconds]
     rows = [numbers(s) for s in kept]
     names = sorted({name for row in rows for name in row})
+    recent = list(reports)
+    if recent:
+        recent = [r for r in recent if r.t >= recent[-1].t - seconds]
+    figures = [r.figures() for r in recent]
+    measured = sorted({name for row in figures for name in row})
     return SeriesPoints(
         subject=subject,
         t=[s.t for s in kept],
         metrics={name: [row.get(name, 0.0) for row in rows] for name in names},
+        experience_t=[r.t for r in recent],
+        experience={name: [row.get(name) for row in figures] for name in measured},
     )
 
 

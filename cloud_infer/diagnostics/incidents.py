@@ -1,12 +1,14 @@
 """Incidents: one fault across the fleet is one incident, with every session it hits and its evidence.
 
 A finding's fault signature is its rule and, for an app's fault (hang, crash, crash loop, OOM kill),
-the app and its version; for a fault of the desktop (memory, CPU, disk, responsiveness, link, swap),
-where the session runs: its image, or its host when the agent names no image. A session's finding
-joins the open incident of the same signature when that incident's newest session started within
-``group_window_s`` (the fleet's sessions hit by one cause at one time), and opens a new one otherwise.
-A session's part is over once its finding has been absent for ``clear_after_s``; the incident is
-resolved when every part is over. Sessions appear under pseudonyms only, hosts as ``h-`` pseudonyms.
+the app and its version; for a fault of the desktop (memory, CPU, disk, responsiveness, link, swap, the
+thin client's experience), where the session runs: its image, or its host when the agent names no image.
+A session's finding joins the open incident of the same signature when that incident's newest session
+started within ``group_window_s`` (the fleet's sessions hit by one cause at one time), and opens a new
+one otherwise.
+A session's part is over once its finding has been absent for ``clear_after_s`` (on the clock its rule
+is judged on); the incident is resolved when every part is over. Sessions appear under pseudonyms only,
+hosts as ``h-`` pseudonyms.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from pydantic import BaseModel, Field
 
 from cloud_infer.diagnostics.config import DiagnosticsSettings
 from cloud_infer.diagnostics.explain import explain, title
-from cloud_infer.diagnostics.rules import APP_RULES, METRIC, Finding, Rule, Severity
+from cloud_infer.diagnostics.rules import AGENT_RULES, APP_RULES, METRIC, Finding, Rule, Severity
 from cloud_infer.diagnostics.signals import NS_PER_S, Consumer, ProcessEvent
 
 # Evidence points kept per incident (the newest): enough for a chart of each session's last minutes.
@@ -140,9 +142,11 @@ class IncidentBook:
         place: str = "",
         events: Sequence[ProcessEvent] = (),
         top: Sequence[Consumer] = (),
+        judged: frozenset[Rule] = AGENT_RULES,
     ) -> list[Incident]:
         """Apply ``subject``'s findings, metrics ``values``, new process ``events`` and newest ``top``
-        consumers at ``t`` (s); the incidents changed."""
+        consumers at ``t`` (s); the incidents changed. Only parts of the ``judged`` rules clear: the
+        agent's signals and the thin client's reports are judged apart, each on its own clock."""
         t_ns = int(t * NS_PER_S)
         changed: dict[str, Incident] = {}
         holding = set()
@@ -176,7 +180,7 @@ class IncidentBook:
                 continue
             if self._add_evidence(incident, subject, t_ns, values, events, top):
                 changed[incident.incident_id] = incident
-            if incident.signature in holding or not part.active:
+            if incident.signature in holding or not part.active or incident.rule not in judged:
                 continue
             if t_ns - part.last_ns >= self._settings.clear_after_s * NS_PER_S:
                 part.active = False

@@ -10,7 +10,9 @@ supersedes it. App rules on the process events, one finding per app: a window hu
 crash in the last ``fault_hold_s``, ``crash_loop_count`` crashes of one app within
 ``crash_loop_window_s`` (a crash loop, which supersedes the crash), an OOM kill in the last
 ``fault_hold_s``, a start far slower than the app's usual start across the fleet (``AppStarts``, a
-per-app baseline) in the last ``fault_hold_s``.
+per-app baseline) in the last ``fault_hold_s``. The client rule on the thin client's experience reports
+(``experience``, judged on the cloud's clock): what the user waits for above ``experience_lag_ms`` in
+every report for ``experience_for_s``, while the client still reports (``experience_stale_s``).
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ class Rule(StrEnum):
     CRASH_LOOP = "crash_loop"
     OOM_KILL = "oom_kill"
     APP_START_SLOW = "app_start_slow"
+    EXPERIENCE_DEGRADED = "experience_degraded"
 
 
 # The sample metric each rule judges ("" for the app rules, judged on process events).
@@ -67,9 +70,13 @@ METRIC = {
     Rule.CRASH_LOOP: "",
     Rule.OOM_KILL: "",
     Rule.APP_START_SLOW: "",
+    Rule.EXPERIENCE_DEGRADED: "lag_ms",  # of the client's reports (ExperienceSample), not of Sample
 }
 # Faults of an app: grouped across the fleet by the app and its version; the others by host or image.
 APP_RULES = frozenset({Rule.APP_HANG, Rule.APP_CRASH, Rule.CRASH_LOOP, Rule.OOM_KILL, Rule.APP_START_SLOW})
+# Judged on the thin client's reports, on the cloud's clock; ``evaluate`` judges the agent's signals.
+CLIENT_RULES = frozenset({Rule.EXPERIENCE_DEGRADED})
+AGENT_RULES = frozenset(Rule) - CLIENT_RULES
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,3 +274,31 @@ def evaluate(series: Series, settings: DiagnosticsSettings) -> list[Finding]:
             if unusual is not None:
                 findings.append(unusual)
     return findings + _hangs(series, settings) + _crashes(series, settings)
+
+
+def experience(series: Series, settings: DiagnosticsSettings, now: float) -> Finding | None:
+    """The client's experience degraded: ``lag_ms`` above the threshold in each of its newest reports
+    for ``experience_for_s``, the newest within ``experience_stale_s`` of ``now`` (the cloud's clock)."""
+    reports = series.experience
+    if not reports or now - reports[-1].t > settings.experience_stale_s:
+        return None
+    run = []
+    for report in reversed(reports):
+        if report.lag_ms <= settings.experience_lag_ms:
+            break
+        run.append(report)
+    run.reverse()
+    # A report covers the window before it arrived: the first one's window counts toward the hold.
+    if not run or run[-1].t - run[0].t + run[0].window_s < settings.experience_for_s:
+        return None
+    values = [r.lag_ms for r in run]
+    since = run[0].t - run[0].window_s
+    return Finding(
+        Rule.EXPERIENCE_DEGRADED,
+        Severity.WARNING,
+        since,
+        values[-1],
+        max(values),
+        settings.experience_lag_ms,
+        run[-1].t - since,
+    )

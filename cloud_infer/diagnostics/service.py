@@ -1,6 +1,7 @@
 """``DiagnosticsService``: a consumer of the committed stream that keeps each session's recent metrics
-and process events, applies the rules (``rules.py``), ranks the likely causes (``explain.py``) and
-groups what they find into incidents (``incidents.py``).
+and process events, and the reports of its thin client (``record_experience``), applies the rules
+(``rules.py``), ranks the likely causes (``explain.py``) and groups what they find into incidents
+(``incidents.py``).
 
 Incidents are kept in the operator space of the store (``SYSTEM_SPACE``, ``ops/incidents/``), never in a
 user's space, and name sessions by pseudonym only: an HMAC of the owner and session under the server's
@@ -11,10 +12,12 @@ memory (``max_sessions``, least recently reporting forgotten first): after a res
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import hashlib
 import hmac
 import logging
+import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 
@@ -23,11 +26,18 @@ from opentelemetry.metrics import CallbackOptions, Observation
 
 from cloud_infer.commands.service import SessionRef
 from cloud_infer.diagnostics.config import DiagnosticsSettings
+from cloud_infer.diagnostics.experience import ExperienceMetrics, ExperienceReport
 from cloud_infer.diagnostics.explain import with_causes
 from cloud_infer.diagnostics.incidents import Incident, IncidentBook, signature
-from cloud_infer.diagnostics.rules import Rule, evaluate
-from cloud_infer.diagnostics.signals import AppStarts, Consumer, ProcessEvent, Sample, Series
-from cloud_infer.errors import NotFoundError
+from cloud_infer.diagnostics.rules import CLIENT_RULES, Finding, Rule, evaluate, experience
+from cloud_infer.diagnostics.signals import (
+    AppStarts,
+    Consumer,
+    ProcessEvent,
+    Sample,
+    Series,
+)
+from cloud_infer.errors import BackendUnavailableError, NotFoundError
 from cloud_infer.stream.fanout import Fanout
 from protos.shadowdesk.v1 import ingest_pb2 as pb
 from recall_store.errors import ObjectNotFoundError, StoreUnavailableError
@@ -78,19 +88,30 @@ def pseudonym(key: bytes, user_id: str, session_id: str) -> str:
 
 
 class DiagnosticsService:
-    def __init__(self, store: ObjectStore, settings: DiagnosticsSettings, pseudonym_key: bytes) -> None:
+    def __init__(
+        self,
+        store: ObjectStore,
+        settings: DiagnosticsSettings,
+        pseudonym_key: bytes,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.settings = settings
+        self._clock = clock  # the cloud's, for the thin clients' reports
+        self._experience_metrics = ExperienceMetrics()
         self._store = store
         self._key = pseudonym_key
         self._series: OrderedDict[str, Series] = OrderedDict()
         self._book = IncidentBook(settings)
         self._unsaved: dict[str, Incident] = {}
+        self._saving = asyncio.Lock()
         self._app_starts = AppStarts(settings.app_start_window_s)
         # Whose each pseudonym is (for remediation through the downlink), and what holds for it now.
         self._refs: dict[str, SessionRef] = {}
         self._subjects_of: dict[str, set[str]] = {}  # user -> their sessions' pseudonyms
+        # Kept apart for the agent's rules and the client's: each side is judged on its own clock.
         self._holding: dict[str, frozenset[Rule]] = {}
         self._holding_faults: dict[str, frozenset[str]] = {}
+        self._client_holding: dict[str, Finding] = {}
         # Exported through OpenTelemetry (and the Prometheus scrape): each session's newest sample, by
         # pseudonym, and the open incidents by rule.
         for metric, unit in _GAUGES.items():
@@ -136,25 +157,57 @@ class DiagnosticsService:
         relevant = [e for e in events if e.WhichOneof("kind") in _KINDS]
         if not relevant:
             return
+        subject = self._subject(user_id, session_id)
+        series = self._series_of(subject)
+        with tracer.start_as_current_span("diagnostics.evaluate"):
+            for event in relevant:
+                self._changed(self._judge(subject, series, event))
+            if series.experience:
+                # A client that stopped reporting (its tab closed) is judged here, at the agent's pace.
+                self._changed(self._judge_experience(subject, series))
+        await self._save()
+
+    async def record_experience(self, user_id: str, session_id: str, report: ExperienceReport) -> None:
+        """Keep a thin client's report on its session, stamped with the cloud's clock, and apply the
+        client rule (the caller checked that the session is the user's); BackendUnavailableError when a
+        changed incident cannot be stored."""
+        sample = report.sample(self._clock())
+        self._experience_metrics.record(sample)
+        subject = self._subject(user_id, session_id)
+        series = self._series_of(subject)
+        series.add_experience(sample)
+        with tracer.start_as_current_span("diagnostics.evaluate_experience"):
+            self._changed(self._judge_experience(subject, series, {"lag_ms": sample.lag_ms}))
+        try:
+            await self._save()
+        except StoreUnavailableError as exc:
+            # Kept in _unsaved: the next report or batch stores it; this client hears the store is down.
+            raise BackendUnavailableError(f"the incident could not be stored: {exc}") from exc
+
+    def _subject(self, user_id: str, session_id: str) -> str:
         subject = pseudonym(self._key, user_id, session_id)
         self._refs[subject] = SessionRef(user_id, session_id)
         self._subjects_of.setdefault(user_id, set()).add(subject)
-        series = self._series_of(subject)
-        changed = self._unsaved
-        with tracer.start_as_current_span("diagnostics.evaluate"):
-            for event in relevant:
-                for incident in self._judge(subject, series, event):
-                    changed[incident.incident_id] = incident
+        return subject
+
+    def _changed(self, incidents: Iterable[Incident]) -> None:
+        for incident in incidents:
+            self._unsaved[incident.incident_id] = incident
+
+    async def _save(self) -> None:
         # A failed put raises, and the stream delivers the batch again; its events are judged already,
-        # so what changed waits in _unsaved for that retry (or the next batch).
-        for incident_id, incident in list(changed.items()):
-            await self._store.put(
-                SYSTEM_SPACE,
-                f"{_PREFIX}{incident_id}.json",
-                incident.model_dump_json().encode(),
-                "application/json",
-            )
-            changed.pop(incident_id, None)
+        # so what changed waits in _unsaved for that retry (or the next batch). One writer at a time
+        # (the stream's batches and the clients' reports): an incident's older copy never lands last.
+        async with self._saving:
+            changed = self._unsaved
+            for incident_id, incident in list(changed.items()):
+                await self._store.put(
+                    SYSTEM_SPACE,
+                    f"{_PREFIX}{incident_id}.json",
+                    incident.model_dump_json().encode(),
+                    "application/json",
+                )
+                changed.pop(incident_id, None)
 
     def _judge(self, subject: str, series: Series, event: pb.Event) -> list[Incident]:
         """Add one event to the session's series and apply the rules at its time."""
@@ -201,6 +254,25 @@ class DiagnosticsService:
             top=_unique(top),
         )
 
+    def _judge_experience(
+        self, subject: str, series: Series, values: dict[str, float] | None = None
+    ) -> list[Incident]:
+        """Apply the client rule at the cloud's time now; ``values``: a new report's figures, as evidence."""
+        found = experience(series, self.settings, self._clock())
+        findings = [with_causes(found, series)] if found is not None else []
+        if found is None:
+            self._client_holding.pop(subject, None)
+        else:
+            self._client_holding[subject] = found
+        return self._book.observe(
+            subject,
+            self._clock(),
+            findings,
+            values or {},
+            place=self._place(series),
+            judged=CLIENT_RULES,
+        )
+
     def _place(self, series: Series) -> str:
         """Where the session runs, for grouping desktop faults: its image, else its host's pseudonym."""
         if series.image:
@@ -238,12 +310,16 @@ class DiagnosticsService:
         return self._refs.get(subject)
 
     def holds(self, subject: str, rule: Rule) -> bool:
-        """Whether ``rule`` held at the session's newest sample."""
-        return rule in self._holding.get(subject, frozenset())
+        """Whether ``rule`` held at the session's newest sample (a client rule: at its newest report)."""
+        client = self._client_holding.get(subject)
+        return rule in self._holding.get(subject, frozenset()) or (client is not None and client.rule is rule)
 
     def holds_fault(self, subject: str, fault_signature: str) -> bool:
         """Whether the fault of ``fault_signature`` (an incident's ``signature``: for an app's fault, that
         app's, not another app's of the same rule) held at the session's newest sample or event."""
+        client = self._client_holding.get(subject)
+        if client is not None and signature(client, self._place(self._series[subject])) == fault_signature:
+            return True
         return fault_signature in self._holding_faults.get(subject, frozenset())
 
     def _series_of(self, subject: str) -> Series:
@@ -260,6 +336,7 @@ class DiagnosticsService:
                         self._subjects_of.pop(ref.user_id, None)
                 self._holding.pop(forgotten, None)
                 self._holding_faults.pop(forgotten, None)
+                self._client_holding.pop(forgotten, None)
         else:
             self._series.move_to_end(subject)
         return series

@@ -1,5 +1,5 @@
 """A session's recent signals: the agent's ``SystemMetrics`` samples and its process events (app faults,
-app starts and exits), kept for a window."""
+app starts and exits), and the thin client's experience reports, kept for a window."""
 
 from __future__ import annotations
 
@@ -96,6 +96,53 @@ class Sample:
 
 
 @dataclass(frozen=True, slots=True)
+class ExperienceSample:
+    """What the user's thin client measured over ``window_s`` (``cloud_infer.diagnostics.experience``);
+    ``t`` is the cloud's clock when the report arrived (a client's clock is not trusted), and a figure
+    the window had nothing to measure by (no echo answered, no input, no frame) is None."""
+
+    t: float
+    window_s: float
+    fps: float
+    bytes_down_per_s: float
+    bytes_up_per_s: float
+    inputs: int
+    rtt_ms: float | None = None
+    frame_delay_ms: float | None = None
+    input_latency_ms: float | None = None
+
+    @property
+    def frozen(self) -> bool:
+        """Input went to the desktop and not one frame came back in the whole window."""
+        return self.inputs > 0 and self.fps == 0
+
+    @property
+    def lag_ms(self) -> float:
+        """The longest the user waited: for the network's round trip, or for their input to show (a
+        frozen window counts as its whole length)."""
+        waits = [self.rtt_ms or 0.0, self.input_latency_ms or 0.0]
+        if self.frozen:
+            waits.append(self.window_s * 1000)
+        return max(waits)
+
+    def figures(self) -> dict[str, float]:
+        """The measured figures by name, and ``lag_ms``; numbers only, unmeasured ones left out."""
+        found = {
+            "lag_ms": self.lag_ms,
+            "fps": self.fps,
+            "bytes_down_per_s": self.bytes_down_per_s,
+            "bytes_up_per_s": self.bytes_up_per_s,
+            "inputs": float(self.inputs),
+            "window_s": self.window_s,
+        }
+        for name in ("rtt_ms", "frame_delay_ms", "input_latency_ms"):
+            value = getattr(self, name)
+            if value is not None:
+                found[name] = float(value)
+        return found
+
+
+@dataclass(frozen=True, slots=True)
 class ProcessEvent:
     """An app's fault or lifecycle event: ``kind`` is hung, recovered, crashed, oom_killed, started or
     exited, or slow_start (a start the app's baseline judged slow, ``usual_ms`` its usual start)."""
@@ -141,12 +188,14 @@ class ProcessEvent:
 
 class Series:
     """The samples and process events of one session within ``window_s`` of its newest, oldest first,
-    and where the session runs (its ``SessionInfo``)."""
+    and where the session runs (its ``SessionInfo``); beside them, on the cloud's clock, the thin
+    client's experience reports within ``window_s`` of the newest report."""
 
     def __init__(self, window_s: float) -> None:
         self.window_s = window_s
         self._samples: deque[Sample] = deque()
         self._events: deque[ProcessEvent] = deque()
+        self._experience: deque[ExperienceSample] = deque()
         self.hostname = ""
         self.image = ""
         # The rules' baselines by metric: (sample time computed at, (median, spread) or None if too few).
@@ -167,6 +216,17 @@ class Series:
         self._events.append(event)
         self._trim(event.t)
         return True
+
+    def add_experience(self, sample: ExperienceSample) -> None:
+        """Keep a client's report; a report from a second tab in the same instant is kept as well."""
+        self._experience.append(sample)
+        while self._experience and self._experience[0].t < sample.t - self.window_s:
+            self._experience.popleft()
+
+    @property
+    def experience(self) -> list[ExperienceSample]:
+        """The client's reports, oldest first."""
+        return list(self._experience)
 
     def _trim(self, newest: float) -> None:
         for kept in (self._samples, self._events):

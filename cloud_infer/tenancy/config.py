@@ -35,6 +35,11 @@ class TenantLimitSettings(BaseSettings):
     commands_concurrency: int = Field(default=4, ge=1, description="Command requests of one user at once.")
     api_per_minute: int = Field(default=600, ge=1, description="Any other API request a minute.")
     api_concurrency: int = Field(default=16, ge=1, description="Any other API requests at once.")
+    experience_per_minute: int = Field(
+        default=30,
+        ge=1,
+        description="Thin client experience reports a minute (a desk page reports every 5 s).",
+    )
     websockets: int = Field(default=8, ge=1, description="Open sidebar websockets of one user.")
     logins_per_minute: int = Field(
         default=30, ge=1, description="Login-ticket redemptions a minute from one client address."

@@ -22,7 +22,17 @@ from cloud_infer.errors import RateLimitedError
 from cloud_infer.tenancy.config import TenantLimitSettings
 
 Resource = Literal[
-    "search", "timeline", "frames", "export", "erase", "embeddings", "commands", "api", "websocket", "login"
+    "search",
+    "timeline",
+    "frames",
+    "export",
+    "erase",
+    "embeddings",
+    "commands",
+    "experience",
+    "api",
+    "websocket",
+    "login",
 ]
 
 
@@ -56,6 +66,7 @@ def resource_limits(settings: TenantLimitSettings) -> dict[Resource, ResourceLim
         "erase": ResourceLimit(settings.erase_per_minute, _MINUTE, 1),
         "embeddings": ResourceLimit(settings.embeddings_per_minute, _MINUTE, settings.embeddings_concurrency),
         "commands": ResourceLimit(settings.commands_per_minute, _MINUTE, settings.commands_concurrency),
+        "experience": ResourceLimit(settings.experience_per_minute, _MINUTE, 2),
         "api": ResourceLimit(settings.api_per_minute, _MINUTE, settings.api_concurrency),
         "websocket": ResourceLimit(60, _MINUTE, settings.websockets),
         "login": ResourceLimit(settings.logins_per_minute, _MINUTE, None),
