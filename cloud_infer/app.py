@@ -12,6 +12,7 @@ from cloud_infer.config import ServerSettings
 from cloud_infer.desktop.api_router import router as desktop_router
 from cloud_infer.desktop.page_router import router as desk_page_router
 from cloud_infer.diagnostics.api_router import router as diagnostics_router
+from cloud_infer.diagnostics.experience_router import router as experience_router
 from cloud_infer.diagnostics.health_router import router as health_router
 from cloud_infer.http_guard import HttpGuard
 from cloud_infer.llm.api_router import router as llm_router
@@ -61,6 +62,7 @@ def build_app(settings: ServerSettings, services: Services) -> FastAPI:
         workflows_router,
         workflow_runs_router,
         diagnostics_router,
+        experience_router,
         health_router,
     ):
         app.include_router(router)

@@ -15,6 +15,7 @@ from cloud_infer.app import build_app
 from cloud_infer.auth import issue_token
 from cloud_infer.commands import CommandService, CommandSettings
 from cloud_infer.config import ServerSettings
+from cloud_infer.desktop.config import DesktopSettings
 from cloud_infer.diagnostics.audit import AuditLog
 from cloud_infer.diagnostics.config import DiagnosticsSettings
 from cloud_infer.diagnostics.remediation import RemediationService
@@ -77,6 +78,7 @@ async def open_desk(
     user: str,
     session: str,
     diagnostics_settings: DiagnosticsSettings | None = None,
+    desktop: DesktopSettings | None = None,
 ) -> AsyncIterator[Desk]:
     directory = UserDirectory(store)
     stream = Fanout(StreamSettings(cursor_save_interval_s=0), EventLog(store), directory)
@@ -91,7 +93,12 @@ async def open_desk(
     service = ingest_service(settings, store, directory=directory, stream=stream)
     server, port = await create_grpc_server(settings, service, commands=commands)
     services = Services.create(
-        settings, store, commands=commands, diagnostics=diagnostics, remediations=remediations
+        settings,
+        store,
+        commands=commands,
+        diagnostics=diagnostics,
+        remediations=remediations,
+        desktop=desktop,
     )
     agent = TestAgent(f"127.0.0.1:{port}", user, session)
     await agent.connect()
