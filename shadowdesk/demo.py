@@ -28,12 +28,14 @@ from typing import Literal
 
 from cloud_infer.auth import TokenAuthority
 from cloud_infer.config import ServerSettings
+from cloud_infer.desktop.config import DesktopSettings
 from cloud_infer.server import serve
 from recall_store.config import StoreSettings
 from session_agent.agent import run_agent
 from session_agent.config import DEFAULT_ALLOWED_ACTIONS, REMEDIATION_ACTIONS, AgentSettings
 from shadowdesk.scenario import ExpenseScenario, ScenarioError
 from shadowdesk_common.desktop import VirtualDesktop
+from shadowdesk_common.vnc import VncError, VncServer
 
 logger = logging.getLogger(__name__)
 
@@ -174,6 +176,16 @@ async def run_demo(options: DemoOptions) -> None:
             if desktop is not None:
                 desktop.stop()
             raise
+    # The thin client: the desktop's VNC server on a unix socket that only the cloud's relay reaches.
+    vnc: VncServer | None = None
+    if mode != "none":
+        try:
+            vnc = VncServer(display)
+            vnc.start()
+        except VncError as exc:
+            logger.warning("no thin client: %s", exc)
+            vnc = None
+    desktops = DesktopSettings(endpoints={f"{DEMO_USER}/{session_id}": vnc.endpoint} if vnc else {})
     sensors = {"system_metrics", "process_faults"}
     if mode != "none":  # hangs and the desktop's responsiveness need the X display
         sensors |= {"window_focus", "apps", "frames", "desktop_health"}
@@ -200,7 +212,9 @@ async def run_demo(options: DemoOptions) -> None:
     base = f"http://127.0.0.1:{options.http_port}"
 
     logins = await asyncio.to_thread(_console_logins, data_dir)
-    server_task = asyncio.create_task(serve(server_settings, store_settings, stop=stop), name="server")
+    server_task = asyncio.create_task(
+        serve(server_settings, store_settings, stop=stop, desktop_settings=desktops), name="server"
+    )
     console: subprocess.Popen[bytes] | None = None
     try:
         await asyncio.to_thread(_wait_for_port, options.grpc_port, 30.0)
@@ -211,11 +225,18 @@ async def run_demo(options: DemoOptions) -> None:
         await asyncio.to_thread(_wait_for_port, options.console_port, 30.0)
         sys.stderr.write(
             "\nShadowdesk is up.\n"
-            f"  desktop : {mode} {display}\n"
+            + (
+                f"  open    : {base}/desk#login={login}\n"
+                "            (your desktop and the Shadowdesk sidebar in one tab; single-use sign-in link,\n"
+                f"            good for an hour; `{cli} login --user {DEMO_USER} --url {base}`\n"
+                "            makes a new one: open it with /desk in place of /sidebar)\n"
+                if vnc is not None
+                else f"  sidebar : {base}/sidebar#login={login}\n"
+                "            (a single-use sign-in link, good for an hour; a new one:\n"
+                f"             {cli} login --user {DEMO_USER} --url {base})\n"
+            )
+            + f"  desktop : {mode} {display}\n"
             f"  data    : {data_dir}\n"
-            f"  sidebar : {base}/sidebar#login={login}\n"
-            "            (a single-use sign-in link, good for an hour; a new one:\n"
-            f"             {cli} login --user {DEMO_USER} --url {base})\n"
             f"  token   : TOKEN=$({cli} token --user {DEMO_USER} --scope read)\n"
             f"  search  : curl -H \"Authorization: Bearer $TOKEN\" '{base}/v1/recall/search?q=shadowdesk'\n"
             f'  timeline: curl -H "Authorization: Bearer $TOKEN" {base}/v1/timeline\n'
@@ -238,5 +259,7 @@ async def run_demo(options: DemoOptions) -> None:
             server_task.cancel()
         if scenario is not None:
             scenario.stop()
+        if vnc is not None:
+            vnc.stop()
         if desktop is not None:
             desktop.stop()

@@ -179,6 +179,8 @@ class WorkflowActions:
         text = context.secret if step.use_secret else step.text
         if len(text) > MAX_TYPED_CHARS:
             raise ActionRefusedError(f"text over {MAX_TYPED_CHARS} characters")
+        if not step.HasField("element"):
+            return self._type_at_focus(step, text, context)
         with X11Desktop(self._display) as x11, Accessibility(self._bus) as a11y:
             element = a11y.find(x11, step.element, context)
             window = element.window
@@ -207,6 +209,22 @@ class WorkflowActions:
                 x11.press_chord([XK.XK_Control_L, XK.XK_a], window.window_id, context)
             x11.type_text(text, window.window_id, context)
             return Outcome({**observed, "method": "keyboard"})
+
+    def _type_at_focus(self, step: pb.TypeText, text: str, context: ActionContext) -> Outcome:
+        """The thin client's type box: the user's own text, into whatever has the focus, as their
+        keyboard would type it (Chinese too: the keyboard map is borrowed per stretch of characters,
+        which the VNC server's keysym mapping cannot do for more than a handful). No element, so no
+        secret: a secret goes only into a password field found by its element."""
+        if step.use_secret:
+            raise ActionRefusedError("a secret is typed only into a named password field")
+        if step.replace:
+            raise ActionRefusedError("replace needs an element")
+        with X11Desktop(self._display) as x11:
+            window = x11.active_window()
+            if window is None:
+                raise ActionFailedError("no window has the focus")
+            x11.type_text(text, window.window_id, context)
+        return Outcome({"chars": str(len(text)), "method": "keyboard"})
 
     def press_keys(self, command: pb.Command, context: ActionContext) -> Outcome:
         keys = command.workflow_step.press_keys.keys

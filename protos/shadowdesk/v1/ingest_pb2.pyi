@@ -1210,7 +1210,11 @@ class TypeText(google.protobuf.message.Message):
     replace: builtins.bool
     """Replace the element's text (true) or insert at the caret (false)."""
     @property
-    def element(self) -> Global___ElementRef: ...
+    def element(self) -> Global___ElementRef:
+        """Unset: the text goes by keyboard into whatever has the focus (the thin client's type box); then
+        use_secret and replace are refused.
+        """
+
     def __init__(
         self,
         *,
