@@ -24,10 +24,12 @@ STATIC_FILES: dict[str, str] = {
     "assist.js": "text/javascript; charset=utf-8",
     "dom.js": "text/javascript; charset=utf-8",
     "health.js": "text/javascript; charset=utf-8",
+    "i18n.js": "text/javascript; charset=utf-8",
     "macros.js": "text/javascript; charset=utf-8",
     "macro_editor.js": "text/javascript; charset=utf-8",
     "macro_runs.js": "text/javascript; charset=utf-8",
     "macro_yaml.js": "text/javascript; charset=utf-8",
+    "try.js": "text/javascript; charset=utf-8",
     "app.css": "text/css; charset=utf-8",
 }
 

@@ -3,6 +3,8 @@
 // as blob URLs (an <img> cannot send the Authorization header), and the live websockets. No token ever
 // goes into a URL or to the console.
 
+import { t } from "/sidebar/static/i18n.js";
+
 const REQUEST_TIMEOUT_MS = 15_000;
 const EXPORT_TIMEOUT_MS = 300_000;
 const STOP_TIMEOUT_MS = 60_000;
@@ -75,8 +77,8 @@ async function call(
     });
   } catch (error) {
     if (signal?.aborted) throw error; // superseded by the caller: not an error to show
-    if (deadline.aborted) throw new ApiError("The server did not answer in time.");
-    throw new ApiError("Cannot reach the Shadowdesk server.");
+    if (deadline.aborted) throw new ApiError(t("api.timeout"));
+    throw new ApiError(t("api.unreachable"));
   }
   if (!response.ok) throw await errorFrom(response);
   return response;
@@ -257,6 +259,13 @@ export class Api {
 
   search(params, signal) {
     return this.json("GET", "/v1/recall/search", { params, signal });
+  }
+
+  // First queries that find something in this user's history ("Try this").
+  suggestions() {
+    return this.json("GET", "/v1/recall/suggestions", {
+      params: { tz: Intl.DateTimeFormat().resolvedOptions().timeZone },
+    });
   }
 
   moment(momentId, query) {

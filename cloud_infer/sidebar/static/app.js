@@ -5,20 +5,18 @@ import { Api, ApiError, Session } from "/sidebar/static/api.js";
 import { AssistPanel } from "/sidebar/static/assist.js";
 import { $, el, formatTime } from "/sidebar/static/dom.js";
 import { HealthNotices } from "/sidebar/static/health.js";
+import { dateFormat, onLangChange, setText, startI18n, t } from "/sidebar/static/i18n.js";
 import { MacrosPanel } from "/sidebar/static/macros.js";
+import { TryPanel } from "/sidebar/static/try.js";
 
 const SEARCH_DEBOUNCE_MS = 350;
 const LIVE_REFRESH_MS = 1_000;
 const SEARCH_LIMIT = 30;
 const STATUS_CLEAR_MS = 8_000;
 const TIME_ZONE = Intl.DateTimeFormat().resolvedOptions().timeZone;
-const SIGNED_OUT = "Signed out: open the sidebar from the Shadowdesk client again.";
-const READ_ONLY =
-  "This sign-in is read-only: erasing, resuming capture, removing exclusions and changing retention " +
-  "need a sidebar opened from the Shadowdesk client with full access.";
 
-const timeFormat = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit" });
-const dateTimeFormat = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" });
+const timeFormat = () => dateFormat({ hour: "2-digit", minute: "2-digit" });
+const dateTimeFormat = () => dateFormat({ dateStyle: "medium", timeStyle: "short" });
 
 // datetime-local values are wall-clock times in the browser's zone; the API wants instants.
 function toInstant(localValue) {
@@ -50,7 +48,7 @@ function showStatus(message, kind = "info") {
 
 function showError(error) {
   if (error?.name === "AbortError") return;
-  showStatus(error instanceof ApiError ? error.message : `Unexpected error: ${error}`, "error");
+  showStatus(error instanceof ApiError ? error.message : t("error.unexpected", { error }), "error");
   if (!(error instanceof ApiError)) console.warn(error);
 }
 
@@ -81,10 +79,11 @@ function confirmAction(message, okLabel) {
 
 // Without a sign-in nothing works: say so and turn every control off for good (inert, so that no
 // late answer can turn one back on).
-function showSignedOut(message = SIGNED_OUT) {
+function showSignedOut(message = t("signin.out")) {
   showStatus(message, "error");
   signedOut = true;
-  for (const control of document.querySelectorAll("input, textarea, button")) control.disabled = true;
+  // The language switch stays: the message is read in the language the user picks.
+  for (const control of document.querySelectorAll("input, textarea, button:not(#lang-switch)")) control.disabled = true;
   for (const part of document.querySelectorAll("nav, main")) part.inert = true;
   if ($("confirm-dialog").open) $("confirm-dialog").close();
 }
@@ -95,21 +94,21 @@ function showSignedOut(message = SIGNED_OUT) {
 // the server asks the manage scope for (cloud_infer/privacy/protocol.py, privacy_reductions).
 function privacyReductions(old, next) {
   const reductions = [];
-  if (old.paused && !next.paused) reductions.push("Capture resumes: your screen is recorded again.");
+  if (old.paused && !next.paused) reductions.push(t("reduce.resume"));
   const apps = new Set(next.excluded_apps.map((app) => app.trim().toLowerCase()));
   const appsFreed = old.excluded_apps.filter((app) => !apps.has(app));
-  if (appsFreed.length) reductions.push(`${appsFreed.join(", ")} will be captured again.`);
+  if (appsFreed.length) reductions.push(t("reduce.apps", { apps: appsFreed.join(", ") }));
   const patterns = new Set(next.excluded_title_patterns);
   const patternsFreed = old.excluded_title_patterns.filter((pattern) => !patterns.has(pattern));
   if (patternsFreed.length) {
-    reductions.push(`Windows titled like ${patternsFreed.join(", ")} will be captured again.`);
+    reductions.push(t("reduce.titles", { patterns: patternsFreed.join(", ") }));
   }
   if (old.retention_days !== next.retention_days || old.retention_max_bytes !== next.retention_max_bytes) {
-    const days = (value) => (value === null ? "forever" : `${value} days`);
+    const days = (value) => (value === null ? t("reduce.forever") : t("reduce.days", { n: value }));
     const shorter =
       next.retention_days !== null && (old.retention_days === null || next.retention_days < old.retention_days);
-    const loss = shorter ? ": anything older is deleted for good" : "";
-    reductions.push(`History is kept ${days(next.retention_days)} instead of ${days(old.retention_days)}${loss}.`);
+    const loss = shorter ? t("reduce.loss") : "";
+    reductions.push(t("reduce.retention", { next: days(next.retention_days), old: days(old.retention_days), loss }));
   }
   return reductions;
 }
@@ -117,7 +116,7 @@ function privacyReductions(old, next) {
 // --- tabs --------------------------------------------------------------------------------------
 
 const TABS = ["search", "ask", "assist", "privacy", "macros"];
-const DATE_READINGS = [["both", "Seen or about then"], ["seen", "Seen then"], ["about", "About then"]];
+const DATE_READINGS = ["both", "seen", "about"];
 const tabShown = new Map(); // tab -> what to do each time it is shown
 
 function selectTab(name, focus = false) {
@@ -132,14 +131,15 @@ function selectTab(name, focus = false) {
   tabShown.get(name)?.();
 }
 
+// The tabs are one stop for Tab (roving tabindex); arrows, Home and End move between them.
 function setUpTabs() {
   for (const tab of TABS) $(`tab-${tab}`).addEventListener("click", () => selectTab(tab));
   document.querySelector('[role="tablist"]').addEventListener("keydown", (event) => {
-    const current = TABS.findIndex((t) => $(`tab-${t}`).getAttribute("aria-selected") === "true");
-    const step = { ArrowRight: 1, ArrowLeft: -1 }[event.key];
-    if (step === undefined) return;
+    const current = TABS.findIndex((tab) => $(`tab-${tab}`).getAttribute("aria-selected") === "true");
+    const moves = { ArrowRight: current + 1, ArrowLeft: current - 1, Home: 0, End: TABS.length - 1 };
+    if (!(event.key in moves)) return;
     event.preventDefault();
-    selectTab(TABS[(current + step + TABS.length) % TABS.length], true);
+    selectTab(TABS[(moves[event.key] + TABS.length) % TABS.length], true);
   });
 }
 
@@ -221,10 +221,11 @@ class Sidebar {
     if (!this.manage) {
       for (const id of ["erase-range", "erase-all", "moment-forget", "privacy-retention"]) {
         $(id).disabled = true;
-        $(id).title = READ_ONLY;
+        $(id).dataset.i18nAttr = "title:privacy.readOnly";
+        $(id).title = t("privacy.readOnly");
         $(id).setAttribute("aria-describedby", "read-only-note");
       }
-      $("read-only-note").textContent = READ_ONLY;
+      setText($("read-only-note"), "privacy.readOnly");
       $("read-only-note").hidden = false;
     }
 
@@ -232,12 +233,36 @@ class Sidebar {
       onMessage: (message) => this.#onLive(message),
       onState: (state) => {
         const badge = $("live-status");
-        badge.textContent = { open: "Live", connecting: "Connecting…", closed: "Offline" }[state];
+        setText(badge, `live.${state}`);
         badge.dataset.state = state;
       },
     });
     this.loadPrivacy();
     this.search();
+    this.tryPanel = new TryPanel(this.api, {
+      search: (text) => {
+        $("search-input").value = text;
+        this.search();
+      },
+      ask: (text) => {
+        selectTab("ask");
+        $("ask-input").value = text;
+        this.ask();
+      },
+    });
+    this.tryPanel.start();
+    // Words built here follow a switch of language; the lists are drawn again for their dates.
+    onLangChange(() => {
+      for (const node of document.querySelectorAll("time[datetime]")) {
+        if (node.closest("#results, #moment")) continue; // redrawn whole below
+        node.textContent = formatTime(node.getAttribute("datetime"));
+      }
+      if (this.lastSearch) {
+        this.#showQuery(this.lastSearch.query);
+        this.#showResults(this.lastSearch.hits, this.lastSearch.filtered);
+      }
+      if (this.moment) this.#renderMoment(this.moment, this.moment.hit, false);
+    });
     // Assist connects when first shown: a sidebar used only for search keeps one socket.
     const assist = new AssistPanel(this.api);
     assist.start();
@@ -298,7 +323,8 @@ class Sidebar {
         { ...params, limit: SEARCH_LIMIT, tz: TIME_ZONE, dates: this.dateReading ?? "both" }, abort.signal);
       if (abort.signal.aborted) return;
       const filtered = Object.values(params).some(Boolean);
-      $("results-heading").textContent = filtered ? "Results" : "Recent moments";
+      setText($("results-heading"), filtered ? "results.results" : "results.recent");
+      this.lastSearch = { query: response.query, hits: response.hits, filtered };
       this.#showQuery(response.query);
       this.#showResults(response.hits, filtered);
     } catch (error) {
@@ -311,22 +337,22 @@ class Sidebar {
   #showQuery(parsed) {
     const info = $("query-info");
     const parts = [];
-    if (parsed?.phrases?.length) parts.push(`Understood: ${parsed.phrases.join(", ")}`);
+    if (parsed?.phrases?.length) parts.push(t("query.understood", { phrases: parsed.phrases.join(", ") }));
     if (parsed?.start || parsed?.end) {
-      const from = parsed.start ? dateTimeFormat.format(new Date(parsed.start)) : "…";
-      const to = parsed.end ? dateTimeFormat.format(new Date(parsed.end)) : "now";
+      const from = parsed.start ? dateTimeFormat().format(new Date(parsed.start)) : "…";
+      const to = parsed.end ? dateTimeFormat().format(new Date(parsed.end)) : t("query.now");
       parts.push(`${from} – ${to}`);
     }
-    if (parsed?.rewritten) parts.push(`Also searched: ${parsed.rewritten}`);
+    if (parsed?.rewritten) parts.push(t("query.also", { words: parsed.rewritten }));
     info.replaceChildren(parts.join(" · "));
     // A date in the query: when it was seen, what it is about, or both (ranked); the user can switch.
     if ((parsed?.dates && parsed.dates !== "seen") || (this.dateReading && this.dateReading !== "both")) {
-      const chips = el("span", { class: "chips", role: "group", "aria-label": "Read the date as" });
-      for (const [reading, label] of DATE_READINGS) {
+      const chips = el("span", { class: "chips", role: "group", "aria-label": t("dates.label") });
+      for (const reading of DATE_READINGS) {
         const chip = el("button", {
           type: "button", class: "chip", "data-testid": `dates-${reading}`,
           "aria-pressed": String((parsed?.dates ?? "both") === reading),
-        }, label);
+        }, t(`dates.${reading}`));
         chip.addEventListener("click", () => { this.dateReading = reading; this.search(); });
         chips.append(chip);
       }
@@ -375,7 +401,7 @@ class Sidebar {
           el("span", { class: "app", "data-testid": "result-app" }, hit.app_id),
           el("time", { datetime: hit.time, "data-testid": "result-time" }, formatTime(hit.time)),
         ),
-        el("span", { class: "title", "data-testid": "result-title" }, hit.title || hit.url || "(untitled)"),
+        el("span", { class: "title", "data-testid": "result-title" }, hit.title || hit.url || t("results.untitled")),
         snippet,
       ),
     );
@@ -426,11 +452,11 @@ class Sidebar {
     }
   }
 
-  #renderMoment(moment, hit) {
+  #renderMoment(moment, hit, focus = true) {
     $("results-view").hidden = true;
     $("moment").hidden = false;
     $("moment-title").textContent = moment.title || moment.app_id;
-    const meta = [moment.app_id, `${formatTime(moment.start)} – ${timeFormat.format(new Date(moment.end))}`];
+    const meta = [moment.app_id, `${formatTime(moment.start)} – ${timeFormat().format(new Date(moment.end))}`];
     if (moment.url) meta.push(moment.url);
     $("moment-meta").textContent = meta.join(" · ");
     const framed = moment.rows.filter((row) => row.frame_url);
@@ -438,7 +464,14 @@ class Sidebar {
       framed.find((row) => row.frame_url === hit.frame_url) ??
       framed.find((row) => row.boxes.some((box) => box.hit)) ??
       framed[0];
-    $("moment-rows").replaceChildren(...moment.rows.map((row) => this.#momentRow(row, row === first)));
+    const shown = focus ? first : (this.frameRow ?? first);
+    $("moment-rows").replaceChildren(...moment.rows.map((row) => this.#momentRow(row, row === shown)));
+    if (!focus) {
+      // A switch of language: the frame stays, its words follow.
+      if (shown) $("moment-frame").alt = t("moment.frameAlt", { time: formatTime(shown.time) });
+      if (shown?.boxes.some((b) => b.hit)) setText($("moment-frame-caption"), "moment.matches");
+      return;
+    }
     this.#showFrame(first);
     $("moment-back").focus();
   }
@@ -472,8 +505,9 @@ class Sidebar {
     img.removeAttribute("src");
     wrap.hidden = !row;
     if (!row) return;
-    img.alt = `Screen at ${formatTime(row.time)}`;
-    $("moment-frame-caption").textContent = row.boxes.some((b) => b.hit) ? "Matches are outlined." : "";
+    img.alt = t("moment.frameAlt", { time: formatTime(row.time) });
+    if (row.boxes.some((b) => b.hit)) setText($("moment-frame-caption"), "moment.matches");
+    else $("moment-frame-caption").replaceChildren();
     let url;
     try {
       url = await this.api.frame(row.frame_url);
@@ -511,15 +545,16 @@ class Sidebar {
     const moment = this.moment;
     if (!moment) return;
     const ok = await confirmAction(
-      `Forget this moment of ${moment.title || moment.app_id}? Its text and screenshots are deleted for good.`,
-      "Forget",
+      t("moment.forgetConfirm", { title: moment.title || moment.app_id }),
+      t("moment.forgetOk"),
     );
     if (!ok) return;
     try {
       const result = await this.api.forgetMoment(moment.moment_id);
       this.api.forgetFrames();
       this.closeMoment();
-      showStatus(`Moment forgotten (${result.deleted_rows} text rows, ${result.deleted_objects} files).`);
+      showStatus(t("moment.forgotten", { rows: result.deleted_rows, files: result.deleted_objects }));
+      this.tryPanel.refresh();
       await this.search();
     } catch (error) {
       showError(error);
@@ -531,11 +566,11 @@ class Sidebar {
     if (!moment || !this.privacy) return;
     const app = moment.app_id.toLowerCase();
     if (this.privacy.excluded_apps.includes(app)) {
-      showStatus(`${moment.app_id} is already never captured.`);
+      showStatus(t("moment.alreadyExcluded", { app: moment.app_id }));
       return;
     }
     if (await this.#savePrivacy({ ...this.privacy, excluded_apps: [...this.privacy.excluded_apps, app] })) {
-      showStatus(`${moment.app_id} will not be captured from now on. Past moments stay until you erase them.`);
+      showStatus(t("moment.excluded", { app: moment.app_id }));
     }
   }
 
@@ -547,7 +582,7 @@ class Sidebar {
     this.cancelAsk();
     const id = `ask-${Date.now()}-${++this.askCount}`;
     if (!this.live.send({ type: "ask", id, question, tz: TIME_ZONE })) {
-      showStatus("Not connected to the server; try again in a moment.", "error");
+      showStatus(t("net.notConnected"), "error");
       return;
     }
     this.askId = id;
@@ -587,7 +622,7 @@ class Sidebar {
       $("citations-heading").hidden = citations.length === 0;
       this.#endAsk();
     } else if (message.type === "answer.error") {
-      showStatus(String(message.message ?? "The answer failed."), "error");
+      showStatus(String(message.message ?? t("ask.failed")), "error");
       this.#endAsk();
     }
   }
@@ -644,7 +679,7 @@ class Sidebar {
     // Pausing needs no more than read; resuming needs manage.
     const locked = signedOut || (settings.paused && !this.manage);
     $("privacy-pause").disabled = locked;
-    $("privacy-pause").title = locked && !signedOut ? READ_ONLY : "";
+    $("privacy-pause").title = locked && !signedOut ? t("privacy.readOnly") : "";
     $("paused-badge").hidden = !settings.paused;
     $("privacy-apps").value = settings.excluded_apps.join("\n");
     $("privacy-titles").value = settings.excluded_title_patterns.join("\n");
@@ -652,13 +687,13 @@ class Sidebar {
   }
 
   // Changes that give up privacy are confirmed first, and refused here without the manage scope.
-  async #savePrivacy(settings, okLabel = "Save") {
+  async #savePrivacy(settings, okLabel = t("privacy.saveOk")) {
     const reductions = privacyReductions(this.privacy, settings);
     if (reductions.length) {
       const refused = !this.manage;
       const ok = !refused && (await confirmAction(reductions.join(" "), okLabel));
       if (!ok) {
-        if (refused) showStatus(READ_ONLY, "error");
+        if (refused) showStatus(t("privacy.readOnly"), "error");
         this.#showPrivacy(this.privacy); // back to what the server holds
         return false;
       }
@@ -675,8 +710,8 @@ class Sidebar {
 
   async setPaused(paused) {
     if (!this.privacy) return;
-    if (await this.#savePrivacy({ ...this.privacy, paused }, "Resume capture")) {
-      showStatus(paused ? "Capture paused." : "Capture resumed.");
+    if (await this.#savePrivacy({ ...this.privacy, paused }, t("privacy.resumeOk"))) {
+      showStatus(t(paused ? "privacy.paused" : "privacy.resumed"));
     }
   }
 
@@ -694,7 +729,7 @@ class Sidebar {
       excluded_title_patterns: lines("privacy-titles"),
       retention_days: days ? Number(days) : null,
     });
-    if (saved) showStatus("Privacy settings saved.");
+    if (saved) showStatus(t("privacy.saved"));
   }
 
   // --- erase and export ------------------------------------------------------------------------
@@ -703,19 +738,16 @@ class Sidebar {
     const start = $("erase-start").value;
     const end = $("erase-end").value;
     if (!start || !end || new Date(start) >= new Date(end)) {
-      showStatus("Choose a start before the end.", "error");
+      showStatus(t("erase.order"), "error");
       return;
     }
-    const range = `${dateTimeFormat.format(new Date(start))} – ${dateTimeFormat.format(new Date(end))}`;
-    const ok = await confirmAction(`Erase everything captured from ${range}? This cannot be undone.`, "Erase");
+    const range = `${dateTimeFormat().format(new Date(start))} – ${dateTimeFormat().format(new Date(end))}`;
+    const ok = await confirmAction(t("erase.confirmRange", { range }), t("erase.ok"));
     if (ok) await this.#erase({ start: toInstant(start), end: toInstant(end) });
   }
 
   async eraseEverything() {
-    const ok = await confirmAction(
-      "Erase your entire history: every moment, screenshot and index? This cannot be undone.",
-      "Erase everything",
-    );
+    const ok = await confirmAction(t("erase.confirmAll"), t("erase.all"));
     if (ok) await this.#erase({ everything: true });
   }
 
@@ -723,8 +755,9 @@ class Sidebar {
     try {
       const result = await this.api.erase(body);
       this.api.forgetFrames();
-      showStatus(`Erased ${result.deleted_rows} text rows and ${result.deleted_objects} files.`);
+      showStatus(t("erase.done", { rows: result.deleted_rows, files: result.deleted_objects }));
       this.closeMoment();
+      this.tryPanel.refresh();
       await this.search();
     } catch (error) {
       showError(error);
@@ -734,7 +767,7 @@ class Sidebar {
   async exportHistory() {
     const button = $("export");
     button.disabled = true;
-    showStatus("Preparing your export…");
+    showStatus(t("export.preparing"));
     try {
       const { blob, filename } = await this.api.exportHistory();
       const url = URL.createObjectURL(blob);
@@ -744,7 +777,7 @@ class Sidebar {
       link.remove();
       // Revoke later: the download may still be reading the blob.
       setTimeout(() => URL.revokeObjectURL(url), 60_000);
-      showStatus(`Export saved as ${filename}.`);
+      showStatus(t("export.saved", { file: filename }));
     } catch (error) {
       showError(error);
     } finally {
@@ -764,13 +797,14 @@ async function signIn(fragment) {
     return await Session.signIn(ticket);
   } catch (error) {
     if (!(error instanceof ApiError) || error.status !== 401) {
-      showSignedOut(`Could not sign in (${error.message}). Open the sidebar from the Shadowdesk client again.`);
+      showSignedOut(t("signin.failed", { error: error.message }));
     }
     return null;
   }
 }
 
 async function main() {
+  startI18n();
   setUpTabs();
   // A new sign-in link opened in this tab changes only the fragment: load the page afresh for it.
   window.addEventListener("hashchange", () => {

@@ -1,10 +1,8 @@
 // The Assist tab: summarise, translate, polish, explain or ask about what is on the user's screen,
 // streamed over /v1/assist/live. The window's title and text are untrusted: textContent and values only.
 
-const $ = (id) => document.getElementById(id);
-
-const HINT_WINDOW = "Empty: works on the visible text of this window.";
-const HINT_NOTHING = "Nothing seen on your desktop lately: type or paste the text to work on.";
+import { $ } from "/sidebar/static/dom.js";
+import { setText, t } from "/sidebar/static/i18n.js";
 
 export class AssistPanel {
   #api;
@@ -57,7 +55,7 @@ export class AssistPanel {
     if (text.trim()) message.text = text;
     if (action === "ask") message.question = question;
     if (!this.#socket?.send(message)) {
-      this.#showError("Not connected to the server; try again in a moment.");
+      this.#showError(t("net.notConnected"));
       return;
     }
     this.#runId = id;
@@ -77,7 +75,7 @@ export class AssistPanel {
     // A run's deltas do not survive the connection: the server cancels it when the socket closes.
     if (state === "closed" && this.#runId) {
       this.#endRun();
-      this.#showError("The connection was lost; run it again.");
+      this.#showError(t("assist.lost"));
     }
   }
 
@@ -101,7 +99,12 @@ export class AssistPanel {
   #showContext(context) {
     this.#context = context?.available ? context : null;
     const current = this.#context;
-    $("assist-title").textContent = current ? current.title || current.app_id || "(untitled)" : "No current window";
+    if (current?.title || current?.app_id) {
+      delete $("assist-title").dataset.i18n; // the window's own title: not ours to translate
+      $("assist-title").textContent = current.title || current.app_id;
+    } else {
+      setText($("assist-title"), current ? "assist.untitled" : "assist.noWindow");
+    }
     $("assist-meta").textContent = current ? [current.app_id, current.url].filter(Boolean).join(" · ") : "";
     // The textarea follows the selection until the user writes their own text in it.
     const textarea = $("assist-text");
@@ -115,7 +118,7 @@ export class AssistPanel {
   #showHint() {
     const hint = $("assist-hint");
     hint.hidden = $("assist-text").value.trim() !== "";
-    hint.textContent = this.#context ? HINT_WINDOW : HINT_NOTHING;
+    setText(hint, this.#context ? "assist.hintWindow" : "assist.hintNothing");
   }
 
   #showError(message) {
@@ -138,7 +141,7 @@ export class AssistPanel {
 function errorText(message) {
   const retry = Number(message.retry_after_s);
   if (message.code === "rate_limited" && Number.isFinite(retry)) {
-    return `Too many requests: try again in ${Math.max(1, Math.ceil(retry))} s.`;
+    return t("assist.rateLimited", { s: Math.max(1, Math.ceil(retry)) });
   }
-  return String(message.message || "The assistant failed; try again.");
+  return String(message.message || t("assist.failed"));
 }

@@ -1,6 +1,8 @@
 // Building the page's nodes. Text from the API (screen text, macro documents) only ever becomes text
 // nodes and attribute values here, never markup.
 
+import { dateFormat } from "/sidebar/static/i18n.js";
+
 export const $ = (id) => document.getElementById(id);
 
 // A DOM element with attributes and children (strings become text nodes).
@@ -16,12 +18,10 @@ export function el(tag, attrs = {}, ...children) {
   return node;
 }
 
-const timeFormat = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit" });
-const dateTimeFormat = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" });
-
-// A time of today as hours and minutes, any other with its date.
+// A time of today as hours and minutes, any other with its date, in the sidebar's language.
 export function formatTime(iso) {
   const date = new Date(iso);
   const today = new Date().toDateString() === date.toDateString();
-  return today ? timeFormat.format(date) : dateTimeFormat.format(date);
+  return dateFormat(today ? { hour: "2-digit", minute: "2-digit" } : { dateStyle: "medium", timeStyle: "short" })
+    .format(date);
 }

@@ -4,6 +4,7 @@
 // answers once the desktop reported the result.
 
 import { $, el } from "/sidebar/static/dom.js";
+import { t } from "/sidebar/static/i18n.js";
 
 const POLL_MS = 5_000;
 
@@ -71,13 +72,13 @@ export class HealthNotices {
   }
 
   async #apply(notice, fix, button) {
-    if (!(await this.ui.confirm(`${fix.label}?`, "Fix it"))) return;
+    if (!(await this.ui.confirm(t("health.confirm", { label: fix.label }), t("health.fixOk")))) return;
     button.disabled = true;
-    this.ui.status("Fixing…");
+    this.ui.status(t("health.fixing"));
     try {
       const result = await this.api.applyHealthFix(notice.incident_id, fix.fix_id);
-      if (result.status === "succeeded") this.ui.status("Done. The notice goes away once your desktop is well.");
-      else this.ui.error(new Error(`The fix did not work: ${result.error || result.status}`));
+      if (result.status === "succeeded") this.ui.status(t("health.done"));
+      else this.ui.error(new Error(t("health.failed", { error: result.error || result.status })));
     } catch (error) {
       this.ui.error(error);
     } finally {

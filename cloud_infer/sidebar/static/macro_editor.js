@@ -7,22 +7,12 @@
 
 import { ApiError } from "/sidebar/static/api.js";
 import { $, el } from "/sidebar/static/dom.js";
+import { setText, t } from "/sidebar/static/i18n.js";
 import { programYaml } from "/sidebar/static/macro_yaml.js";
 
 const PARAM_TYPES = ["text", "money", "date", "number", "choice", "secret"];
 const PARAM_FIELDS = ["name", "type", "label", "default", "choices", "required"];
-const ACTION_WORDS = {
-  focus: "Switch to",
-  launch: "Open",
-  click: "Click",
-  type: "Type into",
-  select: "Choose in",
-  press: "Press",
-  read: "Read",
-  find_text: "Find text in",
-  set_clipboard: "Copy",
-  wait: "Wait for",
-};
+const ACTIONS = new Set(["focus", "launch", "click", "type", "select", "press", "read", "find_text", "set_clipboard", "wait"]);
 // A pydantic union's branch in an error path: "function-after[_has_what_its_action_needs(), Step]".
 const BRANCH = /^function-[a-z]+\[.*\b(Step|Loop)\]$/;
 const NAMED_IN_MESSAGE = /\b(?:step|loop) '([a-z][a-z0-9_]*)'/;
@@ -42,9 +32,9 @@ function windowText(window) {
 
 function inputText(input) {
   if (!input) return "";
-  if ("param" in input) return `the parameter ${input.param}`;
-  if ("binding" in input) return `${input.binding} (read earlier)`;
-  if ("item" in input) return `the row's ${input.item}`;
+  if ("param" in input) return t("step.param", { name: input.param });
+  if ("binding" in input) return t("step.binding", { name: input.binding });
+  if ("item" in input) return t("step.item", { name: input.item });
   return `“${input.literal}”`;
 }
 
@@ -54,7 +44,7 @@ export function describeStep(step) {
   let what = "";
   if (target) {
     const name = target.name || target.label || target.id_attribute;
-    what = [name ? `“${name}”` : "", target.role ? `(${target.role})` : "", `in ${windowText(target.window)}`]
+    what = [name ? `“${name}”` : "", target.role ? `(${target.role})` : "", t("step.in", { window: windowText(target.window) })]
       .filter(Boolean)
       .join(" ");
   } else if (step.window) {
@@ -64,10 +54,11 @@ export function describeStep(step) {
   } else if (step.executable) {
     what = step.executable;
   }
-  if (step.action === "press" && step.keys && target) what = `${step.keys} in ${what}`;
-  const from = step.input ? `, from ${inputText(step.input)}` : "";
-  const saves = step.save_as ? `, kept as ${step.save_as}` : "";
-  return `${ACTION_WORDS[step.action] ?? step.action} ${what}${from}${saves}`.trim();
+  if (step.action === "press" && step.keys && target) what = t("step.keysIn", { keys: step.keys, what });
+  const from = step.input ? t("step.from", { input: inputText(step.input) }) : "";
+  const saves = step.save_as ? t("step.keptAs", { name: step.save_as }) : "";
+  const action = ACTIONS.has(step.action) ? t(`action.${step.action}`) : step.action;
+  return `${action} ${what}${from}${saves}`.trim();
 }
 
 // Every {param: name} input of the program, so renaming a parameter renames its uses (by identity:
@@ -220,13 +211,11 @@ export class MacroEditor {
       else delete step.name;
       this.#formChanged();
     });
-    const what = isLoop(step)
-      ? `For each row of ${step.over} (${step.row_pattern})`
-      : describeStep(step);
+    const what = isLoop(step) ? t("step.loop", { over: step.over, pattern: step.row_pattern }) : describeStep(step);
     const thumb = el("img", { class: "thumb", alt: "", "data-testid": "step-thumb", width: 96, height: 60 });
     const source = thumbPath(step.thumbnail);
     if (source) {
-      thumb.alt = `Screen when step ${number} was recorded`;
+      thumb.alt = t("step.thumbAlt", { n: number });
       this.#api.frame(source).then(
         (url) => (thumb.src = url),
         () => thumb.classList.add("thumb-none"),
@@ -244,10 +233,10 @@ export class MacroEditor {
       el(
         "div",
         { class: "step-body" },
-        el("label", { for: inputId, class: "step-number" }, `Step ${number}`),
+        setText(el("label", { for: inputId, class: "step-number" }), "step.number", { n: number }),
         name,
         el("p", { class: "step-what", "data-testid": "step-what" }, what),
-        step.sensitive ? el("span", { class: "badge badge-warn", "data-testid": "step-sensitive" }, "Asks you first") : null,
+        step.sensitive ? setText(el("span", { class: "badge badge-warn", "data-testid": "step-sensitive" }), "step.sensitive") : null,
         errors,
       ),
     );
@@ -268,11 +257,11 @@ export class MacroEditor {
       this.#errorSlots.set(`parameters.${index}.${field}`, errors);
       return errors;
     };
-    const labelled = (field, text, control) => {
+    const labelled = (field, key, control) => {
       control.id = id(field);
       control.dataset.testid = `param-${field}`;
       control.setAttribute("aria-describedby", `${id(field)}-errors`);
-      return el("div", { class: "field" }, el("label", { for: id(field) }, text), control, slot(field));
+      return el("div", { class: "field" }, setText(el("label", { for: id(field) }), key), control, slot(field));
     };
     const text = (value, attrs = {}) => {
       const input = el("input", { autocomplete: "off", ...attrs });
@@ -287,12 +276,12 @@ export class MacroEditor {
     const choices = text((param.choices ?? []).join(", "), { maxlength: 4096 });
     const required = el("input", { type: "checkbox" });
     required.checked = param.required !== false;
-    const choicesField = labelled("choices", "Choices (comma-separated)", choices);
+    const choicesField = labelled("choices", "param.choices", choices);
 
     const sync = () => {
       const secret = type.value === "secret";
       fallback.disabled = secret;
-      fallback.placeholder = secret ? "never stored: asked at each run" : "";
+      fallback.placeholder = secret ? t("param.secretPlaceholder") : "";
       choicesField.hidden = type.value !== "choice";
     };
     const uses = this.#uses.filter((use) => use.param === param.name);
@@ -334,13 +323,13 @@ export class MacroEditor {
     const fieldset = el(
       "fieldset",
       { class: "param", "data-testid": "macro-param", dataset: { index }, "aria-labelledby": legendId },
-      el("legend", { id: legendId }, `Parameter ${index + 1}`),
-      labelled("name", "Name", name),
-      labelled("type", "Type", type),
-      labelled("label", "Label", label),
-      labelled("default", "Default", fallback),
+      setText(el("legend", { id: legendId }), "param.legend", { n: index + 1 }),
+      labelled("name", "param.name", name),
+      labelled("type", "param.type", type),
+      labelled("label", "param.label", label),
+      labelled("default", "param.default", fallback),
       choicesField,
-      el("div", { class: "field check" }, required, el("label", { for: id("required") }, "Required"), slot("required")),
+      el("div", { class: "field check" }, required, setText(el("label", { for: id("required") }), "param.required"), slot("required")),
     );
     required.id = id("required");
     required.dataset.testid = "param-required";
@@ -371,7 +360,7 @@ export class MacroEditor {
     try {
       const saved = await this.#api.saveMacro(view.macro_id, $("macro-document").value);
       this.show(saved);
-      this.#ui.status(`Saved version ${saved.version} of “${saved.program.name}”.`);
+      this.#ui.status(t("macro.savedVersion", { version: saved.version, name: saved.program.name }));
       this.#onSaved(saved);
     } catch (error) {
       if (error instanceof ApiError && error.problems.length) this.#showProblems(error.problems);
@@ -385,15 +374,11 @@ export class MacroEditor {
     const view = this.#view;
     if (!view) return;
     const count = view.versions.length;
-    const ok = await this.#ui.confirm(
-      `Delete the macro “${view.program.name}” and its ${count} version${count === 1 ? "" : "s"}? ` +
-        "This cannot be undone.",
-      "Delete",
-    );
+    const ok = await this.#ui.confirm(t("macro.deleteConfirm", { name: view.program.name, n: count }), t("macro.deleteOk"));
     if (!ok) return;
     try {
       await this.#api.deleteMacro(view.macro_id);
-      this.#ui.status(`Deleted “${view.program.name}”.`);
+      this.#ui.status(t("macro.deleted", { name: view.program.name }));
       this.#view = null;
       this.#onDeleted(view);
     } catch (error) {
@@ -422,17 +407,18 @@ export class MacroEditor {
     for (const { problem, where } of located) {
       const message = cleanMessage(problem.message);
       let slot = null;
-      let label = "Document";
+      let label = t("macro.document");
       if (where.kind === "step") {
         const field = where.field && where.field !== "name" ? `${where.field}: ` : "";
         slot = this.#errorSlots.get(where.field === "name" ? `${where.step}.name` : where.step) ?? null;
-        label = `Step ${where.step.replace(/^steps\./, "").replace(".steps.", ".").split(".").map((n) => Number(n) + 1).join(".")}`;
+        const number = where.step.replace(/^steps\./, "").replace(".steps.", ".").split(".").map((n) => Number(n) + 1).join(".");
+        label = t("step.number", { n: number });
         if (slot) this.#addError(slot, `${field}${message}`);
         if (slot && where.field === "name") this.#markInvalid(slot);
       } else if (where.kind === "param") {
         const field = PARAM_FIELDS.includes(where.field) ? where.field : "";
         slot = this.#errorSlots.get(field ? `parameters.${where.index}.${field}` : `parameters.${where.index}`) ?? null;
-        label = `Parameter ${where.index + 1}${where.field ? ` · ${where.field}` : ""}`;
+        label = `${t("param.legend", { n: where.index + 1 })}${where.field ? ` · ${where.field}` : ""}`;
         if (slot) {
           this.#addError(slot, field ? message : `${where.field ? `${where.field}: ` : ""}${message}`);
           if (field) this.#markInvalid(slot);
@@ -446,7 +432,7 @@ export class MacroEditor {
       listed.push(el("li", {}, `${label}: ${message}`));
     }
     const count = located.length;
-    $("macro-errors-title").textContent = `Not saved: ${count} problem${count === 1 ? "" : "s"} in the document.`;
+    setText($("macro-errors-title"), "macro.notSaved", { n: count });
     $("macro-errors-list").replaceChildren(...listed);
     $("macro-errors").hidden = false;
   }

@@ -7,39 +7,16 @@
 // emptied before it is sent, and nothing else in the page keeps them.
 
 import { $, el, formatTime } from "/sidebar/static/dom.js";
+import { setText, t } from "/sidebar/static/i18n.js";
 import { describeStep, thumbPath } from "/sidebar/static/macro_editor.js";
 
 const FINAL = new Set(["complete", "failed", "aborted", "cancelled"]);
-const RUN_STATUS = {
-  running: "Running…",
-  waiting: "Waiting for you",
-  complete: "Complete: every step and check held",
-  failed: "Failed",
-  aborted: "Aborted",
-  cancelled: "Cancelled",
-};
-const STEP_STATUS = {
-  pending: "Pending",
-  running: "Running…",
-  waiting: "Waiting for you",
-  ok: "Done",
-  failed: "Failed",
-  skipped: "Skipped",
-  taken_over: "Done by you",
-  refused_by_user: "Rejected",
-};
-const ANSWERS = {
-  confirm: "Confirm",
-  reject: "Reject",
-  retry: "Retry",
-  skip: "Skip",
-  take_over: "Take over",
-  abort: "Abort run",
-};
-const ANSWER_HINTS = {
-  take_over: "Do this step yourself in the desktop; its checks are then read back and the run goes on.",
-  skip: "Go on without this step: the run can no longer end complete.",
-};
+// The words of these come from i18n.js (status.*, step.*, answer.*); others are shown as they are.
+const RUN_STATUS = new Set(["running", "waiting", "complete", "failed", "aborted", "cancelled"]);
+const STEP_STATUS = new Set(["pending", "running", "waiting", "ok", "failed", "skipped", "taken_over", "refused_by_user"]);
+const ANSWERS = new Set(["confirm", "reject", "retry", "skip", "take_over", "abort"]);
+const ANSWER_HINTS = new Set(["take_over", "skip"]);
+const runStatus = (status) => (RUN_STATUS.has(status) ? t(`status.${status}`) : status);
 const NS_PER_MS = 1_000_000;
 
 const isLoop = (entry) => "row_pattern" in entry;
@@ -104,7 +81,7 @@ export class MacroRuns {
           type,
           autocomplete: param.type === "secret" ? "new-password" : "off",
           inputmode: param.type === "money" || param.type === "number" ? "decimal" : undefined,
-          placeholder: param.type === "date" ? "as the form expects it, e.g. 2026-03-01" : undefined,
+          placeholder: param.type === "date" ? t("run.datePlaceholder") : undefined,
           maxlength: 4096,
         });
         if (param.type !== "secret") control.value = param.default ?? "";
@@ -112,7 +89,7 @@ export class MacroRuns {
       Object.assign(control, { id, name: param.name, required: param.required !== false });
       control.dataset.testid = "run-param";
       control.dataset.secret = String(param.type === "secret");
-      const type = param.type && param.type !== "text" ? ` (${param.type === "secret" ? "secret, never stored" : param.type})` : "";
+      const type = param.type && param.type !== "text" ? ` (${param.type === "secret" ? t("run.secretType") : param.type})` : "";
       return el("div", { class: "field" }, el("label", { for: id }, `${param.label || param.name}${type}`), control);
     });
     $("run-params").replaceChildren(...fields);
@@ -123,7 +100,7 @@ export class MacroRuns {
     const sessionId = this.#session();
     if (!macro) return;
     if (!sessionId) {
-      this.#ui.status("Choose the desktop to run it on first.", "error");
+      this.#ui.status(t("run.chooseDesktop"), "error");
       return;
     }
     const parameters = {};
@@ -143,7 +120,7 @@ export class MacroRuns {
       this.#run = { summary, traces: new Map() };
       this.#questionShown = "";
       this.#render();
-      this.#ui.status(`Started “${summary.name}” on ${sessionId}.`);
+      this.#ui.status(t("run.started", { name: summary.name, session: sessionId }));
       $("run-status").focus();
     } catch (error) {
       this.#ui.error(error);
@@ -171,10 +148,7 @@ export class MacroRuns {
   async cancel() {
     const run = this.#run;
     if (!run || FINAL.has(run.summary.status)) return;
-    const ok = await this.#ui.confirm(
-      `Cancel the run of “${run.summary.name}”? A step in progress is stopped; what was done stays done.`,
-      "Cancel run",
-    );
+    const ok = await this.#ui.confirm(t("run.cancelConfirm", { name: run.summary.name }), t("run.cancel"));
     if (!ok) return;
     try {
       this.#update(await this.#api.cancelRun(run.summary.run_id));
@@ -222,11 +196,11 @@ export class MacroRuns {
     if (!run) return;
     const { summary } = run;
     const final = FINAL.has(summary.status);
-    $("run-heading").textContent = `Run of “${summary.name}” · ${formatTime(nsTime(summary.created_ns))}`;
+    setText($("run-heading"), "run.headingOf", { name: summary.name, time: formatTime(nsTime(summary.created_ns)) });
     const status = $("run-status");
     const detail = summary.error ? `: ${summary.error}` : "";
-    const skipped = summary.skipped?.length ? ` (skipped: ${summary.skipped.join(", ")})` : "";
-    status.textContent = `${RUN_STATUS[summary.status] ?? summary.status}${detail}${skipped}`;
+    const skipped = summary.skipped?.length ? t("run.skipped", { steps: summary.skipped.join(", ") }) : "";
+    status.textContent = `${runStatus(summary.status)}${detail}${skipped}`;
     status.dataset.status = summary.status;
     $("run-cancel").hidden = final;
     $("run-cancel").disabled = !this.#api.can("manage");
@@ -245,11 +219,9 @@ export class MacroRuns {
     if (this.#questionShown === question.question_id) return; // keep focus where the user has it
     this.#questionShown = question.question_id;
     const step = this.#stepName(question.step_id);
-    const row = question.row === null || question.row === undefined ? "" : ` (row ${question.row + 1})`;
-    $("run-question-text").textContent =
-      question.kind === "confirm"
-        ? `Confirm “${step}”${row} before it acts: ${question.reason}`
-        : `“${step}”${row} stopped: ${question.reason}. What now?`;
+    const row = question.row === null || question.row === undefined ? "" : t("run.row", { n: question.row + 1 });
+    const words = { step, row, reason: question.reason };
+    setText($("run-question-text"), question.kind === "confirm" ? "run.confirmQuestion" : "run.haltQuestion", words);
     box.dataset.kind = question.kind;
     const buttons = question.options.map((option) => {
       const button = el(
@@ -258,10 +230,10 @@ export class MacroRuns {
           type: "button",
           class: option === "abort" || option === "reject" ? "danger" : undefined,
           "data-testid": `run-answer-${option}`,
-          title: ANSWER_HINTS[option],
+          title: ANSWER_HINTS.has(option) ? t(`answerHint.${option}`) : undefined,
           disabled: !this.#api.can("manage"),
         },
-        ANSWERS[option] ?? option,
+        ANSWERS.has(option) ? t(`answer.${option}`) : option,
       );
       button.addEventListener("click", () => this.#answer(option, question));
       return button;
@@ -272,7 +244,7 @@ export class MacroRuns {
   }
 
   #stepName(stepId) {
-    if (stepId === "final_checks") return "Final checks";
+    if (stepId === "final_checks") return t("run.finalChecks");
     for (const entry of this.#macro?.program.steps ?? []) {
       for (const step of isLoop(entry) ? [entry, ...entry.steps] : [entry]) {
         if (step.id === stepId) return step.name || step.id;
@@ -306,11 +278,11 @@ export class MacroRuns {
       if (atBody && (rows.length === 0 || traces.has(traceKey(summary.step_id, last)))) {
         rows.push(rows.length ? last + 1 : 0);
       }
-      items.push(el("li", { class: "loop-head", "data-testid": "run-loop" }, entry.name || `For each row of ${entry.over}`));
+      items.push(el("li", { class: "loop-head", "data-testid": "run-loop" }, entry.name || t("step.loopHead", { over: entry.over })));
       const current = summary.question?.row ?? rows.at(-1) ?? null;
       for (const row of rows.length ? rows : [null]) for (const step of entry.steps) add(step, row, current);
     }
-    if ((program.final_checks ?? []).length) add({ id: "final_checks", name: "Final checks" }, null);
+    if ((program.final_checks ?? []).length) add({ id: "final_checks", name: t("run.finalChecks") }, null);
     for (const [key, trace] of traces) {
       if (!shown.has(key)) items.push(this.#stepItem({ id: trace.step_id, name: trace.name, action: trace.action }, trace.row, trace, summary));
     }
@@ -322,22 +294,24 @@ export class MacroRuns {
     const here = !final && summary.step_id === step.id && row === currentRow;
     let status = trace ? trace.outcome : "pending";
     if (here) status = summary.status === "waiting" ? "waiting" : "running";
-    const name = `${step.name || step.id}${row === null || row === undefined ? "" : ` · row ${row + 1}`}`;
+    const name = `${step.name || step.id}${row === null || row === undefined ? "" : t("run.stepRow", { n: row + 1 })}`;
     const details = [];
     if (trace) {
       const timing = [
-        trace.found_by ? `found by ${trace.found_by}` : "",
-        `try ${trace.attempt + 1}`,
+        trace.found_by ? t("run.foundBy", { how: trace.found_by }) : "",
+        t("run.try", { n: trace.attempt + 1 }),
         `${Math.round(trace.wait_ms + trace.act_ms + trace.check_ms)} ms`,
       ].filter(Boolean);
       details.push(el("p", { class: "muted", "data-testid": "run-step-timing" }, timing.join(" · ")));
       for (const check of trace.checks ?? []) {
-        const seen = check.held ? "" : ` (expected ${check.expected || "—"}, read ${check.actual || "nothing"})`;
+        const seen = check.held
+          ? ""
+          : t("run.checkSeen", { expected: check.expected || "—", actual: check.actual || t("run.nothing") });
         details.push(
           el(
             "p",
             { class: check.held ? "check ok" : "check bad", "data-testid": "run-step-check" },
-            `${check.held ? "✓" : "✗"} ${check.kind.replaceAll("_", " ")} via ${check.via}${seen}`,
+            t("run.check", { mark: check.held ? "✓" : "✗", kind: check.kind.replaceAll("_", " "), via: check.via, seen }),
           ),
         );
       }
@@ -347,7 +321,8 @@ export class MacroRuns {
     for (const [which, ref] of [["before", trace?.frame_before], ["after", trace?.frame_after]]) {
       const source = thumbPath(ref?.key);
       if (!source) continue;
-      const img = el("img", { class: "thumb", alt: `Screen ${which} “${name}”`, "data-testid": `run-frame-${which}`, width: 96, height: 60 });
+      const alt = t(which === "before" ? "run.frameBefore" : "run.frameAfter", { name });
+      const img = el("img", { class: "thumb", alt, "data-testid": `run-frame-${which}`, width: 96, height: 60 });
       this.#api.frame(source).then(
         (url) => (img.src = url),
         () => img.classList.add("thumb-none"),
@@ -361,7 +336,7 @@ export class MacroRuns {
         "div",
         { class: "result-head" },
         el("span", { class: "title", "data-testid": "run-step-name" }, name),
-        el("span", { class: `badge step-${status}`, "data-testid": "run-step-status" }, STEP_STATUS[status] ?? status),
+        el("span", { class: `badge step-${status}`, "data-testid": "run-step-status" }, STEP_STATUS.has(status) ? t(`step.${status}`) : status),
       ),
       step.action && step.id !== "final_checks" && (step.target || step.window) ? el("p", { class: "muted" }, describeStep(step)) : null,
       ...details,
@@ -397,7 +372,7 @@ export class MacroRuns {
           el("span", { class: "app" }, summary.session_id),
           el("time", { datetime: nsTime(summary.created_ns) }, formatTime(nsTime(summary.created_ns))),
         ),
-        el("span", { class: "title", "data-testid": "run-history-status" }, RUN_STATUS[summary.status] ?? summary.status),
+        el("span", { class: "title", "data-testid": "run-history-status" }, runStatus(summary.status)),
         summary.error ? el("span", { class: "snippet" }, summary.error) : null,
       ),
     );

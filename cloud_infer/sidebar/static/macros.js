@@ -4,6 +4,7 @@
 
 import { ApiError } from "/sidebar/static/api.js";
 import { $, el, formatTime } from "/sidebar/static/dom.js";
+import { setText, t } from "/sidebar/static/i18n.js";
 import { MacroEditor } from "/sidebar/static/macro_editor.js";
 import { MacroRuns } from "/sidebar/static/macro_runs.js";
 
@@ -14,9 +15,6 @@ const DESKTOP_KEY = "shadowdesk.desktop";
 const RECORDING_POLL_MS = 2_000;
 const SESSION_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 const SUBTABS = ["edit", "run", "history"];
-const READ_ONLY =
-  "This sign-in is read-only: recording, saving, deleting and running macros need a sidebar opened " +
-  "from the Shadowdesk client with full access.";
 
 function stored(key) {
   try {
@@ -90,19 +88,19 @@ export class MacrosPanel {
     $("macro-back").addEventListener("click", () => this.closeMacro());
     for (const tab of SUBTABS) $(`mtab-${tab}`).addEventListener("click", () => this.#selectSubtab(tab));
     document.querySelector('#macro-view [role="tablist"]').addEventListener("keydown", (event) => {
-      const step = { ArrowRight: 1, ArrowLeft: -1 }[event.key];
-      if (step === undefined) return;
+      const current = SUBTABS.indexOf(this.#subtab);
+      const moves = { ArrowRight: current + 1, ArrowLeft: current - 1, Home: 0, End: SUBTABS.length - 1 };
+      if (!(event.key in moves)) return;
       event.preventDefault();
       event.stopPropagation();
-      const next = SUBTABS[(SUBTABS.indexOf(this.#subtab) + step + SUBTABS.length) % SUBTABS.length];
-      this.#selectSubtab(next, true);
+      this.#selectSubtab(SUBTABS[(moves[event.key] + SUBTABS.length) % SUBTABS.length], true);
     });
     if (!this.#manage) {
       for (const id of ["record-start", "macro-save", "macro-delete", "run-start"]) {
         $(id).disabled = true;
         $(id).setAttribute("aria-describedby", "macros-read-only");
       }
-      $("macros-read-only").textContent = READ_ONLY;
+      setText($("macros-read-only"), "macros.readOnly");
       $("macros-read-only").hidden = false;
     }
     this.#restoreRecording();
@@ -140,11 +138,11 @@ export class MacrosPanel {
     const select = $("macro-session");
     const chosen = select.value || this.#desktopHint;
     const options = sessions.map(({ session_id: id, connected }) =>
-      el("option", { value: id }, connected ? `${id} (connected)` : `${id} (offline)`),
+      setText(el("option", { value: id }), connected ? "macros.connected" : "macros.offline", { id }),
     );
     // The desktop the sidebar was opened for, even before its agent first connects.
     if (chosen && !sessions.some((s) => s.session_id === chosen)) {
-      options.unshift(el("option", { value: chosen }, `${chosen} (not seen yet)`));
+      options.unshift(setText(el("option", { value: chosen }), "macros.notSeen", { id: chosen }));
     }
     select.replaceChildren(...options);
     const connected = sessions.find((s) => s.connected)?.session_id;
@@ -157,7 +155,7 @@ export class MacrosPanel {
   async startRecording() {
     const sessionId = $("macro-session").value;
     if (!sessionId) {
-      this.#ui.status("Choose the desktop to record on first.", "error");
+      this.#ui.status(t("macros.chooseDesktop"), "error");
       return;
     }
     if (this.#recording) return;
@@ -167,7 +165,7 @@ export class MacrosPanel {
       store(RECORDING_KEY, recording.recording_id);
       store(RECORDING_NAME_KEY, $("record-name").value.trim());
       this.#showRecording(recording);
-      this.#ui.status(`Recording on ${sessionId}: do the task in your desktop, then press Stop.`);
+      this.#ui.status(t("macros.recordingOn", { session: sessionId }));
     } catch (error) {
       $("record-start").disabled = !this.#manage;
       this.#ui.error(error);
@@ -207,8 +205,8 @@ export class MacrosPanel {
   }
 
   #showRecordingText(recording) {
-    const actions = recording.actions === 1 ? "1 action" : `${recording.actions} actions`;
-    $("recording-text").textContent = `Recording on ${recording.session_id} · ${actions}`;
+    const actions = t("recording.actions", { n: recording.actions });
+    setText($("recording-text"), "recording.on", { session: recording.session_id, actions });
   }
 
   async #pollRecording() {
@@ -219,7 +217,7 @@ export class MacrosPanel {
       if (this.#recording !== current) return;
       if (recording.status === "failed") {
         this.#endRecording();
-        this.#ui.status(`The recording stopped: ${recording.error || "the agent did not record"}`, "error");
+        this.#ui.status(t("recording.stopped", { error: recording.error || t("recording.noAgent") }), "error");
       } else if (recording.status === "recording") {
         this.#showRecordingText(recording);
       }
@@ -232,13 +230,13 @@ export class MacrosPanel {
     const recording = this.#recording;
     if (!recording) return;
     $("record-stop").disabled = true;
-    $("recording-text").textContent = "Stopping and compiling the macro…";
+    setText($("recording-text"), "recording.stopping");
     this.#stopTimers();
     try {
       const macro = await this.#api.stopRecording(recording.recording_id, $("record-name").value.trim());
       this.#endRecording();
       $("record-name").value = "";
-      this.#ui.status(`Saved the new macro “${macro.program.name}”.`);
+      this.#ui.status(t("macros.saved", { name: macro.program.name }));
       this.#ui.showTab();
       this.#opened(macro);
       this.#selectSubtab("edit");
@@ -290,7 +288,7 @@ export class MacrosPanel {
         el(
           "span",
           { class: "result-head" },
-          el("span", { class: "app" }, `version ${macro.version}`),
+          setText(el("span", { class: "app" }), "macros.version", { n: macro.version }),
           el("time", { datetime: macro.updated_at }, formatTime(macro.updated_at)),
         ),
       ),
@@ -314,7 +312,7 @@ export class MacrosPanel {
     $("macro-view").hidden = false;
     $("macro-title").textContent = view.program.name;
     const versions = view.versions.length;
-    $("macro-meta").textContent = `Version ${view.version} · ${versions} version${versions === 1 ? "" : "s"} saved`;
+    setText($("macro-meta"), "macros.meta", { version: view.version, n: versions });
     $("macro-meta").dataset.version = String(view.version);
     if (this.#editor.view !== view) this.#editor.show(view);
     this.#runs.show(view);
