@@ -1,8 +1,8 @@
 """A real Toxiproxy server for tests: a TCP proxy whose faults (latency, loss, resets) are set through
 its HTTP API, to break the link between an agent and the cloud on purpose (this kernel has no netem).
 
-``proxy(name, upstream)`` opens a proxy on a free 127.0.0.1 port; ``add_latency`` and ``remove`` turn a
-fault on and off while traffic flows.
+``proxy(name, upstream)`` opens a proxy on a free 127.0.0.1 port; ``add_latency``, ``limit_bandwidth``,
+``drop_everything`` and their removals turn a fault on and off while traffic flows.
 """
 
 from __future__ import annotations
@@ -87,6 +87,19 @@ class ToxiproxyServer:
     def remove_latency(self, proxy: str) -> None:
         for stream in ("upstream", "downstream"):
             self._api.delete(f"/proxies/{proxy}/toxics/latency-{stream}").raise_for_status()
+
+    def limit_bandwidth(self, proxy: str, kib_per_s: int, stream: str = "downstream") -> None:
+        """Carry at most ``kib_per_s`` KiB a second in ``stream`` (downstream: toward the client)."""
+        toxic = {
+            "name": f"bandwidth-{stream}",
+            "type": "bandwidth",
+            "stream": stream,
+            "attributes": {"rate": kib_per_s},
+        }
+        self._api.post(f"/proxies/{proxy}/toxics", json=toxic).raise_for_status()
+
+    def remove_bandwidth_limit(self, proxy: str, stream: str = "downstream") -> None:
+        self._api.delete(f"/proxies/{proxy}/toxics/bandwidth-{stream}").raise_for_status()
 
     def drop_everything(self, proxy: str) -> None:
         """Lose every byte the proxy carries, both ways, until ``restore``: a loss burst as TCP's peers
