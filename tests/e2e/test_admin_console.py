@@ -227,6 +227,8 @@ def test_each_role_signs_in_and_a_viewer_can_neither_see_nor_use_an_action(
     expect(viewer.locator("#analyse")).to_have_count(0)  # asking a model is an operator's
     viewer.goto(f"{ops.console_url}/sessions/{subject_of(USER, SESSION)}")
     expect(viewer.locator("#subject")).to_be_visible(timeout=UI_MS)
+    # This desktop has no thin client open: the drill-down says so where its figures would be.
+    expect(viewer.locator("#session-experience")).to_have_text("No report from a thin client.", timeout=UI_MS)
     expect(viewer.locator("#reveal")).to_have_count(0)
     path = f"{ops.console_url}/api/ops/incidents/{incident['incident_id']}/remediations"
     refused = viewer.request.post(path, data={"action": "free_temp_space", "dry_run": True})

@@ -3,6 +3,11 @@
 // The cloud decides what a role may do; these pages only hide the controls a role may not use.
 
 const METRIC_LABELS = { cpu_percent: "CPU %", memory_percent: "Memory %", disk_used_percent: "Disk %" };
+// The thin client's newest report (the protocol side), in the drill-down.
+const EXPERIENCE_LABELS = {
+  rtt_ms: "Round trip ms", input_latency_ms: "Input latency ms", frame_delay_ms: "Frame delay ms",
+  fps: "Frames/s", bytes_down_per_s: "Down KiB/s", bytes_up_per_s: "Up KiB/s",
+};
 const PROCESS_ACTIONS = new Set(["end_process", "restart_app"]);
 const RISKY = new Set([...PROCESS_ACTIONS, "log_off"]);
 const ACTIONS = ["free_temp_space", "diagnostic_snapshot", "end_process", "restart_app", "log_off"];
@@ -150,10 +155,11 @@ function chart(container, title, names) {
 function sessionPage(subject) {
   view.dataset.watch = subject;
   const numbers = el("div", { class: "cards", id: "session-metrics" });
+  const experience = el("div", { class: "cards", id: "session-experience" });
   const holder = el("div", { id: "session-chart", class: "panel" });
   const incidents = el("ul", { class: "list", id: "session-incidents" });
-  view.append(el("h1", {}, "Session ", el("code", { id: "subject", text: subject })), numbers, holder,
-    el("h2", { text: "Open incidents" }), incidents);
+  view.append(el("h1", {}, "Session ", el("code", { id: "subject", text: subject })), numbers,
+    el("h2", { text: "Thin client" }), experience, holder, el("h2", { text: "Open incidents" }), incidents);
   if (me.is_admin) view.append(revealPanel(subject));
   let plot = null;
   let names = "";
@@ -164,6 +170,11 @@ function sessionPage(subject) {
         ...Object.entries(s.metrics).map(([name, value]) =>
         el("div", { class: "card" }, el("div", { class: "n", text: value.toFixed(1) }),
           el("div", { text: METRIC_LABELS[name] || name }))));
+      const figures = Object.entries(EXPERIENCE_LABELS).filter(([name]) => name in (s.experience || {}));
+      experience.replaceChildren(...(figures.length ? figures.map(([name, label]) => {
+        const value = name.startsWith("bytes_") ? s.experience[name] / 1024 : s.experience[name];
+        return el("div", { class: "card" }, el("div", { class: "n", text: value.toFixed(1) }), el("div", { text: label }));
+      }) : [el("p", { class: "muted", text: "No report from a thin client." })]));
     }
     incidents.replaceChildren(...snapshot.incidents
       .filter((i) => i.sessions.some((p) => p.subject === subject && p.active))
