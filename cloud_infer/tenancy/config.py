@@ -40,7 +40,8 @@ class TenantLimitSettings(BaseSettings):
         ge=1,
         description="Thin client experience reports a minute (a desk page reports every 5 s).",
     )
-    websockets: int = Field(default=8, ge=1, description="Open sidebar websockets of one user.")
+    # A /desk tab holds about five (RFB, echo, the sidebar's live sockets): three tabs fit.
+    websockets: int = Field(default=16, ge=1, description="Open websockets of one user.")
     logins_per_minute: int = Field(
         default=30, ge=1, description="Login-ticket redemptions a minute from one client address."
     )

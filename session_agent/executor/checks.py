@@ -69,16 +69,21 @@ def _compile(pattern: str) -> re2._Regexp:
 
 
 def find_text(
-    a11y: Accessibility, window: WindowInfo, query: TextQuery, context: ActionContext
+    a11y: Accessibility, window: WindowInfo, query: TextQuery, context: ActionContext, *, walk_s: float = 2.0
 ) -> dict[str, str] | None:
-    """What ``query`` found in the window's accessible text, as observed values; None when nothing."""
+    """What ``query`` found in the window's accessible text, as observed values; None when nothing.
+
+    The walk takes at most ``walk_s`` (and the command's remaining time). A walk a limit cut short
+    that found nothing raises ActionFailedError: "not there" would be a guess."""
     frame = a11y.frame(window)
     if frame is None:
         return None
-    limits = WalkLimits(deadline_s=max(0.1, min(2.0, context.remaining())))
-    page, _ = TreeReader(a11y.client, limits).read(frame)
+    limits = WalkLimits(deadline_s=max(0.1, min(walk_s, context.remaining())))
+    page, cut_short = TreeReader(a11y.client, limits).read(frame)
     found = query.first(page.text)
     if found is None:
+        if cut_short:
+            raise ActionFailedError("the window's text could not be read in full before the deadline")
         return None
     line, matched = found
     return {"found": "true", "text": cut(line)[0], "match": cut(matched)[0]}

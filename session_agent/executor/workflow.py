@@ -393,7 +393,7 @@ class WorkflowActions:
             window = x11.find(step.window)
             if self._is_private(window):
                 raise ActionRefusedError("the window is private: it is not read")
-            found = find_text(a11y, window, query, context)
+            found = find_text(a11y, window, query, context, walk_s=context.remaining())
             return Outcome({**(found or {"found": "false"}), **self._window_observed(window)})
 
     def _condition_met(
@@ -414,7 +414,10 @@ class WorkflowActions:
             for window in reversed(windows):
                 if self._is_private(window):
                     continue
-                found = find_text(a11y, window, query, context)
+                try:
+                    found = find_text(a11y, window, query, context)
+                except ActionFailedError:
+                    continue  # read in full on a later poll, or the wait times out
                 if found is not None:
                     return {**found, **self._window_observed(window)}
             return None
