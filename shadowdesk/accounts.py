@@ -10,9 +10,14 @@ from recall_store.factory import open_store
 
 
 def login_url(
-    user_id: str, manage: bool = True, base_url: str | None = None, ttl_s: int | None = None
+    user_id: str,
+    manage: bool = True,
+    base_url: str | None = None,
+    ttl_s: int | None = None,
+    page: str = "sidebar",
 ) -> str:
-    """The sidebar's URL with a single-use login ticket in its fragment (never sent to a server)."""
+    """The URL of ``page`` (``sidebar``, or ``desk``: the thin client) with a single-use login ticket
+    in its fragment (never sent to a server)."""
     settings = ServerSettings()
     ticket = TokenAuthority.from_settings(settings).issue(
         user_id, ["login"], grants=["read", "manage"] if manage else ["read"], ttl_s=ttl_s
@@ -20,7 +25,7 @@ def login_url(
     if base_url is None:
         scheme = "https" if settings.tls else "http"
         base_url = f"{scheme}://{settings.http_host}:{settings.http_port}"
-    return f"{base_url.rstrip('/')}/sidebar#login={ticket}"
+    return f"{base_url.rstrip('/')}/{page}#login={ticket}"
 
 
 async def revoke(user_id: str) -> float:

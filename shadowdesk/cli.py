@@ -105,7 +105,8 @@ def _login(args: argparse.Namespace) -> int:
     with _cloud_tier("login"):
         from shadowdesk.accounts import login_url
 
-    sys.stdout.write(login_url(args.user, manage=not args.read_only, base_url=args.url) + "\n")
+    link = login_url(args.user, manage=not args.read_only, base_url=args.url, page=args.page)
+    sys.stdout.write(link + "\n")
     return 0
 
 
@@ -201,10 +202,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     token.set_defaults(func=_token)
 
-    login = sub.add_parser("login", help="print a single-use sidebar sign-in link for a user")
+    login = sub.add_parser("login", help="print a single-use sign-in link for a user")
     login.add_argument("--user", required=True)
     login.add_argument("--read-only", action="store_true", help="no erasing, unpausing or retention changes")
     login.add_argument("--url", default=None, help="the server's base URL (default: from the settings)")
+    login.add_argument(
+        "--page",
+        choices=["sidebar", "desk"],
+        default="sidebar",
+        help="desk: the thin client (the desktop and the sidebar); it needs --read-only unset",
+    )
     login.set_defaults(func=_login)
 
     revoke = sub.add_parser("revoke", help="revoke every token of a user issued until now")

@@ -4,9 +4,10 @@ admin console beside it (its own process and port, ``python -m admin_console``).
 The demo keeps everything under one data directory: the local object store, the agent's spool, a
 random token secret made on first run, and the console's user store with one demo user per role (their
 passwords are made on first run, kept in ``console-logins.txt`` and printed). The agent attaches to
-$DISPLAY, or to a virtual Xvfb desktop with a window manager and a terminal that the demo starts, or
-runs with system metrics only.
-``scenario="expense"`` also opens the expense scenario on the desktop (``shadowdesk.scenario``).
+$DISPLAY, or to a virtual Xvfb desktop that the demo starts, or runs with system metrics only.
+The virtual desktop is an office worker's (``shadowdesk.office``): on the first run the demo works
+through its apps while the agent streams, and is ready once the first queries it suggests find what
+they should. ``scenario="expense"`` opens the expense scenario instead (``shadowdesk.scenario``).
 """
 
 from __future__ import annotations
@@ -22,9 +23,12 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
+
+import httpx
 
 from cloud_infer.auth import TokenAuthority
 from cloud_infer.config import ServerSettings
@@ -33,7 +37,9 @@ from cloud_infer.server import serve
 from recall_store.config import StoreSettings
 from session_agent.agent import run_agent
 from session_agent.config import DEFAULT_ALLOWED_ACTIONS, REMEDIATION_ACTIONS, AgentSettings
+from shadowdesk.office import OfficeDesk, OfficeError
 from shadowdesk.scenario import ExpenseScenario, ScenarioError
+from shadowdesk.session_bus import SessionBusError
 from shadowdesk_common.desktop import VirtualDesktop
 from shadowdesk_common.vnc import VncError, VncServer
 
@@ -48,8 +54,16 @@ CONSOLE_USERS = (
     ("ops-viewer", "viewer"),
 )
 DEMO_WINDOW_TITLE = "Shadowdesk demo terminal"
+HISTORY_DEADLINE_S = 240.0  # the first history's indexing, OCR included, on a 2-core machine
+SEARCH_POLL_S = 3.0
 DesktopChoice = Literal["auto", "virtual", "current", "none"]
 ScenarioChoice = Literal["none", "expense"]
+
+
+@dataclass(frozen=True)
+class TryQuery:
+    query: str
+    finds: str  # in the title of the window it should find first
 
 
 @dataclass(frozen=True)
@@ -124,6 +138,50 @@ def _wait_for_port(port: int, timeout_s: float) -> None:
     raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout_s} s")
 
 
+def _progress(line: str) -> None:
+    sys.stderr.write(f"[demo] {line}\n")
+    sys.stderr.flush()
+
+
+def _open_desktop(data_dir: Path, desktop: VirtualDesktop, office_apps: bool) -> OfficeDesk | None:
+    """The office desktop, or one terminal when the office's apps are not installed (or not asked for)."""
+    if office_apps:
+        office = OfficeDesk(data_dir, desktop)
+        try:
+            office.open()
+            return office
+        except (OfficeError, SessionBusError) as exc:
+            logger.warning("a terminal in place of the office desktop: %s", exc)
+    # allowTitleOps off: the shell's prompt must not retitle the window the demo points at.
+    desktop.launch(["xterm", "-xrm", "XTerm*allowTitleOps: false", "-T", DEMO_WINDOW_TITLE])
+    desktop.wait_for_window(DEMO_WINDOW_TITLE)
+    return None
+
+
+async def _wait_searchable(
+    base: str, token: str, queries: Sequence[TryQuery], deadline_s: float
+) -> list[TryQuery]:
+    """Poll the search API until each query's first hit is the window it should find; the queries
+    still waiting at the deadline."""
+    waiting = list(queries)
+    headers = {"Authorization": f"Bearer {token}"}
+    async with httpx.AsyncClient(base_url=base, headers=headers, timeout=10.0) as client:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(deadline_s):
+                while waiting:
+                    for query in list(waiting):
+                        with contextlib.suppress(httpx.HTTPError):
+                            params: dict[str, str | int] = {"q": query.query, "limit": 1}
+                            reply = await client.get("/v1/recall/search", params=params)
+                            hits = reply.json()["hits"] if reply.status_code == 200 else []
+                            if hits and query.finds in hits[0]["title"]:
+                                waiting.remove(query)
+                                _progress(f"searchable: {query.query!r} finds {hits[0]['title']!r}")
+                    if waiting:
+                        await asyncio.sleep(SEARCH_POLL_S)
+    return waiting
+
+
 def _choose_display(choice: DesktopChoice) -> Literal["current", "virtual", "none"]:
     if choice != "auto":
         return choice
@@ -154,13 +212,19 @@ async def run_demo(options: DemoOptions) -> None:
 
     mode = _choose_display(options.desktop)
     desktop: VirtualDesktop | None = None
+    office: OfficeDesk | None = None
     display = os.environ.get("DISPLAY", "")
     if mode == "virtual":
         desktop = VirtualDesktop()
         desktop.start()
-        # allowTitleOps off: the shell's prompt must not retitle the window the demo points at.
-        desktop.launch(["xterm", "-xrm", "XTerm*allowTitleOps: false", "-T", DEMO_WINDOW_TITLE])
-        desktop.wait_for_window(DEMO_WINDOW_TITLE)
+        office_apps = options.scenario == "none"
+        if office_apps:
+            _progress("opening the office desktop: four pages in Chromium, an invoice, notes, a terminal")
+        try:
+            office = await asyncio.to_thread(_open_desktop, data_dir, desktop, office_apps)
+        except BaseException:
+            desktop.stop()
+            raise
         display = desktop.display
         # Where scripts/break_desktop.sh finds the desktop it breaks on purpose.
         (data_dir / "display").write_text(display, encoding="utf-8")
@@ -189,8 +253,8 @@ async def run_demo(options: DemoOptions) -> None:
     sensors = {"system_metrics", "process_faults"}
     if mode != "none":  # hangs and the desktop's responsiveness need the X display
         sensors |= {"window_focus", "apps", "frames", "desktop_health"}
-    if scenario is not None:
-        sensors |= {"accessibility", "selection"}  # the invoice's and the cost list's text, copies
+    if scenario is not None or office is not None:
+        sensors |= {"accessibility", "selection"}  # the pages', invoice's and notes' text, copies
 
     agent_settings = AgentSettings(
         server=f"127.0.0.1:{options.grpc_port}",
@@ -223,13 +287,23 @@ async def run_demo(options: DemoOptions) -> None:
             data_dir, tokens, server_settings.token_max_ttl_s, options.console_port, base
         )
         await asyncio.to_thread(_wait_for_port, options.console_port, 30.0)
+        tries = [TryQuery(**entry) for entry in office.files["try"]] if office is not None else []
+        if office is not None and not office.recorded:
+            _progress("recording a first history: working through each window while the agent streams")
+            await asyncio.to_thread(office.record_history)
+            _progress("waiting until the first queries find what they should (indexing, OCR)")
+            read = tokens.issue(DEMO_USER, ["read"], ttl_s=int(HISTORY_DEADLINE_S) + 60)
+            missing = await _wait_searchable(base, read, tries, HISTORY_DEADLINE_S)
+            if missing:
+                names = [query.query for query in missing]
+                logger.warning("not searchable yet after %.0f s: %s", HISTORY_DEADLINE_S, names)
         sys.stderr.write(
             "\nShadowdesk is up.\n"
             + (
                 f"  open    : {base}/desk#login={login}\n"
                 "            (your desktop and the Shadowdesk sidebar in one tab; single-use sign-in link,\n"
-                f"            good for an hour; `{cli} login --user {DEMO_USER} --url {base}`\n"
-                "            makes a new one: open it with /desk in place of /sidebar)\n"
+                "            good for an hour; a new one:\n"
+                f"             {cli} login --user {DEMO_USER} --url {base} --page desk)\n"
                 if vnc is not None
                 else f"  sidebar : {base}/sidebar#login={login}\n"
                 "            (a single-use sign-in link, good for an hour; a new one:\n"
@@ -243,6 +317,7 @@ async def run_demo(options: DemoOptions) -> None:
             + f"  console : http://127.0.0.1:{options.console_port}/  (admin console; sign in as one of:)\n"
             + "".join(f"            {line}\n" for line in logins.splitlines())
             + (scenario.banner() if scenario is not None else "")
+            + (f"  try     : {' · '.join(q.query for q in tries)}  (the sidebar's search)\n" if tries else "")
             + "Stop with Ctrl-C.\n\n"
         )
         with contextlib.suppress(TimeoutError):

@@ -16,10 +16,11 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+from shadowdesk.session_bus import SessionBusError, start_session_bus
 
 REPO = Path(__file__).resolve().parents[1]
 START_DEADLINE_S = 60.0
@@ -43,7 +44,10 @@ class ExpenseScenario:
         if not (REPO / "demo_apps" / "__main__.py").exists():
             raise ScenarioError("the expense scenario runs from a source checkout: demo_apps/ is missing")
         if own_bus:
-            self._start_bus()
+            try:
+                start_session_bus(self._dir / "dbus-session", lambda argv: self._launch(argv, {}))
+            except SessionBusError as error:
+                raise ScenarioError(str(error)) from error
         self._start_portal()
         invoice = self.ready["invoices"][0]["path"]
         for argv in (["evince", invoice], ["mousepad", self.ready["cost_list"]]):
@@ -73,21 +77,6 @@ class ExpenseScenario:
             _stop_group(process)
         self._processes.clear()
 
-    def _start_bus(self) -> None:
-        socket_path = self._dir / "dbus-session"
-        self._dir.mkdir(parents=True, exist_ok=True)
-        socket_path.unlink(missing_ok=True)
-        if shutil.which("dbus-daemon") is None:
-            raise ScenarioError("dbus-daemon is not installed (scripts/setup.sh installs dbus-x11)")
-        self._launch(["dbus-daemon", "--session", "--nofork", f"--address=unix:path={socket_path}"], {})
-        deadline = time.monotonic() + 10
-        while not socket_path.exists():
-            if time.monotonic() > deadline:
-                raise ScenarioError("the D-Bus session bus did not start")
-            time.sleep(0.05)  # polling interval of a deadline-bounded wait
-        # The agent of this process and every app launched after this share the bus (AT-SPI).
-        os.environ["DBUS_SESSION_BUS_ADDRESS"] = f"unix:path={socket_path}"
-
     def _start_portal(self) -> None:
         argv = [sys.executable, "-m", "demo_apps", "--dir", str(self._dir), "--port", str(self._port)]
         log = (self._dir.parent / "expense-portal.log").open("wb")
@@ -103,17 +92,17 @@ class ExpenseScenario:
             )
         self.ready = json.loads(line)
 
-    def _launch(self, argv: list[str], env: Mapping[str, str]) -> None:
+    def _launch(self, argv: list[str], env: Mapping[str, str]) -> subprocess.Popen[bytes]:
         environment = {**os.environ, "DISPLAY": self._display, **env}
-        self._processes.append(
-            subprocess.Popen(
-                argv,
-                env=environment,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                start_new_session=True,
-            )
+        process = subprocess.Popen(
+            argv,
+            env=environment,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
         )
+        self._processes.append(process)
+        return process
 
 
 def _stop_group(process: subprocess.Popen[bytes]) -> None:
