@@ -15,6 +15,7 @@ while writers of the user's history wait, so nothing in flight or resent later b
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Set as AbstractSet
 from datetime import UTC, datetime, timedelta
@@ -41,7 +42,7 @@ from cloud_infer.recall.protocol import (
 from cloud_infer.recall.query_dates import ParsedQuery as DatedQuery
 from cloud_infer.recall.query_dates import parse_query
 from cloud_infer.recall.rewrite import QueryRewriter
-from cloud_infer.recall.text import highlight, matches_any, query_terms
+from cloud_infer.recall.text import exact_patterns, highlight, matches_any, query_terms
 from cloud_infer.tenancy.fair_pool import FairGate, Priority
 from recall_store.event_log import EventLog
 from recall_store.store import ObjectStore
@@ -58,6 +59,20 @@ _NS_PER_MS = 1_000_000
 
 def _time(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, UTC)
+
+
+def _exact_first(rows: list[dict[str, Any]], exact: list[re.Pattern[str]]) -> list[dict[str, Any]]:
+    """``rows`` with those holding more of the query's ids and numbers first, each group in fused
+    order: an exact id names one thing, which a look-alike (another invoice, another contract) that
+    only shares words with it must not outrank."""
+    if not exact:
+        return rows
+
+    def held(row: dict[str, Any]) -> int:
+        text = f"{row['title']} {row['url']} {row['text']}".lower()
+        return sum(pattern.search(text) is not None for pattern in exact)
+
+    return sorted(rows, key=lambda row: -held(row))  # stable: fused order within each group
 
 
 def _frame_urls(row: dict[str, Any]) -> tuple[str | None, str | None]:
@@ -241,6 +256,7 @@ class RecallService:
                 expansion_boost=EXPANSION_BOOST,
                 names=" ".join(names(text)),
             )
+        rows = _exact_first(rows, exact_patterns(text))
         hits: list[SearchHit] = []
         dated = {
             row["moment_id"] for row in rows if dates and dates_in(f"{row['title']}\n{row['text']}") & dates

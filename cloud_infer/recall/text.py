@@ -109,6 +109,10 @@ _GLUE_WORDS = frozenset(
 _SHORT_PAIR_RE = re.compile(r"(?<![A-Za-z0-9-])([A-Za-z]{2,6})\s+(?=([A-Za-z]{2,6})(?![A-Za-z0-9-]))")
 _NAME_PAIR_RE = re.compile(r"(?<![A-Za-z0-9-])([A-Z][a-z]{1,5})\s+(?=([A-Z][a-z]{1,5})(?![A-Za-z0-9-]))")
 # Case changes that only happen where words were joined: "gW" in ZhangWei, "SDf" in USDfor.
+# An id or a number as typed: letters, digits and the separators inside ids (HT-2026-0457, MU5331,
+# 12,000, 2.14.3, INV/2026/7), with at least one digit.
+_EXACT_RE = re.compile(r"[A-Za-z0-9]+(?:[-_/.,:][A-Za-z0-9]+)*")
+_SEPARATORS_RE = re.compile(r"[\W_]+")
 _JOINED_RE = re.compile(r"[a-z][A-Z]|[A-Z]{2}[a-z]")
 _CAMEL_RE = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])")
 _KNOWN = wordninja.DEFAULT_LANGUAGE_MODEL._wordcost  # its word list, by frequency
@@ -213,6 +217,19 @@ def query_terms(text: str) -> list[str]:
         if word not in _QUERY_STOP_WORDS:
             seen.setdefault(word)
     return list(seen)
+
+
+def exact_patterns(query: str) -> list[re.Pattern[str]]:
+    """Patterns of the query's ids and numbers (three characters or more, with a digit) that match them
+    in lower-cased text whatever separators stand between their parts: OCR drops or changes them
+    ("HT-2026-0457" read as "HT2026-0457" or "HT-2026 0457")."""
+    patterns: dict[str, re.Pattern[str]] = {}
+    for token in _EXACT_RE.findall(unicodedata.normalize("NFKC", query).lower()):
+        parts = [part for part in _SEPARATORS_RE.split(token) if part]
+        if sum(map(len, parts)) >= 3 and any(c.isdigit() for c in token):
+            source = r"[\W_]*".join(map(re.escape, parts))
+            patterns.setdefault(source, re.compile(source))
+    return list(patterns.values())
 
 
 @dataclass(frozen=True, slots=True)

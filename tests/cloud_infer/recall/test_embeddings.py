@@ -174,3 +174,45 @@ async def test_an_index_of_the_old_model_is_reembedded_on_open_and_keeps_every_r
     table = await (await lancedb.connect_async(uri, storage_options=options)).open_table(TABLE)
     assert f"{EMBED_COLUMN}_idx" in {i.name for i in await table.list_indices()}
     await reopened.close()
+
+
+# A contract, its look-alike (the next contract: same supplier and words, another id and total), and
+# the same contract read from a screen by OCR, which dropped a separator.
+ID_PAGES = [
+    (
+        "target",
+        "采购合同 HT-2026-118",
+        "采购合同 HT-2026-118\n供应商：华东电子有限公司\n合同总价：人民币 48 万元",
+    ),
+    (
+        "look-alike",
+        "采购合同 HT-2026-119",
+        "采购合同 HT-2026-119\n供应商：华东电子有限公司\n合同总价：人民币 52 万元\n2026 年度框架",
+    ),
+    ("ocr", "Screenshot", "采购合同HT2026-118供应商华东电子有限公司"),
+]
+
+
+@pytest.mark.parametrize(
+    "query", ["HT-2026-118", "合同 HT-2026-118", "ht2026 118", "48 万元的合同 HT-2026-118"]
+)
+async def test_an_exact_id_in_the_query_ranks_what_holds_it_before_a_look_alike(
+    tmp_path: Path, embedder: Embedder, query: str
+) -> None:
+    settings = StoreSettings(backend="local", local_root=tmp_path / "store")
+    store = open_store(settings)
+    llm = LLMGateway(LLMSettings(backend="none"), None)
+    recall = open_recall(RecallSettings(), settings, store, PrivacyService(store), llm, embedder, [])
+    rows = [
+        dataclasses.replace(_row("contract", i), id=key, moment_id=f"m-{key}", title=title, text=text)
+        for i, (key, title, text) in enumerate(ID_PAGES)
+    ]
+    vectors = embedder.encode_now([passage_text(r.title, r.text) for r in rows], Role.PASSAGE)
+    try:
+        user = f"id-{uuid.uuid4().hex[:8]}"
+        await recall.index.add(user, [row_record(r, v) for r, v in zip(rows, vectors, strict=True)])
+        order = [hit.moment_id for hit in (await recall.service.search(user, query)).hits]
+    finally:
+        await recall.close()
+        await store.close()
+    assert set(order[:2]) == {"m-target", "m-ocr"}, order  # both forms of the id before the look-alike
