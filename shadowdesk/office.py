@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -26,6 +27,7 @@ from shadowdesk_common.desktop import VirtualDesktop
 REPO = Path(__file__).resolve().parents[1]
 WINDOW_DEADLINE_S = 60.0
 FIXTURE_DEADLINE_S = 60.0
+_HAN_RUN = re.compile(r"([\u3400-\u9fff]+)")
 TERMINAL_TITLE = "Terminal - deploy payments-api"
 CHROMIUM_FLAGS = [
     "--no-first-run",
@@ -64,7 +66,7 @@ class OfficeDesk:
     def open(self) -> None:
         """Write the documents and open each in its app; returns once every window is mapped."""
         self.files = self._write_documents()
-        missing = [app for app in ("evince", "mousepad", "xterm") if shutil.which(app) is None]
+        missing = [app for app in ("evince", "mousepad", "xterm", "xclip") if shutil.which(app) is None]
         browser = shutil.which("chromium") or shutil.which("chromium-browser")
         if missing or browser is None:
             names = [*missing, *([] if browser else ["chromium"])]
@@ -104,7 +106,20 @@ class OfficeDesk:
     def _type_note(self) -> None:
         # Into the focused window (``activate`` waited for it): GTK ignores keys sent to a window.
         self._desktop.xdotool("key", "--clearmodifiers", "ctrl+End", "Return")
-        self._desktop.xdotool("type", "--delay", "30", self.files["typed_note"])
+        for piece in _HAN_RUN.split(self.files["typed_note"]):
+            if _HAN_RUN.fullmatch(piece):
+                # Chinese arrives committed, as from an input method: xdotool's remapped keysyms drop
+                # characters on a busy machine ("十一月" typed as "十月").
+                subprocess.run(
+                    ["xclip", "-selection", "clipboard"],
+                    input=piece.encode(),
+                    env=self._desktop.env,
+                    timeout=FIXTURE_DEADLINE_S,
+                    check=True,
+                )
+                self._desktop.xdotool("key", "--clearmodifiers", "ctrl+v")
+            elif piece:
+                self._desktop.xdotool("type", "--delay", "30", piece)
         self._desktop.xdotool("key", "--clearmodifiers", "ctrl+s")
 
     def _write_documents(self) -> dict[str, Any]:

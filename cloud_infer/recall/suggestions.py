@@ -37,7 +37,8 @@ _COMMON_MIN_MOMENTS = 4
 
 _HAN = re.compile(r"^[\u3400-\u9fff]{2,8}$")
 _LATIN = re.compile(r"^[a-z][a-z-]{3,24}$")
-_DOCUMENT_ID = re.compile(r"\b[A-Z]{2,6}-\d{2,10}\b")
+# INV-2041, TR-3318, HT-2026-0457 (whole: its first two parts alone name another contract's year).
+DOCUMENT_ID = re.compile(r"\b[A-Z]{2,6}(?:-\d{2,10})+(?![\w-])")
 # Words of every desktop: app names, file and web furniture. They find everything and so nothing.
 _FURNITURE = frozenset(
     """chromium chrome firefox mousepad xterm terminal gedit libreoffice evince okular thunar nautilus
@@ -105,7 +106,7 @@ def document_ids(rows: list[dict[str, object]]) -> list[str]:
     """Ids like INV-2041 seen in titles and on screen, newest first."""
     found: dict[str, None] = {}
     for row in reversed(rows):
-        for match in _DOCUMENT_ID.findall(f"{row['title']}\n{row['text']}"):
+        for match in DOCUMENT_ID.findall(f"{row['title']}\n{row['text']}"):
             found.setdefault(match)
     return list(found)
 

@@ -29,6 +29,7 @@ import httpx
 import psutil
 import pytest
 import websockets
+from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 from websockets.sync.client import connect
 
@@ -252,13 +253,27 @@ def test_the_sidebar_works_beside_the_desktop_at_three_sizes(browser: Browser, d
         context.close()
 
 
+def serious_axe_violations(page: Page) -> list[str]:
+    """axe-core's serious and critical findings on the page (the sidebar's frame has its own test)."""
+    results = Axe().run(page)
+    assert results.response["passes"], "axe checked nothing"  # it ran, under the page's CSP
+    return [
+        f"{v['id']} ({v['impact']}) {[n['target'] for n in v['nodes']][:3]}"
+        for v in results.response["violations"]
+        if v["impact"] in ("serious", "critical")
+    ]
+
+
 def test_the_language_switches_and_stays(context: BrowserContext, desk: Desk) -> None:
     page = context.new_page()
     open_desk(page, desk)
+    found = serious_axe_violations(page)
     page.get_by_test_id("lang-switch").click()
     expect(page.get_by_test_id("desk-status")).to_have_text("已连接")
     expect(page.locator("html")).to_have_attribute("lang", "zh-CN")
     expect(page.get_by_role("button", name="输入", exact=True)).to_be_visible()
+    found += serious_axe_violations(page)
+    assert not found, found
     assert page.evaluate("localStorage.getItem('shadowdesk.lang')") == "zh"
     page.reload()  # the sign-in lives in this tab's sessionStorage; the language in localStorage
     expect(page.get_by_test_id("desk-status")).to_have_text("已连接", timeout=UI_TIMEOUT_MS)

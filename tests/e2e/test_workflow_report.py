@@ -95,7 +95,7 @@ def macro(desk: ExpenseDesk) -> dict[str, Any]:
             time.sleep(0.5)
             for keys in ("Home", "shift+End", "ctrl+c"):
                 desk.xdotool("key", keys)
-            time.sleep(0.6)
+            time.sleep(1.5)  # the time a person takes; the agent reads the copy's source element meanwhile
             desk.xdotool("key", "Down")
             desk.desktop.activate(desk.wait_page("Weekly report"))
             time.sleep(0.5)

@@ -10,7 +10,7 @@ import re
 import time
 
 from cloud_infer.recall.runtime import RecallRuntime
-from cloud_infer.recall.suggestions import salient_words, suggest
+from cloud_infer.recall.suggestions import DOCUMENT_ID, salient_words, suggest
 from tests.cloud_infer.recall.test_pipeline import NS_PER_S, day, ingest
 
 _HAN = re.compile(r"[\u3400-\u9fff]")
@@ -18,6 +18,11 @@ _HAN = re.compile(r"[\u3400-\u9fff]")
 
 def _row(moment: str, title: str, text: str, time_ms: int = 0, app: str = "chromium") -> dict[str, object]:
     return {"moment_id": moment, "title": title, "text": text, "time_ms": time_ms, "app_id": app}
+
+
+def test_a_document_id_is_taken_whole() -> None:
+    text = "Contract HT-2026-0457 signed; trip TR-3318; not an id: ABC-12x, v2-10"
+    assert DOCUMENT_ID.findall(text) == ["HT-2026-0457", "TR-3318"]
 
 
 def test_a_word_of_every_moment_or_an_app_name_is_no_suggestion() -> None:
