@@ -68,7 +68,8 @@ def resource_limits(settings: TenantLimitSettings) -> dict[Resource, ResourceLim
         "commands": ResourceLimit(settings.commands_per_minute, _MINUTE, settings.commands_concurrency),
         "experience": ResourceLimit(settings.experience_per_minute, _MINUTE, 2),
         "api": ResourceLimit(settings.api_per_minute, _MINUTE, settings.api_concurrency),
-        "websocket": ResourceLimit(60, _MINUTE, settings.websockets),
+        # A /desk tab opens about five at once and again at each token refresh or reconnect.
+        "websocket": ResourceLimit(120, _MINUTE, settings.websockets),
         "login": ResourceLimit(settings.logins_per_minute, _MINUTE, None),
     }
 
