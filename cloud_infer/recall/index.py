@@ -3,7 +3,8 @@
 One table ``rows`` per user under ``index/`` of the user's space: a lexical BM25 index (Lance native
 FTS, whitespace tokenizer over jieba-segmented ``tokens``, English stemming) and a cosine vector
 column. Search runs both sides with the same filter applied before ranking and fuses them with
-reciprocal rank fusion (LanceDB's ``RRFReranker``). Rows added after the last compaction are searched
+reciprocal rank fusion, as LanceDB's ``RRFReranker`` does; the lexical side starts while the query's
+vector is still being computed. Rows added after the last compaction are searched
 unindexed (flat) until ``optimize`` folds them in, so a row is findable as soon as ``add`` returns.
 
 Every row records the model that embedded it (``embed_model``). A table holding rows of another model
@@ -21,7 +22,7 @@ import json
 import logging
 import warnings
 from collections import OrderedDict, defaultdict
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -31,7 +32,6 @@ import numpy as np
 import pyarrow as pa
 from lancedb.index import FTS, Bitmap, BTree, IvfPq
 from lancedb.query import BooleanQuery, ColumnOrdering, FullTextQuery, MatchQuery, Occur
-from lancedb.rerankers import RRFReranker
 from numpy.typing import NDArray
 
 from cloud_infer.errors import BackendUnavailableError
@@ -90,7 +90,9 @@ SCHEMA = pa.schema(
 _RESULT_COLUMNS = [name for name in SCHEMA.names if name not in ("tokens", "vector", EMBED_COLUMN)]
 _STALE = f"{EMBED_COLUMN} IS NULL OR {EMBED_COLUMN} != '{MODEL_ID}'"
 _CURRENT = f"{EMBED_COLUMN} = '{MODEL_ID}'"
-_RRF_K = 60  # RRFReranker's default
+_RRF_K = 60  # LanceDB's RRFReranker's default
+# A search's query vector: given, or computed when needed (while the lexical side searches), or none.
+QueryVector = NDArray[np.float32] | Callable[[], Awaitable[NDArray[np.float32] | None]] | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,7 +212,7 @@ class RecallIndex:
         self,
         user_id: str,
         terms: str,
-        vector: NDArray[np.float32] | None,
+        vector: QueryVector,
         filters: Filters,
         limit: int,
         expansions: str = "",
@@ -218,6 +220,8 @@ class RecallIndex:
         names: str = "",
     ) -> list[dict[str, Any]]:
         """Rows best first: hybrid when both terms and a vector are given, else whichever is, else newest.
+        ``vector`` may be a function computing it, called only once the table is found; the lexical
+        side searches meanwhile.
         ``expansions``: more words for the lexical side, each weighing ``expansion_boost`` of a term;
         ``names``: more words weighing as much as a term."""
         table = await self._table(user_id, create=False)
@@ -232,34 +236,22 @@ class RecallIndex:
             if names:
                 clauses.append((Occur.SHOULD, _match(names, 1.0)))
             text = BooleanQuery(clauses)
-        if vector is not None and user_id in self._stale:
-            # Re-embedding: only rows of this model have comparable vectors; words find every row.
-            if terms:
-                return await self._fused(table, text, vector, where, limit)
-            where = f"({where}) AND {_CURRENT}" if where else _CURRENT
-        query: Any
+        # Re-embedding: only rows of this model have comparable vectors; words find every row.
+        near_where = (f"({where}) AND {_CURRENT}" if where else _CURRENT) if user_id in self._stale else where
         if terms and vector is not None:
-            query = self._nearest(table, vector).nearest_to_text(text).rerank(RRFReranker())
-        elif terms:
-            query = table.query().nearest_to_text(text)
+            return await self._fused(table, text, vector, where, near_where, limit)
+        vector = await _resolved(vector)
+        query: Any
+        if terms:
+            query = table.query().nearest_to_text(text).select([*_RESULT_COLUMNS, "_score"])
         elif vector is not None:
-            query = self._nearest(table, vector)
+            query = self._nearest(table, vector).select([*_RESULT_COLUMNS, "_distance"])
+            where = near_where
         else:
-            query = table.query()
+            query = table.query().select(_RESULT_COLUMNS)
         if where:
             query = query.where(where)
-        # Single-mode searches name their score column (lance warns otherwise); fusion adds its own.
-        scores = (
-            []
-            if terms and vector is not None
-            else ["_score"]
-            if terms
-            else ["_distance"]
-            if vector is not None
-            else []
-        )
-        query = query.select(_RESULT_COLUMNS + scores).limit(limit)
-        rows: list[dict[str, Any]] = await self._deadline(query.to_list())
+        rows: list[dict[str, Any]] = await self._deadline(query.limit(limit).to_list())
         if not terms and vector is None:
             rows.sort(key=lambda r: r["time_ms"], reverse=True)
         return rows
@@ -277,23 +269,27 @@ class RecallIndex:
         self,
         table: lancedb.AsyncTable,
         terms: str | FullTextQuery,
-        vector: NDArray[np.float32],
+        vector: QueryVector,
         where: str | None,
+        near_where: str | None,
         limit: int,
     ) -> list[dict[str, Any]]:
-        """Hybrid search of a table being re-embedded: the vector side over rows of this model only,
-        fused with the lexical side over all rows by reciprocal rank, as ``RRFReranker`` does."""
-        near = self._nearest(table, vector).where(f"({where}) AND {_CURRENT}" if where else _CURRENT)
-        text = table.query().nearest_to_text(terms)
-        if where:
-            text = text.where(where)
-        by_vector, by_text = await asyncio.gather(
-            self._deadline(near.select([*_RESULT_COLUMNS, "_distance"]).limit(limit).to_list()),
-            self._deadline(text.select([*_RESULT_COLUMNS, "_score"]).limit(limit).to_list()),
-        )
+        """Hybrid search: each side's best ``limit`` rows fused by reciprocal rank, as LanceDB's
+        ``RRFReranker`` does. The lexical side starts first, so a query vector still being computed
+        (on another core) costs only what it takes beyond the lexical search."""
+        text = table.query().nearest_to_text(terms).select([*_RESULT_COLUMNS, "_score"]).limit(limit)
+        by_text = asyncio.ensure_future(self._deadline((text.where(where) if where else text).to_list()))
+        try:
+            by_vector: list[dict[str, Any]] = []
+            if (resolved := await _resolved(vector)) is not None:
+                near = self._nearest(table, resolved).select([*_RESULT_COLUMNS, "_distance"]).limit(limit)
+                by_vector = await self._deadline((near.where(near_where) if near_where else near).to_list())
+            ranked_by_text: list[dict[str, Any]] = await by_text
+        finally:
+            by_text.cancel()  # a no-op once done; stops the lexical side when the vector side failed
         scores: dict[str, float] = defaultdict(float)
         rows: dict[str, dict[str, Any]] = {}
-        for ranked in (by_vector, by_text):
+        for ranked in (by_vector, ranked_by_text):
             for rank, row in enumerate(ranked, 1):
                 scores[row["id"]] += 1 / (_RRF_K + rank)
                 rows.setdefault(row["id"], row)
@@ -500,6 +496,12 @@ def _fts_config() -> FTS:
 
 def boxes_from_json(data: str) -> list[tuple[int, int, int, int, str]]:
     return [(int(b[0]), int(b[1]), int(b[2]), int(b[3]), str(b[4])) for b in json.loads(data or "[]")]
+
+
+async def _resolved(vector: QueryVector) -> NDArray[np.float32] | None:
+    if vector is None or isinstance(vector, np.ndarray):
+        return vector
+    return await vector()
 
 
 def _match(words: str, boost: float) -> MatchQuery:

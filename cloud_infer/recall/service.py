@@ -19,8 +19,12 @@ import re
 import time
 from collections.abc import Set as AbstractSet
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import numpy as np
+from numpy.typing import NDArray
 
 from cloud_infer.errors import InvalidMessageError, NotFoundError
 from cloud_infer.recall.content_dates import dates_in, window_tokens
@@ -240,16 +244,12 @@ class RecallService:
         """Hybrid search for ``text`` (and the date tokens ``dates``, lexically) under ``filters``: the
         words searched, the best moments, and those of them whose text has one of ``dates``."""
         terms = query_terms(text)
-        vector = None
         async with self._search_gate.turn(user_id, Priority.INTERACTIVE):
-            if text.strip():
-                vectors = await self._embedder.encode(user_id, [text], Priority.INTERACTIVE, Role.QUERY)
-                vector = vectors[0]
-            lexical = " ".join([*terms, *sorted(dates)])
             rows = await self.index.search(
                 user_id,
-                lexical,
-                vector,
+                " ".join([*terms, *sorted(dates)]),
+                # Embedded on the query lane's core while the lexical side searches on another.
+                partial(self._query_vector, user_id, text) if text.strip() else None,
                 filters,
                 self._candidates,
                 expansions=" ".join(translations(text)),
@@ -275,6 +275,11 @@ class RecallService:
             if len(hits) >= limit:
                 break
         return terms, hits, dated
+
+    async def _query_vector(self, user_id: str, text: str) -> NDArray[np.float32]:
+        vectors = await self._embedder.encode(user_id, [text], Priority.INTERACTIVE, Role.QUERY)
+        vector: NDArray[np.float32] = vectors[0]
+        return vector
 
     def _hit(self, row: dict[str, Any], frame: dict[str, Any], terms: list[str], rank: int) -> SearchHit:
         text = (
