@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Awaitable, Callable
 from collections.abc import Set as AbstractSet
 from datetime import UTC, datetime, timedelta
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
@@ -30,7 +31,7 @@ from cloud_infer.errors import InvalidMessageError, NotFoundError
 from cloud_infer.recall.content_dates import dates_in, window_tokens
 from cloud_infer.recall.embedder import Embedder, Role
 from cloud_infer.recall.expand import EXPANSION_BOOST, names, translations
-from cloud_infer.recall.index import Filters, RecallIndex, boxes_from_json
+from cloud_infer.recall.index import Filters, QueryVector, RecallIndex, boxes_from_json
 from cloud_infer.recall.pipeline import RecallPipeline
 from cloud_infer.recall.protocol import (
     Box,
@@ -52,6 +53,7 @@ from recall_store.event_log import EventLog
 from recall_store.store import ObjectStore
 from recall_store.tombstones import ERASURE_PREFIX, Tombstone, Tombstones
 
+T = TypeVar("T")
 _MAX_QUERY_CHARS = 500
 # Reciprocal-rank fusion's constant, and the boosts of a date's two readings in the same units: about
 # one place at the top of the list each, the content's own date counting twice as much as the day seen.
@@ -77,6 +79,18 @@ def _exact_first(rows: list[dict[str, Any]], exact: list[re.Pattern[str]]) -> li
         return sum(pattern.search(text) is not None for pattern in exact)
 
     return sorted(rows, key=lambda row: -held(row))  # stable: fused order within each group
+
+
+def _once(compute: Callable[[], Awaitable[T]]) -> Callable[[], Awaitable[T]]:
+    """``compute`` awaited at the first call, its result returned at every later one (calls in turn)."""
+    done: list[T] = []
+
+    async def result() -> T:
+        if not done:
+            done.append(await compute())
+        return done[0]
+
+    return result
 
 
 def _frame_urls(row: dict[str, Any]) -> tuple[str | None, str | None]:
@@ -219,14 +233,18 @@ class RecallService:
         """Moments for ``text`` ranked by relevance, by the query's date in their content and by having
         been seen in one of the ``seen`` windows: both readings of a date, never a filter. Without
         ``given`` (the filters of a search over all time) only moments seen in a window are found."""
+        # One query vector for every window searched.
+        vector = _once(partial(self._query_vector, user_id, text)) if text.strip() else None
         terms, about, dated = (
-            await self._find(user_id, text, given, limit, tokens) if given else (query_terms(text), [], set())
+            await self._find(user_id, text, given, limit, tokens, vector)
+            if given
+            else (query_terms(text), [], set())
         )
         found = {hit.moment_id: hit for hit in about}
         base = {hit.moment_id: 1.0 / (_RRF_K + rank) for rank, hit in enumerate(about)}
         in_window: set[str] = set()
         for window in seen:
-            _, then, _ = await self._find(user_id, text, window, limit)
+            _, then, _ = await self._find(user_id, text, window, limit, vector=vector)
             for rank, hit in enumerate(then):
                 found.setdefault(hit.moment_id, hit)
                 base[hit.moment_id] = max(base.get(hit.moment_id, 0.0), 1.0 / (_RRF_K + rank))
@@ -239,17 +257,26 @@ class RecallService:
         return terms, [found[m].model_copy(update={"score": scores[m]}) for m in ranked]
 
     async def _find(
-        self, user_id: str, text: str, filters: Filters, limit: int, dates: AbstractSet[str] = frozenset()
+        self,
+        user_id: str,
+        text: str,
+        filters: Filters,
+        limit: int,
+        dates: AbstractSet[str] = frozenset(),
+        vector: QueryVector = None,
     ) -> tuple[list[str], list[SearchHit], set[str]]:
         """Hybrid search for ``text`` (and the date tokens ``dates``, lexically) under ``filters``: the
-        words searched, the best moments, and those of them whose text has one of ``dates``."""
+        words searched, the best moments, and those of them whose text has one of ``dates``.
+        ``vector``: the query's, where the caller has it (or computes it once for several searches)."""
         terms = query_terms(text)
+        if vector is None and text.strip():
+            # Embedded on the query lane's core while the lexical side searches on another.
+            vector = partial(self._query_vector, user_id, text)
         async with self._search_gate.turn(user_id, Priority.INTERACTIVE):
             rows = await self.index.search(
                 user_id,
                 " ".join([*terms, *sorted(dates)]),
-                # Embedded on the query lane's core while the lexical side searches on another.
-                partial(self._query_vector, user_id, text) if text.strip() else None,
+                vector,
                 filters,
                 self._candidates,
                 expansions=" ".join(translations(text)),

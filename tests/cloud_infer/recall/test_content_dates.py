@@ -9,12 +9,15 @@ and two meeting notes, one seen on the Monday it was about, one seen on that Mon
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 
 from cloud_infer.recall.content_dates import dates_in, window_tokens
+from cloud_infer.recall.embedder import Role
 from cloud_infer.recall.runtime import RecallRuntime
+from cloud_infer.tenancy.fair_pool import Priority
 from protos.shadowdesk.v1 import ingest_pb2 as pb
 from tests.cloud_infer.recall.test_pipeline import focus, ingest
 
@@ -107,3 +110,24 @@ async def test_a_date_of_viewing_ranks_what_was_seen_then_and_can_be_a_filter(
         alice, "electricity bill last Friday", tz="Asia/Shanghai", now=NOW, dates="seen"
     )
     assert [h.moment_id for h in only.hits] == [seen.hits[0].moment_id] and only.query.dates == "seen"
+
+
+async def test_a_date_read_several_ways_embeds_the_query_once(
+    recall: RecallRuntime, alice: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await ingest(recall, alice, events())
+    embedder = recall.service._embedder
+    queries: list[list[str]] = []
+    encode = embedder.encode
+
+    async def counted(tenant: str, texts: list[str], priority: Priority, role: Role = Role.PASSAGE) -> Any:
+        if role is Role.QUERY:
+            queries.append(texts)
+        return await encode(tenant, texts, priority, role)
+
+    monkeypatch.setattr(embedder, "encode", counted)
+    # On a Friday "last Wednesday" is two or nine days ago, and may also be the bill's own date: the
+    # search looks in three ways (its content's date, and each day it may have been seen).
+    found = await recall.service.search(alice, "electricity bill last Wednesday", tz="Asia/Shanghai", now=NOW)
+    assert found.query.dates == "both" and found.hits, found.query
+    assert queries == [["electricity bill"]], queries
