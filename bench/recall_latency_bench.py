@@ -40,6 +40,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import math
 import multiprocessing as mp
 import os
 import sys
@@ -352,6 +353,16 @@ async def _build(
     return generate_s, write_s, optimize_s
 
 
+async def _rows_in(settings: StoreSettings, user_id: str) -> int:
+    """Rows of the user's table (0 when there is none)."""
+    uri, options = index_location(settings, user_id)
+    try:
+        table = await (await lancedb.connect_async(uri, storage_options=options)).open_table(TABLE)
+    except ValueError:  # no such table
+        return 0
+    return await table.count_rows()
+
+
 async def _index_state(settings: StoreSettings, user_id: str) -> str:
     """Rows each index covers; rows it does not are searched flat."""
     uri, options = index_location(settings, user_id)
@@ -444,9 +455,13 @@ def _run_size(
     user_id = f"bench-recall-{rows}"
     corpus = Corpus(rows, args.seed, args.line_pool)
     try:
-        generate_s, write_s, optimize_s = asyncio.run(
-            _build(settings, user_id, corpus, args.vector_index_min_rows)
-        )
+        if args.reuse and asyncio.run(_rows_in(settings, user_id)) == rows:
+            generate_s = write_s = optimize_s = math.nan  # built by an earlier run: "n/a"
+            logger.info("%d rows: measuring the table an earlier run built", rows)
+        else:
+            generate_s, write_s, optimize_s = asyncio.run(
+                _build(settings, user_id, corpus, args.vector_index_min_rows)
+            )
     finally:
         corpus.close()
     spec = QuerySpec(
@@ -550,6 +565,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--work-dir", type=Path, default=None, help="index data (default: temp)")
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="measure the table an earlier run left in --work-dir when it holds all the rows (build: n/a)",
+    )
     return parser
 
 

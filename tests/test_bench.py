@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -58,11 +59,9 @@ def test_agent_overhead_bench_measures_the_real_agent() -> None:
     assert int(busy[9]) >= 1, busy  # and it saw the focus change
 
 
-def test_recall_latency_bench_searches_a_small_indexed_corpus() -> None:
-    output = _run(
-        "bench.recall_latency_bench",
-        *("--sizes", "2000", "--queries", "10", "--warmup", "2", "--vector-index-min-rows", "1000"),
-    )
+def test_recall_latency_bench_searches_a_small_indexed_corpus(tmp_path: Path) -> None:
+    small = ("--sizes", "2000", "--queries", "10", "--warmup", "2", "--vector-index-min-rows", "1000")
+    output = _run("bench.recall_latency_bench", *small, "--work-dir", str(tmp_path))
     build, *searches = _table_rows(output)
     assert build[0] == "2,000", build
     # Every product index exists and covers every row (optimize folded the later rows in): the app
@@ -94,6 +93,11 @@ def test_recall_latency_bench_searches_a_small_indexed_corpus() -> None:
     assert _number(unfiltered[8]) == 50, unfiltered  # the product's candidates limit
     assert "at 1,000,000 rows — not run" in output
     assert re.search(r"^\.venv/bin/python -m bench\.recall_latency_bench --sizes 2000 ", output, re.MULTILINE)
+    # Measured again on the table the first run left: nothing is built, the same rows are found.
+    again = _run("bench.recall_latency_bench", *small, "--work-dir", str(tmp_path), "--reuse")
+    rebuilt, *searched = _table_rows(again)
+    assert rebuilt[:5] == ["2,000", build[1], "n/a", "n/a", "n/a"] and rebuilt[6] == build[6], rebuilt
+    assert [row[8] for row in searched[1:]] == [row[8] for row in searches[1:]], searched
 
 
 def test_llm_gateway_bench_streams_through_the_gateway_and_the_backend() -> None:
