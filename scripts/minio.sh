@@ -22,7 +22,7 @@ find_or_build() {
   go="$(bash "$(dirname "$0")/go.sh")"
   build="$(mktemp -d)"
   mkdir -p "$CACHE_BIN"
-  echo "minio.sh: building $MINIO_MODULE into $CACHE_BIN (about 8 minutes on 2 cores)" >&2
+  echo "minio.sh: building $MINIO_MODULE into $CACHE_BIN (8-11 minutes on 2 cores)" >&2
   # Go's module and build caches (2.4 GB for MinIO) live only as long as the build: the binary is cached.
   GOBIN="$CACHE_BIN" GOPATH="$build/gopath" GOCACHE="$build/cache" GOFLAGS=-modcacherw \
     GOTOOLCHAIN=local "$go" install "$MINIO_MODULE" >&2 || { rm -rf "$build"; exit 1; }

@@ -39,9 +39,10 @@ setup: first run on this machine. It installs:
   - Debian packages for the demo desktop (Xvfb, a window manager, Chromium, a text editor, a PDF viewer,
     x11vnc and noVNC for the browser thin client, Chinese fonts): about 1 minute, ~400 MB
   - a Python virtual environment in .venv (FastAPI, gRPC, LanceDB, OCR and embedding models, llama.cpp
-    compiled for this CPU): about 8 minutes on 2 cores, most of it compiling llama.cpp; ~1.3 GB
-  - with --test: pytest, Playwright's checks, and a MinIO and a Toxiproxy server built from source with
-    Go (in the background, about 8 minutes; only the binaries are kept, in ~/.cache/shadowdesk)
+    compiled for this CPU): 12-18 minutes on 2 cores, most of it compiling llama.cpp; ~1.3 GB
+  - with --test: pytest, Playwright's checks (1.7 GB in all), and a MinIO and a Toxiproxy server built
+    from source with Go (in the background, about 13 minutes, Go caches of ~2.4 GB meanwhile; only the
+    binaries are kept: 160 MB in ~/.cache/shadowdesk)
 Later runs check what is there and take seconds.
 PLAN
 fi
