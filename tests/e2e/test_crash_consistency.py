@@ -100,15 +100,22 @@ def test_kills_during_indexing_and_erasure_leave_the_space_consistent(
         assert asyncio.run(_send(server.grpc_address, _moment(1, t0, "Walrus"))) == 4
         server.kill()
         server.start(timeout_s=60)
+        # Polled at a second, within the search rate a user is allowed (2 a second, sustained).
         wait_until(
             lambda: any("Walrus" in hit for hit in _hits(server, "Walrus")),
             120,
             "the reconcile job's catch-up",
+            interval_s=1.0,
         )
 
         # 2. Killed in the middle of erasing them (a few delays; whatever was recorded must finish).
         assert asyncio.run(_send(server.grpc_address, _moment(10, t0 + 300 * NS, "Pelican"))) == 13
-        wait_until(lambda: any("Pelican" in hit for hit in _hits(server, "Pelican")), 120, "Pelican indexed")
+        wait_until(
+            lambda: any("Pelican" in hit for hit in _hits(server, "Pelican")),
+            120,
+            "Pelican indexed",
+            interval_s=1.0,
+        )
         body = {"start": _iso(t0 - NS), "end": _iso(t0 + 400 * NS)}
         auth = {"Authorization": f"Bearer {issue_token(TOKEN_SECRET, USER, ['read', 'manage'])}"}
         with httpx.Client(base_url=server.http_url, headers=auth, timeout=30) as client:
