@@ -72,7 +72,7 @@ def test_tokens_and_screen_text_never_reach_the_log_or_the_telemetry(tmp_path: P
                 hits = client.get("/v1/recall/search", params={"q": CANARY}, headers=auth).json()["hits"]
                 return any(CANARY in hit["title"] for hit in hits)
 
-            wait_until(found, 90, "the canary indexed")
+            wait_until(found, 90, "the canary indexed", interval_s=1)  # searches: 120 a minute
             assert client.get("/v1/timeline", headers=auth).status_code == 200
             assert client.get("/v1/privacy", params={"token": token}).status_code == 401
             asyncio.run(_ask_and_misuse(server.http_url.replace("http://", "ws://"), token))
