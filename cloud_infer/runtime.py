@@ -2,9 +2,14 @@
 
 ``open_X(...) -> XRuntime`` builds a capability's parts at once (models load and connections open on
 first use), ``start()`` starts its background work inside the running event loop, and ``close()`` stops
-that work and releases what it holds; the server closes runtimes in the reverse order it opened them.
-Today: ``open_recall`` → ``RecallRuntime`` and ``open_gateway`` → ``LLMGateway``. A capability with nothing
-to run or release (privacy, timeline, assist) is a plain service that ``Services.create`` builds.
+that work and releases what it holds; the server closes runtimes in the reverse order it opened them,
+except the stream, which closes first so that its consumers' calls in progress end before their parts do.
+Today: ``open_gateway`` → ``LLMGateway``, ``open_stream`` → ``Fanout`` (the committed stream),
+``open_recall`` → ``RecallRuntime``, ``open_workflows`` → ``WorkflowsRuntime`` and ``open_diagnostics`` →
+``DiagnosticsRuntime`` (async: it loads the stored incidents before any batch is judged). A runtime
+whose part reads the committed stream registers it with ``consume(stream)`` before the stream starts. A
+capability with nothing to run or release (privacy, timeline, assist, the command downlink) is a plain
+service that ``Services.create`` builds.
 """
 
 from __future__ import annotations

@@ -21,10 +21,8 @@ from cloud_infer.commands.config import CommandSettings
 from cloud_infer.commands.service import CommandService
 from cloud_infer.config import ServerSettings
 from cloud_infer.desktop.config import DesktopSettings
-from cloud_infer.diagnostics.audit import AuditLog
 from cloud_infer.diagnostics.config import DiagnosticsSettings
-from cloud_infer.diagnostics.remediation import RemediationService
-from cloud_infer.diagnostics.service import DiagnosticsService, pseudonym_key
+from cloud_infer.diagnostics.runtime import open_diagnostics
 from cloud_infer.http_server import http_server
 from cloud_infer.ingest.protocol import IngestLimits
 from cloud_infer.ingest.service import IngestService
@@ -40,11 +38,11 @@ from cloud_infer.revocation import Revocations
 from cloud_infer.services import Services
 from cloud_infer.stream.config import StreamSettings
 from cloud_infer.stream.fanout import Fanout
+from cloud_infer.stream.runtime import open_stream
 from cloud_infer.tenancy.config import TenantLimitSettings
 from cloud_infer.tenancy.ingest_budget import IngestBudget
 from cloud_infer.workflows.runner_config import RunnerSettings
-from cloud_infer.workflows.runner_service import WorkflowRunService
-from cloud_infer.workflows.service import WorkflowService
+from cloud_infer.workflows.runtime import open_workflows
 from recall_store.config import StoreSettings
 from recall_store.directory import UserDirectory
 from recall_store.event_log import EventLog
@@ -172,7 +170,7 @@ async def serve(
         recall_settings.embed_workers,
     )
     llm = open_gateway(llm_settings, embedder)
-    recall, stream, runs, remediations = None, None, None, None
+    recall, stream, workflows, diagnostics = None, None, None, None
     try:
         llm.start()
         # One PrivacyService: a PUT through the API is seen by the very next ingested batch. One
@@ -180,7 +178,7 @@ async def serve(
         privacy = PrivacyService(store)
         tombstones, directory, revocations = Tombstones(store), UserDirectory(store), Revocations(store)
         # Every feature reads what ingest commits through this fan-out; consumers register before start.
-        stream = Fanout(stream_settings or StreamSettings(), EventLog(store), directory)
+        stream = open_stream(stream_settings or StreamSettings(), store, directory)
         if recall_settings.enabled:
             recall = open_recall(
                 recall_settings,
@@ -207,16 +205,14 @@ async def serve(
         # agents commit complete them.
         commands = CommandService(store, CommandSettings())
         commands.consume(stream)
-        workflows = WorkflowService(store, commands)
-        workflows.consume(stream)
-        diagnostics = DiagnosticsService(
-            store, DiagnosticsSettings(), pseudonym_key(settings.token_secret.get_secret_value())
-        )
-        await diagnostics.load()
-        diagnostics.consume(stream)
-        remediations = RemediationService(diagnostics, commands, AuditLog(store))
         # Macro runs issue commands as their users and resume, from the store, what a restart cut short.
-        runs = WorkflowRunService(store, commands, RunnerSettings(), macros=workflows.macros)
+        workflows = open_workflows(store, commands, RunnerSettings())
+        workflows.consume(stream)
+        diagnostics = await open_diagnostics(
+            store, DiagnosticsSettings(), settings.token_secret.get_secret_value(), commands
+        )
+        diagnostics.consume(stream)
+        diagnostics.start()
         stream.start()
         grpc_server, grpc_port = await create_grpc_server(settings, service, revocations, commands)
         services = Services.create(
@@ -229,13 +225,13 @@ async def serve(
             limits=limits,
             stream=stream,
             commands=commands,
-            workflows=workflows,
-            workflow_runs=runs,
-            diagnostics=diagnostics,
-            remediations=remediations,
+            workflows=workflows.service,
+            workflow_runs=workflows.runs,
+            diagnostics=diagnostics.service,
+            remediations=diagnostics.remediations,
             desktop=desktop_settings,
         )
-        runs.start()
+        workflows.start()
         http = http_server(build_app(settings, services), settings)
         loop = asyncio.get_running_loop()
         # A caller that passes its own stop event (the demo) owns the signals.
@@ -271,10 +267,10 @@ async def serve(
         # Each part gets a bounded time to close, so one stuck on a model or a store call cannot hold
         # the process past its stop deadline; what it had not saved is picked up at the next start.
         limit = settings.shutdown_grace_s + _CLOSE_MARGIN_S
-        if runs is not None:
-            await _close_within("runs", runs.close(), limit)  # unfinished runs stay for the next server
-        if remediations is not None:
-            await _close_within("remediations", remediations.close(), limit)
+        if diagnostics is not None:
+            await _close_within("diagnostics", diagnostics.close(), limit)
+        if workflows is not None:
+            await _close_within("workflows", workflows.close(), limit)  # unfinished runs stay for later
         if stream is not None:
             # Before its consumers close: calls in progress finish first.
             await _close_within("stream", stream.close(), limit)

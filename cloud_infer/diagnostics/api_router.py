@@ -20,7 +20,8 @@ from starlette.requests import HTTPConnection
 
 from cloud_infer.api_deps import caller, services
 from cloud_infer.api_errors import error_responses
-from cloud_infer.auth import CONSOLE_SUBJECT_PREFIX, OpsRole, Scope, TokenAuthority, TokenClaims
+from cloud_infer.auth import CONSOLE_SUBJECT_PREFIX, OpsRole, Scope, TokenClaims
+from cloud_infer.auth_api import TokensDep
 from cloud_infer.diagnostics import fleet
 from cloud_infer.diagnostics.audit import AuditEntry
 from cloud_infer.diagnostics.fleet import SeriesPoints, SessionList
@@ -74,11 +75,6 @@ def _remediations(connection: HTTPConnection) -> RemediationService:
     return found
 
 
-def _tokens(connection: HTTPConnection) -> TokenAuthority:
-    return services(connection).tokens
-
-
-TokensDep = Annotated[TokenAuthority, Depends(_tokens)]
 DiagnosticsDep = Annotated[DiagnosticsService, Depends(_diagnostics)]
 RemediationsDep = Annotated[RemediationService, Depends(_remediations)]
 ViewerClaims = Annotated[TokenClaims, Depends(_viewer)]

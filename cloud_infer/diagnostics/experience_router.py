@@ -13,17 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Response, WebSocket, WebSocketDisconnect
-from starlette.requests import HTTPConnection
+from fastapi import APIRouter, Response, WebSocket, WebSocketDisconnect
 
-from cloud_infer.api_deps import ReadClaims, services
+from cloud_infer.api_deps import ReadClaims
 from cloud_infer.api_errors import error_responses
-from cloud_infer.desktop.service import DesktopService
+from cloud_infer.desktop.api_router import DesktopDep, SessionId
+from cloud_infer.diagnostics.api_router import DiagnosticsDep
 from cloud_infer.diagnostics.experience import ExperienceReport
-from cloud_infer.diagnostics.service import DiagnosticsService
-from cloud_infer.errors import BackendUnavailableError
 from cloud_infer.live_socket import WS_UNSUPPORTED_DATA, open_live
 
 router = APIRouter(
@@ -36,25 +33,6 @@ ECHO_SEND_S = 5.0
 MAX_ECHO_CHARS = 64
 _WS_TOO_BIG = 1009
 _WS_GOING_AWAY = 1001
-
-SessionId = Annotated[
-    str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$", description="The desktop session's id")
-]
-
-
-def _diagnostics(connection: HTTPConnection) -> DiagnosticsService:
-    found = services(connection).diagnostics
-    if found is None:
-        raise BackendUnavailableError("ops diagnostics is not running on this server")
-    return found
-
-
-def _desktops(connection: HTTPConnection) -> DesktopService:
-    return services(connection).desktop
-
-
-DiagnosticsDep = Annotated[DiagnosticsService, Depends(_diagnostics)]
-DesktopDep = Annotated[DesktopService, Depends(_desktops)]
 
 
 @router.post("/{session_id}/experience", status_code=204, response_class=Response)
