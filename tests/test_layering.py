@@ -7,7 +7,8 @@ imports the cloud tier or the store, and no product package imports ``harness``,
 ``harness``, never ``tests``. The admin console stands apart: it imports only the contract and the bottom
 floor (it reaches the cloud through its API), and nothing of ours imports it (``shadowdesk console`` and
 the demo run it as its own process, ``python -m admin_console``). Lazy imports inside functions count the
-same.
+same. Within ``tests``, helpers come only from ``tests/support``: never from another test module or a
+conftest.py, which holds only fixtures.
 """
 
 from __future__ import annotations
@@ -76,3 +77,13 @@ def test_nothing_of_ours_imports_the_console() -> None:
         if top == CONSOLE
     ]
     assert not importers, importers
+
+
+def test_tests_take_helpers_only_from_tests_support() -> None:
+    wrong = [
+        f"{path.relative_to(REPO)}:{lineno} imports {name}"
+        for path, imports in absolute_imports(sorted((REPO / "tests").rglob("*.py"))).items()
+        for lineno, name in imports
+        if name.split(".")[0] == "tests" and name.split(".")[:2] != ["tests", "support"]
+    ]
+    assert not wrong, wrong

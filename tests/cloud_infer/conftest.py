@@ -5,14 +5,11 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 
-import grpc
 import pytest
 from pydantic import SecretStr
 
 from cloud_infer.config import ServerSettings
-from cloud_infer.ingest.service import IngestService
 from cloud_infer.llm.config import LLMSettings
 from cloud_infer.llm.gateway import LLMGateway
 from cloud_infer.privacy.service import PrivacyService
@@ -20,10 +17,10 @@ from cloud_infer.recall.config import RecallSettings
 from cloud_infer.recall.embedder import Embedder
 from cloud_infer.recall.ocr import OcrEngine
 from cloud_infer.recall.runtime import RecallRuntime, open_recall
-from cloud_infer.server import create_grpc_server, ingest_service
 from recall_store.config import StoreSettings
 from recall_store.factory import open_store
-from tests.cloud_infer.helpers import SECRET, FaultyStore
+from tests.support.cloud import SECRET, FaultyStore
+from tests.support.ingest_server import IngestServer, start_ingest
 
 
 @pytest.fixture
@@ -45,23 +42,6 @@ async def store(store_settings: StoreSettings) -> AsyncIterator[FaultyStore]:
     faulty = FaultyStore(open_store(store_settings))
     yield faulty
     await faulty.close()
-
-
-@dataclass
-class IngestServer:
-    server: grpc.aio.Server
-    port: int
-    service: IngestService
-
-    @property
-    def target(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-
-async def start_ingest(settings: ServerSettings, store: FaultyStore) -> IngestServer:
-    service = ingest_service(settings, store)
-    server, port = await create_grpc_server(settings, service)
-    return IngestServer(server, port, service)
 
 
 @pytest.fixture

@@ -56,7 +56,7 @@ from recall_store.config import StoreSettings
 from recall_store.event_log import EventLog
 from recall_store.factory import open_store
 from recall_store.local import LocalObjectStore
-from tests.cloud_infer.helpers import NS, SECRET, focus, frame, manage_auth, metrics, read_auth, serve_api
+from tests.support.cloud import NS, SECRET, focus, frame, manage_auth, metrics, read_auth, serve_api
 
 pytestmark = pytest.mark.slow
 

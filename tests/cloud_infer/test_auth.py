@@ -16,7 +16,7 @@ from pydantic import SecretStr, ValidationError
 from cloud_infer.auth import TokenAuthority, bearer_token, issue_token
 from cloud_infer.config import DEV_TOKEN_SECRET, ServerSettings
 from cloud_infer.errors import PermissionDeniedError, TokenExpiredError, TokenInvalidError
-from tests.cloud_infer.helpers import SECRET
+from tests.support.cloud import SECRET
 
 OTHER_SECRET = "another-secret-long-enough-for-hs256-xx"
 AUTHORITY = TokenAuthority("k1", {"k1": SECRET})

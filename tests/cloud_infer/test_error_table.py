@@ -34,7 +34,7 @@ from cloud_infer.services import Services
 from cloud_infer.workflows.errors import Problem, ProgramInvalidError
 from recall_store.errors import StoreError
 from session_agent.errors import CLOUD_RETRYABLE, RETRYABLE_CODES, TRANSPORT_FAILURES
-from tests.cloud_infer.helpers import SECRET, FaultyStore, read_auth, serve_api
+from tests.support.cloud import SECRET, FaultyStore, read_auth, serve_api
 
 REPO = Path(__file__).resolve().parents[2]
 _BASES = (CloudInferError, LLMError, StoreError)

@@ -24,7 +24,7 @@ from cloud_infer.auth import issue_token
 from cloud_infer.config import ServerSettings
 from cloud_infer.services import Services
 from cloud_infer.tenancy.config import TenantLimitSettings
-from tests.cloud_infer.helpers import SECRET, FaultyStore, manage_auth, read_auth, serve_api
+from tests.support.cloud import SECRET, FaultyStore, manage_auth, read_auth, serve_api
 
 MIB = 1 << 20
 

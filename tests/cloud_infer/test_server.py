@@ -17,8 +17,8 @@ import pytest
 
 from cloud_infer.config import ServerSettings
 from harness.minio import free_port
-from tests.cloud_infer.conftest import start_ingest
-from tests.cloud_infer.helpers import SECRET, AgentStream, FaultyStore, ingest_token, metrics, now_ns
+from tests.support.cloud import SECRET, AgentStream, FaultyStore, ingest_token, metrics, now_ns
+from tests.support.ingest_server import start_ingest
 
 START_DEADLINE_S = 30.0
 STOP_DEADLINE_S = 15.0

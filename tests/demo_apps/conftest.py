@@ -5,13 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from demo_apps.expense_portal import PortalConfig, PortalDatabase, PortalServer
-
-USER, PASSWORD = "alice", "expenses-2025"
-OTHER, OTHER_PASSWORD = "bob", "bob-password-1"
+from tests.support.portal import OTHER, OTHER_PASSWORD, PASSWORD, USER
 
 
 @pytest.fixture
@@ -27,10 +24,3 @@ def database(portal: PortalServer) -> Iterator[PortalDatabase]:
     db = PortalDatabase(portal.config.database)
     yield db
     db.close()
-
-
-def signed_in(portal: PortalServer, user: str = USER, password: str = PASSWORD) -> httpx.Client:
-    client = httpx.Client(base_url=portal.url, follow_redirects=True, timeout=30)
-    reply = client.post("/login", data={"username": user, "password": password, "next": "/claims/new"})
-    assert reply.status_code == 200 and reply.url.path.endswith("/page/1"), reply.text
-    return client

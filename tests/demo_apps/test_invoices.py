@@ -20,7 +20,7 @@ from harness.dbus import SessionBus
 from harness.processes import wait_until
 from session_agent.sensors.accessibility import AtspiClient
 from shadowdesk_common.desktop import VirtualDesktop
-from tests.demo_apps.a11y import window_text
+from tests.support.a11y import window_text
 
 
 def test_the_same_seed_gives_the_same_invoice_and_the_same_pdf(tmp_path: Path) -> None:

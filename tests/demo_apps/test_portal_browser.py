@@ -23,8 +23,8 @@ from harness.dbus import SessionBus
 from harness.processes import wait_until
 from session_agent.sensors.accessibility import AtspiClient
 from shadowdesk_common.desktop import VirtualDesktop
-from tests.demo_apps.a11y import nodes, window_frame
-from tests.demo_apps.conftest import PASSWORD, USER
+from tests.support.a11y import nodes, window_frame
+from tests.support.portal import PASSWORD, USER
 
 pytestmark = pytest.mark.e2e
 UI_TIMEOUT_MS = 20_000

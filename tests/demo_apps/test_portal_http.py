@@ -14,7 +14,7 @@ import pytest
 
 from demo_apps.expense_portal import Faults, PortalDatabase, PortalServer
 from demo_apps.expense_portal.forms import normalise_date, normalise_money
-from tests.demo_apps.conftest import OTHER, OTHER_PASSWORD, signed_in
+from tests.support.portal import OTHER, OTHER_PASSWORD, signed_in
 
 PAGE_ONE = {"vendor": "Northwind Traders Ltd", "invoice_number": "INV-12345678", "invoice_date": "2025/3/4"}
 PAGE_TWO = {"amount": "¥1,234.5", "tax": "71.89", "category": "office", "cost_centre": "CC-2040"}

@@ -19,7 +19,7 @@ from playwright.sync_api import Browser, Page, expect
 
 from harness.processes import ServerProcess, wait_until
 from protos.shadowdesk.v1 import ingest_pb2 as pb
-from tests.cloud_infer.helpers import focus
+from tests.support.cloud import focus
 from tests.support.sidebar_page import UI_TIMEOUT_MS, Sidebar, api_get, ingest
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]

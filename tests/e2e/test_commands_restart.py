@@ -18,7 +18,7 @@ from cloud_infer.auth import issue_token
 from harness.minio import MinioServer
 from harness.processes import TOKEN_SECRET, ServerProcess, minio_store_env
 from protos.shadowdesk.v1 import ingest_pb2 as pb
-from tests.cloud_infer.commands.agent import TestAgent
+from tests.support.commands_agent import TestAgent
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

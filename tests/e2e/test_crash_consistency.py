@@ -27,7 +27,7 @@ from harness.minio import MinioServer
 from harness.processes import TOKEN_SECRET, ServerProcess, minio_store_env, wait_until
 from protos.shadowdesk.v1 import ingest_pb2 as pb
 from recall_store.naming import user_bucket
-from tests.cloud_infer.helpers import AgentStream
+from tests.support.cloud import AgentStream
 from tests.support.screens import screen
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]

@@ -15,7 +15,7 @@ from cloud_infer.recall.index import INDEX_PREFIX, TABLE
 from cloud_infer.recall.pipeline import state_key
 from harness.processes import TOKEN_SECRET, ServerProcess
 from recall_store import user_bucket
-from tests.cloud_infer.helpers import AgentStream, focus, wait_for
+from tests.support.cloud import AgentStream, focus, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

@@ -20,8 +20,8 @@ from playwright.sync_api import Browser, expect
 
 from harness.processes import TOKEN_SECRET, ServerProcess
 from protos.shadowdesk.v1 import ingest_pb2 as pb
-from tests.cloud_infer.commands.agent import TestAgent
-from tests.cloud_infer.helpers import now_ns
+from tests.support.cloud import now_ns
+from tests.support.commands_agent import TestAgent
 from tests.support.sidebar_page import UI_TIMEOUT_MS, Sidebar
 
 pytestmark = [pytest.mark.e2e]

@@ -22,7 +22,7 @@ from websockets.exceptions import InvalidStatus
 from cloud_infer.auth import issue_token
 from harness.processes import TOKEN_SECRET, ServerProcess, wait_until
 from protos.shadowdesk.v1 import ingest_pb2 as pb
-from tests.cloud_infer.helpers import AgentStream
+from tests.support.cloud import AgentStream
 from tests.support.screens import screen
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]

@@ -7,7 +7,6 @@ through the page, as a user would.
 
 from __future__ import annotations
 
-import io
 import re
 import time
 import zipfile
@@ -18,45 +17,20 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from PIL import Image, ImageDraw, ImageFont
 from playwright.sync_api import Browser, expect
 
 from harness.processes import ServerProcess, wait_until
-from protos.shadowdesk.v1 import ingest_pb2 as pb
-from tests.cloud_infer.helpers import focus
+from tests.support.cloud import focus
+from tests.support.screens import frame_event, text_frame
 from tests.support.sidebar_page import UI_TIMEOUT_MS, Sidebar, api_get, ingest
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 NS = 1_000_000_000
-FONT = "/usr/share/fonts/truetype/wqy/wqy-microhei.ttc"
 BROWSER_ZONE = "Asia/Shanghai"
 INVOICE_TITLE = "invoice-2041.txt - Mousepad"
 CLAIM_TITLE = "差旅报销 - Chromium"
 _BLOB = re.compile(r"^blob:")
-
-
-def text_frame(lines: list[str], width: int = 1000, height: int = 240) -> bytes:
-    """A PNG of dark text on white, large enough for OCR to read reliably."""
-    image = Image.new("RGB", (width, height), "white")
-    draw = ImageDraw.Draw(image)
-    font = ImageFont.truetype(FONT, 44)
-    for n, line in enumerate(lines):
-        draw.text((40, 40 + n * 90), line, fill=(20, 20, 20), font=font)
-    out = io.BytesIO()
-    image.save(out, format="PNG")
-    return out.getvalue()
-
-
-def frame_event(seq: int, t_ns: int, image: bytes, window_id: int) -> pb.Event:
-    width, height = Image.open(io.BytesIO(image)).size
-    return pb.Event(
-        seq=seq,
-        time_unix_nano=t_ns,
-        frame=pb.ScreenFrame(
-            image=image, mime_type="image/png", width=width, height=height, dhash=seq, window_id=window_id
-        ),
-    )
 
 
 def search_hits(server: ServerProcess, user: str, q: str) -> list[dict[str, Any]]:

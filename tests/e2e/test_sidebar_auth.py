@@ -20,7 +20,7 @@ from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 from cloud_infer.auth import DEFAULT_KEY_ID, TokenAuthority, issue_token
 from harness.processes import TOKEN_SECRET, ServerProcess, wait_until
-from tests.cloud_infer.helpers import focus
+from tests.support.cloud import focus
 from tests.support.sidebar_page import (
     UI_TIMEOUT_MS,
     Sidebar,

@@ -15,8 +15,8 @@ from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 from harness.processes import ServerProcess, wait_until
-from tests.cloud_infer.helpers import focus
-from tests.e2e.test_sidebar import frame_event, text_frame
+from tests.support.cloud import focus
+from tests.support.screens import frame_event, text_frame
 from tests.support.sidebar_page import UI_TIMEOUT_MS, Sidebar, api_get, ingest, login_ticket
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]

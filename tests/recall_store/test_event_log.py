@@ -10,7 +10,7 @@ import pytest
 from protos.shadowdesk.v1 import ingest_pb2 as pb
 from recall_store import InvalidNameError, ObjectNotFoundError, StoreSettings, open_store
 from recall_store.event_log import EventLog
-from tests.cloud_infer.helpers import NS, FaultyStore, focus, frame, metrics, png
+from tests.support.cloud import NS, FaultyStore, focus, frame, metrics, png
 
 T0 = 1_760_000_000 * NS
 

@@ -1,13 +1,11 @@
-"""Fixtures of the session_agent tests: a real Xvfb desktop, a real ingest server on port 0, settings."""
+"""Fixtures of the session_agent tests: a real Xvfb desktop, a real ingest server on port 0, settings; for
+the executor's and recorder's tests a real spool, a minimal command cloud and the recorder's desk."""
 
 from __future__ import annotations
 
-import asyncio
 import threading
-import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,33 +15,18 @@ import pytest
 from cloud_infer.auth import issue_token
 from cloud_infer.config import ServerSettings
 from cloud_infer.server import create_grpc_server, ingest_service
-from protos.shadowdesk.v1 import ingest_pb2 as pb
+from harness.chromium import chromium_argv
+from harness.dbus import SessionBus
+from protos.shadowdesk.v1 import ingest_pb2_grpc
 from recall_store.event_log import EventLog
 from recall_store.local import LocalObjectStore
 from session_agent.config import AgentSettings
 from session_agent.sensors.base import Sensor
+from session_agent.spool import Spool
 from shadowdesk_common.desktop import VirtualDesktop
-
-SECRET = "session-agent-test-secret-0123456789abcdef"
-
-
-def wait_until(condition: Callable[[], bool], timeout_s: float = 15.0, what: str = "condition") -> None:
-    """Poll ``condition`` until true; fail the test after ``timeout_s``."""
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
-        time.sleep(0.02)
-
-
-async def async_wait_until(
-    condition: Callable[[], bool], timeout_s: float = 15.0, what: str = "condition"
-) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
-        await asyncio.sleep(0.02)
+from tests.support.agent_cloud import SECRET, CloudServer
+from tests.support.command_cloud import CommandCloud
+from tests.support.recorder_desk import COPIED_LINE, FORM, Desk
 
 
 @pytest.fixture
@@ -83,17 +66,6 @@ def make_settings(tmp_path: Path, ids: tuple[str, str]) -> Callable[..., AgentSe
     return make
 
 
-@dataclass
-class CloudServer:
-    server: grpc.aio.Server
-    port: int
-    event_log: EventLog
-
-    @property
-    def target(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-
 @pytest.fixture
 async def cloud(tmp_path: Path) -> AsyncIterator[CloudServer]:
     """The real cloud_infer ingest server over the embedded local store."""
@@ -104,22 +76,6 @@ async def cloud(tmp_path: Path) -> AsyncIterator[CloudServer]:
     yield CloudServer(server, port, event_log)
     await server.stop(None)
     await store.close()
-
-
-class Collected:
-    """A thread-safe emit target."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._events: list[pb.Event] = []
-
-    def __call__(self, event: pb.Event) -> None:
-        with self._lock:
-            self._events.append(event)
-
-    def of(self, kind: str) -> list[pb.Event]:
-        with self._lock:
-            return [e for e in self._events if e.WhichOneof("kind") == kind]
 
 
 @pytest.fixture
@@ -138,3 +94,44 @@ def run_sensor() -> Iterator[Callable[[Sensor], threading.Thread]]:
     for thread in threads:
         thread.join(10)
         assert not thread.is_alive(), "sensor did not stop"
+
+
+@pytest.fixture
+async def command_cloud() -> AsyncIterator[tuple[CommandCloud, str]]:
+    """A CommandCloud on a real grpc.aio server on 127.0.0.1, port 0; yields it and its target."""
+    cloud = CommandCloud()
+    server = grpc.aio.server()
+    ingest_pb2_grpc.add_IngestServicer_to_server(cloud, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    yield cloud, f"127.0.0.1:{port}"
+    await server.stop(None)
+
+
+@pytest.fixture
+def open_spool(tmp_path: Any) -> Iterator[Callable[[], Spool]]:
+    spools: list[Spool] = []
+
+    def open_() -> Spool:
+        spools.append(Spool(tmp_path / "spool.sqlite3", "session-1", 1024 * 1024))
+        return spools[-1]
+
+    yield open_
+    for spool in spools:
+        spool.close()
+
+
+@pytest.fixture(scope="module")
+def desk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Desk]:
+    home = tmp_path_factory.mktemp("recorder-desk")
+    with VirtualDesktop(width=1280, height=800) as desktop, SessionBus(desktop.env) as bus:
+        document = home / "invoices.txt"
+        document.write_text(f"{COPIED_LINE}\nsecond line\n", encoding="utf-8")
+        desktop.launch(["mousepad", str(document)], env={**bus.app_env, "XDG_CONFIG_HOME": str(home)})
+        mousepad = desktop.wait_for_window(f"{document} - Mousepad")
+        page = home / "claim.html"
+        page.write_text(FORM, encoding="utf-8")
+        argv = chromium_argv(page.as_uri(), home / "profile", "--force-renderer-accessibility")
+        desktop.launch(argv, env=bus.app_env)
+        chromium = desktop.wait_for_window("Claim form - Chromium")
+        yield Desk(desktop, bus, mousepad, chromium, home)

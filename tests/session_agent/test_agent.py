@@ -20,17 +20,14 @@ from session_agent.agent import Agent, EventBuffer
 from session_agent.config import ENV_PREFIX, AgentSettings
 from session_agent.spool import Spool
 from shadowdesk_common.desktop import VirtualDesktop
-from tests.session_agent.conftest import CloudServer, async_wait_until
+from tests.support.agent_cloud import CloudServer, logged
+from tests.support.polling import async_wait_until
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 AGENT_MAIN = (
     "import asyncio; from session_agent.agent import run_agent; "
     "from session_agent.config import AgentSettings; asyncio.run(run_agent(AgentSettings()))"
 )
-
-
-async def logged(cloud: CloudServer, user_id: str) -> list[LoggedEvent]:
-    return await cloud.event_log.read(user_id, 0, time.time_ns() + 10**9)
 
 
 def kinds(events: list[LoggedEvent]) -> set[str]:

@@ -11,8 +11,7 @@ from protos.shadowdesk.v1 import ingest_pb2 as pb
 from session_agent.agent import Agent
 from session_agent.config import AgentSettings
 from shadowdesk_common.desktop import VirtualDesktop
-from tests.session_agent.conftest import CloudServer
-from tests.session_agent.test_agent import logged
+from tests.support.agent_cloud import CloudServer, logged
 
 
 async def test_the_agents_samples_carry_its_link_rtt_probe_and_top_processes_and_it_says_where_it_runs(

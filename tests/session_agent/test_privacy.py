@@ -18,7 +18,8 @@ from session_agent.sensors.base import FocusState, Sensor
 from session_agent.sensors.frames import FrameSensor
 from session_agent.sensors.window import WindowSensor
 from shadowdesk_common.desktop import VirtualDesktop
-from tests.session_agent.conftest import Collected, wait_until
+from tests.support.collected import Collected
+from tests.support.polling import wait_until
 
 
 @pytest.mark.parametrize(

@@ -25,7 +25,8 @@ from session_agent.config import AgentSettings
 from session_agent.errors import RETRYABLE_CODES, AckTimeoutError, StreamRejectedError
 from session_agent.sender import Sender, backoff_delay
 from session_agent.spool import AsyncSpool
-from tests.session_agent.conftest import SECRET, CloudServer, async_wait_until
+from tests.support.agent_cloud import SECRET, CloudServer
+from tests.support.polling import async_wait_until
 
 MIB = 1024 * 1024
 

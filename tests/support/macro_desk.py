@@ -22,9 +22,9 @@ from PIL import Image, ImageDraw
 
 from harness.processes import TOKEN_SECRET, ServerProcess
 from protos.shadowdesk.v1 import ingest_pb2 as pb
-from tests.cloud_infer.commands.agent import TestAgent
-from tests.cloud_infer.helpers import now_ns
-from tests.cloud_infer.workflows.recordings import expense_claim
+from tests.support.cloud import now_ns
+from tests.support.commands_agent import TestAgent
+from tests.support.recordings import expense_claim
 
 R = pb.CommandResult
 T = TypeVar("T")

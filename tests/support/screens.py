@@ -6,6 +6,8 @@ import io
 
 from PIL import Image, ImageDraw, ImageFont
 
+from protos.shadowdesk.v1 import ingest_pb2 as pb
+
 FONT = "/usr/share/fonts/truetype/wqy/wqy-microhei.ttc"
 
 
@@ -21,3 +23,26 @@ def screen(
     out = io.BytesIO()
     image.save(out, format="WEBP", quality=60)
     return out.getvalue()
+
+
+def text_frame(lines: list[str], width: int = 1000, height: int = 240) -> bytes:
+    """A PNG of dark text on white, large enough for OCR to read reliably."""
+    image = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(image)
+    font = ImageFont.truetype(FONT, 44)
+    for n, line in enumerate(lines):
+        draw.text((40, 40 + n * 90), line, fill=(20, 20, 20), font=font)
+    out = io.BytesIO()
+    image.save(out, format="PNG")
+    return out.getvalue()
+
+
+def frame_event(seq: int, t_ns: int, image: bytes, window_id: int) -> pb.Event:
+    width, height = Image.open(io.BytesIO(image)).size
+    return pb.Event(
+        seq=seq,
+        time_unix_nano=t_ns,
+        frame=pb.ScreenFrame(
+            image=image, mime_type="image/png", width=width, height=height, dhash=seq, window_id=window_id
+        ),
+    )

@@ -16,7 +16,7 @@ from playwright.sync_api import ConsoleMessage, Page, expect
 from cloud_infer.auth import Scope, issue_token
 from harness.processes import TOKEN_SECRET, ServerProcess
 from protos.shadowdesk.v1 import ingest_pb2 as pb
-from tests.cloud_infer.helpers import AgentStream
+from tests.support.cloud import AgentStream
 
 UI_TIMEOUT_MS = 20_000
 

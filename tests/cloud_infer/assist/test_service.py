@@ -15,7 +15,7 @@ from cloud_infer.llm.factory import open_gateway
 from cloud_infer.llm.gateway import LLMGateway
 from cloud_infer.recall.runtime import RecallRuntime
 from protos.shadowdesk.v1 import ingest_pb2 as pb
-from tests.cloud_infer.recall.test_pipeline import NS_PER_S, focus, ingest
+from tests.support.recall import NS_PER_S, focus, ingest
 
 REPORT = "Quarterly report draft\nRevenue grew 12 percent in the third quarter\nCosts stayed flat"
 

@@ -17,9 +17,9 @@ from cloud_infer.auth import issue_token
 from cloud_infer.config import ServerSettings
 from cloud_infer.services import Services
 from protos.shadowdesk.v1 import ingest_pb2 as pb
-from tests.cloud_infer.commands.agent import TestAgent, every_object
-from tests.cloud_infer.commands.conftest import CommandStack
-from tests.cloud_infer.helpers import SECRET, FaultyStore, manage_auth, read_auth, serve_api
+from tests.support.cloud import SECRET, FaultyStore, manage_auth, read_auth, serve_api
+from tests.support.command_stack import CommandStack
+from tests.support.commands_agent import TestAgent, every_object
 
 KEYS = {"workflow_step": {"press_keys": {"keys": "ctrl+s"}}}
 FREE_TEMP = {"remediation": {"free_temp_space": {"older_than_s": 86400}}}

@@ -19,9 +19,9 @@ from cloud_infer.privacy.protocol import PrivacySettings
 from cloud_infer.privacy.service import PrivacyService
 from protos.shadowdesk.v1 import ingest_pb2 as pb
 from recall_store.event_log import EventLog
-from tests.cloud_infer.commands.agent import TestAgent, every_object
-from tests.cloud_infer.commands.conftest import CommandStack, start_stack
-from tests.cloud_infer.helpers import AgentStream, FaultyStore, batch, hello, ingest_token, wait_for
+from tests.support.cloud import AgentStream, FaultyStore, batch, hello, ingest_token, wait_for
+from tests.support.command_stack import CommandStack, start_stack
+from tests.support.commands_agent import TestAgent, every_object
 
 SYSTEM = Issuer.system("tests")
 KEYS = pb.WorkflowStep(press_keys=pb.PressKeys(keys="ctrl+s"))

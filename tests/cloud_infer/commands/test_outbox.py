@@ -8,7 +8,7 @@ from cloud_infer.commands import CommandService, CommandSettings, CommandStatus,
 from cloud_infer.commands.outbox import Outbox, outbox_key
 from cloud_infer.errors import BackendUnavailableError, NotFoundError
 from protos.shadowdesk.v1 import ingest_pb2 as pb
-from tests.cloud_infer.helpers import FaultyStore
+from tests.support.cloud import FaultyStore
 
 SYSTEM = Issuer.system("tests")
 NOTICE = pb.Notice(title="hello")

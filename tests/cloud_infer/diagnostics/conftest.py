@@ -7,8 +7,8 @@ from collections.abc import AsyncIterator
 import pytest
 
 from cloud_infer.config import ServerSettings
-from tests.cloud_infer.diagnostics.desk import Desk, open_desk
-from tests.cloud_infer.helpers import FaultyStore
+from tests.support.cloud import FaultyStore
+from tests.support.diagnostics_desk import Desk, open_desk
 
 
 @pytest.fixture

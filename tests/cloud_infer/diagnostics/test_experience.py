@@ -18,8 +18,8 @@ from cloud_infer.diagnostics.service import DiagnosticsService, pseudonym, pseud
 from cloud_infer.diagnostics.signals import ExperienceSample, Series
 from protos.shadowdesk.v1 import ingest_pb2 as pb
 from recall_store.naming import SYSTEM_SPACE
-from tests.cloud_infer.diagnostics.test_service import GIB
-from tests.cloud_infer.helpers import SECRET, FaultyStore
+from tests.support.cloud import SECRET, FaultyStore
+from tests.support.diagnostics_desk import GIB
 
 SETTINGS = DiagnosticsSettings()
 NS = 1_000_000_000

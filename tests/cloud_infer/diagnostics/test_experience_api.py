@@ -16,8 +16,8 @@ from cloud_infer.auth import issue_token
 from cloud_infer.config import ServerSettings
 from cloud_infer.desktop.config import DesktopSettings
 from cloud_infer.diagnostics.service import pseudonym, pseudonym_key
-from tests.cloud_infer.diagnostics.desk import Desk, open_desk
-from tests.cloud_infer.helpers import SECRET, FaultyStore, manage_auth, read_auth
+from tests.support.cloud import SECRET, FaultyStore, manage_auth, read_auth
+from tests.support.diagnostics_desk import Desk, open_desk
 
 REPORT = {
     "window_s": 5.0,

@@ -21,10 +21,9 @@ from cloud_infer.diagnostics.incidents import Incident
 from cloud_infer.diagnostics.rules import Rule, Severity
 from cloud_infer.diagnostics.service import DiagnosticsService, pseudonym, pseudonym_key
 from protos.shadowdesk.v1 import ingest_pb2 as pb
-from tests.cloud_infer.commands.agent import TestAgent
-from tests.cloud_infer.diagnostics.desk import open_desk
-from tests.cloud_infer.diagnostics.test_service import GIB
-from tests.cloud_infer.helpers import SECRET, FaultyStore, wait_for
+from tests.support.cloud import SECRET, FaultyStore, wait_for
+from tests.support.commands_agent import TestAgent
+from tests.support.diagnostics_desk import GIB, open_desk
 
 NS = 1_000_000_000
 

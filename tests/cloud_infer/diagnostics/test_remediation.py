@@ -11,8 +11,8 @@ import time
 
 from cloud_infer.auth import issue_token
 from protos.shadowdesk.v1 import ingest_pb2 as pb
-from tests.cloud_infer.diagnostics.desk import Desk, admin
-from tests.cloud_infer.helpers import SECRET
+from tests.support.cloud import SECRET
+from tests.support.diagnostics_desk import Desk, admin
 
 R = pb.CommandResult
 

@@ -13,8 +13,8 @@ from cloud_infer.diagnostics.rules import Rule, Severity
 from cloud_infer.llm.config import LLMSettings
 from cloud_infer.llm.factory import open_gateway
 from cloud_infer.llm.gateway import LLMGateway
-from tests.cloud_infer.diagnostics.desk import Desk, admin
-from tests.cloud_infer.helpers import SECRET, FaultyStore
+from tests.support.cloud import SECRET, FaultyStore
+from tests.support.diagnostics_desk import Desk, admin
 
 NS = 1_000_000_000
 

@@ -10,9 +10,8 @@ import httpx
 
 from cloud_infer.auth import issue_token
 from protos.shadowdesk.v1 import ingest_pb2 as pb
-from tests.cloud_infer.diagnostics.desk import Desk, admin
-from tests.cloud_infer.diagnostics.test_service import GIB
-from tests.cloud_infer.helpers import SECRET, wait_for
+from tests.support.cloud import SECRET, wait_for
+from tests.support.diagnostics_desk import GIB, Desk, admin
 
 
 def user(name: str) -> dict[str, str]:

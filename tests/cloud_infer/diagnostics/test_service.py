@@ -25,10 +25,9 @@ from recall_store.directory import UserDirectory
 from recall_store.errors import StoreUnavailableError
 from recall_store.event_log import EventLog
 from recall_store.naming import SYSTEM_SPACE
-from tests.cloud_infer.commands.agent import TestAgent
-from tests.cloud_infer.helpers import SECRET, FaultyStore, now_ns, read_auth, serve_api, wait_for
-
-GIB = 1024**3
+from tests.support.cloud import SECRET, FaultyStore, now_ns, read_auth, serve_api, wait_for
+from tests.support.commands_agent import TestAgent
+from tests.support.diagnostics_desk import GIB
 
 
 def metrics(agent: TestAgent, t_ns: int, memory_percent: float) -> pb.Event:

@@ -16,8 +16,8 @@ import pytest
 from cloud_infer.config import ServerSettings
 from cloud_infer.server import create_grpc_server, ingest_service
 from cloud_infer.tenancy.config import TenantLimitSettings
-from tests.cloud_infer.conftest import IngestServer
-from tests.cloud_infer.helpers import AgentStream, FaultyStore, hello, ingest_token, metrics, now_ns
+from tests.support.cloud import AgentStream, FaultyStore, hello, ingest_token, metrics, now_ns
+from tests.support.ingest_server import IngestServer
 
 
 async def _serve(settings: ServerSettings, store: FaultyStore, limits: TenantLimitSettings) -> IngestServer:

@@ -9,8 +9,8 @@ import pytest
 from cloud_infer.errors import InvalidMessageError
 from cloud_infer.ingest.protocol import parse_agent_message, validate_batch
 from protos.shadowdesk.v1 import ingest_pb2 as pb
-from tests.cloud_infer.helpers import focus
-from tests.cloud_infer.ingest.test_protocol_fuzz import LIMITS, NOW_NS
+from tests.support.cloud import focus
+from tests.support.ingest_limits import LIMITS, NOW_NS
 
 _UNKNOWN_VARINT_99 = bytes([0x98, 0x06, 0x01])  # field 99, varint 1: not in shadowdesk.v1
 

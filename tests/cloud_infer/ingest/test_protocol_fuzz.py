@@ -15,21 +15,15 @@ from typing import Any
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 from PIL import Image
-from pydantic import SecretStr
 
-from cloud_infer.config import ServerSettings
 from cloud_infer.errors import InvalidMessageError, MessageTooLargeError
-from cloud_infer.ingest.protocol import IngestLimits, parse_agent_message, validate_batch, validate_hello
+from cloud_infer.ingest.protocol import parse_agent_message, validate_batch, validate_hello
 from protos.shadowdesk.v1 import ingest_pb2 as pb
 from recall_store.errors import InvalidNameError
 from recall_store.naming import validate_id
-from tests.cloud_infer.helpers import NS, SECRET
+from tests.support.ingest_limits import LIMITS, NOW_NS
 
 REFUSALS = (InvalidMessageError, MessageTooLargeError)
-LIMITS = IngestLimits.from_settings(
-    ServerSettings(environment="local", token_secret=SecretStr(SECRET), max_batch_events=20)
-)
-NOW_NS = 1_780_000_000 * NS  # fixed: the same examples on every run
 OLDEST_NS = NOW_NS - LIMITS.max_event_age_ns
 NEWEST_NS = NOW_NS + LIMITS.max_clock_skew_ns
 UINT64_MAX = 2**64 - 1

@@ -14,8 +14,7 @@ from cloud_infer.auth import issue_token
 from cloud_infer.config import ServerSettings
 from protos.shadowdesk.v1 import ingest_pb2 as pb
 from recall_store.event_log import EventLog
-from tests.cloud_infer.conftest import IngestServer, start_ingest
-from tests.cloud_infer.helpers import (
+from tests.support.cloud import (
     NS,
     SECRET,
     AgentStream,
@@ -29,6 +28,7 @@ from tests.cloud_infer.helpers import (
     now_ns,
     png,
 )
+from tests.support.ingest_server import IngestServer, start_ingest
 from tests.support.otel import span_exporter
 
 
@@ -387,7 +387,7 @@ async def test_frame_whose_header_contradicts_it_is_refused_and_nothing_of_its_b
     user: str,
     session: str,
 ) -> None:
-    from tests.cloud_infer.test_frames import encode, png_bomb
+    from tests.support.images import encode, png_bomb
 
     image = {
         "bomb": lambda: png_bomb(12000, 12000),  # 144 MP in ~18 KB, well under max_frame_bytes

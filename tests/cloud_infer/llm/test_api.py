@@ -15,7 +15,7 @@ from cloud_infer.llm.factory import open_gateway
 from cloud_infer.llm.gateway import LLMGateway
 from cloud_infer.recall.embedder import Embedder
 from cloud_infer.services import Services
-from tests.cloud_infer.helpers import FaultyStore, read_auth, serve_api
+from tests.support.cloud import FaultyStore, read_auth, serve_api
 
 
 @pytest.fixture(params=["local", "none"])

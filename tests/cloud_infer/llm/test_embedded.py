@@ -12,7 +12,8 @@ import pytest
 
 from cloud_infer.llm.embedded import EmbeddedLlama
 from cloud_infer.llm.errors import LLMError, LLMTimeoutError, LLMUnavailableError
-from tests.cloud_infer.llm.conftest import (
+from tests.support.llm import (
+    INVOICE_SCHEMA,
     ask,
     collect,
     consume_forever,
@@ -24,11 +25,6 @@ from tests.cloud_infer.llm.conftest import (
 )
 
 LONG_TASK = "Write a very long story about a lighthouse keeper, with many chapters."
-INVOICE_SCHEMA: dict[str, object] = {
-    "type": "object",
-    "properties": {"vendor": {"type": "string"}, "amount": {"type": "number"}},
-    "required": ["vendor", "amount"],
-}
 
 
 async def test_streams_an_answer_in_several_deltas_then_its_usage(embedded: EmbeddedLlama) -> None:

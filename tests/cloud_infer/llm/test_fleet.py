@@ -15,7 +15,7 @@ from cloud_infer.llm.fleet import OpenAIFleet
 from cloud_infer.llm.openai_compat import OpenAIEndpoint
 from harness.llama_server import SERVED_MODEL, LlamaServer, running_llama_server
 from harness.minio import free_port
-from tests.cloud_infer.llm.conftest import (
+from tests.support.llm import (
     ask,
     collect,
     deadline_in,

@@ -16,7 +16,7 @@ from cloud_infer.llm.errors import LLMRateLimitedError, LLMTimeoutError, LLMUnav
 from cloud_infer.llm.gateway import LLMGateway
 from cloud_infer.llm.prompts import layout
 from cloud_infer.llm.scheduler import Priority
-from tests.cloud_infer.llm.conftest import ask
+from tests.support.llm import ask
 from tests.support.otel import span_exporter
 
 LONG_TASK = ask("Write a very long story about a lighthouse keeper, with many chapters.")

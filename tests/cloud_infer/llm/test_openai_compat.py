@@ -13,7 +13,8 @@ from cloud_infer.llm.errors import LLMError, LLMTimeoutError, LLMUnavailableErro
 from cloud_infer.llm.openai_compat import OpenAIEndpoint
 from harness.llama_server import SERVED_MODEL, LlamaServer
 from harness.minio import free_port
-from tests.cloud_infer.llm.conftest import (
+from tests.support.llm import (
+    INVOICE_SCHEMA,
     ask,
     collect,
     consume_forever,
@@ -23,7 +24,6 @@ from tests.cloud_infer.llm.conftest import (
     take,
     texts,
 )
-from tests.cloud_infer.llm.test_embedded import INVOICE_SCHEMA
 
 pytestmark = pytest.mark.slow
 

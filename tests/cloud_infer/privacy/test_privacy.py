@@ -18,8 +18,7 @@ from cloud_infer.server import create_grpc_server, ingest_service
 from cloud_infer.services import Services
 from protos.shadowdesk.v1 import ingest_pb2 as pb
 from recall_store.event_log import EventLog
-from tests.cloud_infer.conftest import IngestServer
-from tests.cloud_infer.helpers import (
+from tests.support.cloud import (
     NS,
     AgentStream,
     FaultyStore,
@@ -31,6 +30,7 @@ from tests.cloud_infer.helpers import (
     read_auth,
     serve_api,
 )
+from tests.support.ingest_server import IngestServer
 
 
 @pytest.fixture

@@ -24,7 +24,7 @@ from cloud_infer.recall.ocr import OcrEngine
 from cloud_infer.recall.runtime import RecallRuntime, open_recall
 from recall_store.config import StoreSettings
 from recall_store.factory import open_store
-from tests.cloud_infer.recall.test_pipeline import NS_PER_S, day, ingest
+from tests.support.recall import NS_PER_S, day, ingest
 
 START_NS = time.time_ns() - 3600 * NS_PER_S
 

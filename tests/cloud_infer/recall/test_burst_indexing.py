@@ -27,7 +27,7 @@ from protos.shadowdesk.v1 import ingest_pb2 as pb
 from recall_store.config import StoreSettings
 from recall_store.event_log import EventLog
 from recall_store.factory import open_store
-from tests.cloud_infer.recall.test_pipeline import NS_PER_S, focus, frame, space_objects, utc
+from tests.support.recall import NS_PER_S, focus, frame, space_objects, utc
 from tests.support.screens import screen
 
 SESSION = "desk-burst"

@@ -19,7 +19,7 @@ from cloud_infer.recall.embedder import Role
 from cloud_infer.recall.runtime import RecallRuntime
 from cloud_infer.tenancy.fair_pool import Priority
 from protos.shadowdesk.v1 import ingest_pb2 as pb
-from tests.cloud_infer.recall.test_pipeline import focus, ingest
+from tests.support.recall import focus, ingest
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 NOW = datetime(2026, 10, 16, 17, 30, tzinfo=SHANGHAI)  # a Friday

@@ -27,8 +27,8 @@ from protos.shadowdesk.v1 import ingest_pb2 as pb
 from recall_store.config import StoreSettings
 from recall_store.directory import UserDirectory
 from recall_store.event_log import EventLog
-from tests.cloud_infer.helpers import AgentStream, ingest_token
-from tests.cloud_infer.recall.test_pipeline import focus, frame, space_objects, utc
+from tests.support.cloud import AgentStream, ingest_token
+from tests.support.recall import focus, frame, space_objects, utc
 from tests.support.screens import screen
 
 pytestmark = pytest.mark.slow

@@ -12,7 +12,7 @@ from cloud_infer.recall.expand import EXPANSION_BOOST, expansions, names, transl
 from cloud_infer.recall.index import Filters
 from cloud_infer.recall.runtime import RecallRuntime
 from protos.shadowdesk.v1 import ingest_pb2 as pb
-from tests.cloud_infer.recall.test_pipeline import NS_PER_S, focus, ingest
+from tests.support.recall import NS_PER_S, focus, ingest
 
 PAGES = [
     (1, "发票 - 报销系统", "增值税发票 号码 04418 金额 1,200.00 元 开票日期 2026年9月3日"),

@@ -38,7 +38,7 @@ from protos.shadowdesk.v1 import ingest_pb2 as pb
 from recall_store import StoreSettings, open_store
 from recall_store.event_log import EventLog
 from recall_store.store import ObjectStore
-from tests.cloud_infer.helpers import NS, focus, frame, metrics, png
+from tests.support.cloud import NS, focus, frame, metrics, png
 
 T0 = 1_760_000_000 * NS
 SEGMENTS = 200

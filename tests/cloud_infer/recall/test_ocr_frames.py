@@ -8,7 +8,7 @@ import logging
 import pytest
 
 from cloud_infer.recall.ocr import FrameReader, FrameText, OcrEngine
-from tests.cloud_infer.test_frames import png_bomb
+from tests.support.images import png_bomb
 from tests.support.screens import screen
 
 INVOICE = ["Invoice INV-2041", "Total due 1,250.00 EUR"]

@@ -14,7 +14,7 @@ import pytest
 from cloud_infer.recall.index import Filters
 from cloud_infer.recall.runtime import RecallRuntime
 from cloud_infer.recall.text import unjoined_words
-from tests.cloud_infer.recall.test_pipeline import NS_PER_S, focus, frame, ingest
+from tests.support.recall import NS_PER_S, focus, frame, ingest
 from tests.support.screens import screen
 
 # At 22 px on a 1024 x 640 frame, PP-OCRv4 reads the last line as "Meetingwith JohnSmith re ProjectFalcon".

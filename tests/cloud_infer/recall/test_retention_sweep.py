@@ -19,7 +19,7 @@ from recall_store.config import StoreSettings
 from recall_store.directory import UserDirectory
 from recall_store.event_log import EventLog
 from recall_store.factory import open_store
-from tests.cloud_infer.helpers import AgentStream, ingest_token
+from tests.support.cloud import AgentStream, ingest_token
 
 NS_PER_S = 1_000_000_000
 DAY_NS = 86400 * NS_PER_S

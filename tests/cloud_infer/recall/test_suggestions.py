@@ -11,7 +11,7 @@ import time
 
 from cloud_infer.recall.runtime import RecallRuntime
 from cloud_infer.recall.suggestions import DOCUMENT_ID, salient_words, suggest
-from tests.cloud_infer.recall.test_pipeline import NS_PER_S, day, ingest
+from tests.support.recall import NS_PER_S, day, ingest
 
 _HAN = re.compile(r"[\u3400-\u9fff]")
 

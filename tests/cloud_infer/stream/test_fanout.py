@@ -27,7 +27,7 @@ from cloud_infer.stream.metrics import StreamMetrics
 from protos.shadowdesk.v1 import ingest_pb2 as pb
 from recall_store.directory import UserDirectory
 from recall_store.event_log import EventLog
-from tests.cloud_infer.helpers import (
+from tests.support.cloud import (
     AgentStream,
     FaultyStore,
     ingest_token,

@@ -13,8 +13,7 @@ from PIL import Image
 from cloud_infer.app import build_app
 from cloud_infer.config import ServerSettings
 from cloud_infer.services import Services
-from tests.cloud_infer.conftest import IngestServer
-from tests.cloud_infer.helpers import (
+from tests.support.cloud import (
     NS,
     AgentStream,
     FaultyStore,
@@ -27,6 +26,7 @@ from tests.cloud_infer.helpers import (
     read_auth,
     serve_api,
 )
+from tests.support.ingest_server import IngestServer
 
 HTTP_TIMEOUT = httpx.Timeout(10.0)
 
@@ -190,7 +190,7 @@ async def test_thumbnail_of_a_stored_bomb_is_refused_before_any_decode(
 
     import psutil
 
-    from tests.cloud_infer.test_frames import png_bomb
+    from tests.support.images import png_bomb
 
     # Written straight into the store, as a server without the ingest check would have kept it.
     bomb = png_bomb(*size, color_type=color_type, bit_depth=bit_depth)

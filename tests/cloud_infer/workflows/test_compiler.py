@@ -18,7 +18,7 @@ from cloud_infer.workflows.program import (
 )
 from cloud_infer.workflows.values import infer_type, rendering_pattern, shape_pattern, snake_name
 from protos.shadowdesk.v1 import ingest_pb2 as pb
-from tests.cloud_infer.workflows.recordings import (
+from tests.support.recordings import (
     CLAIM_NUMBER,
     PORTAL,
     WEEK_LINES,

@@ -30,9 +30,9 @@ from protos.shadowdesk.v1 import ingest_pb2 as pb
 from recall_store.config import StoreSettings
 from recall_store.directory import UserDirectory
 from recall_store.event_log import EventLog
-from tests.cloud_infer.commands.agent import TestAgent
-from tests.cloud_infer.helpers import FaultyStore, manage_auth, read_auth, serve_api
-from tests.cloud_infer.workflows.recordings import CLAIM_NUMBER, expense_claim
+from tests.support.cloud import FaultyStore, manage_auth, read_auth, serve_api
+from tests.support.commands_agent import TestAgent
+from tests.support.recordings import CLAIM_NUMBER, expense_claim
 
 BOB = "bob@example.com"
 
@@ -279,7 +279,7 @@ async def test_recorded_actions_naming_another_recording_or_of_a_private_window_
 
 
 async def test_bad_recorded_actions_are_refused_at_ingest(stack: Stack, agent: TestAgent) -> None:
-    from tests.cloud_infer.helpers import AgentStream, batch, hello, ingest_token
+    from tests.support.cloud import AgentStream, batch, hello, ingest_token
 
     bad = [
         pb.RecordedAction(recording_id="", kind=pb.RecordedAction.KIND_FOCUS),

@@ -32,9 +32,9 @@ from cloud_infer.workflows.runner_protocol import Decision, RunStatus
 from cloud_infer.workflows.runner_service import WorkflowRunService, check_parameters
 from protos.shadowdesk.v1 import ingest_pb2 as pb
 from recall_store.config import StoreSettings
-from tests.cloud_infer.commands.agent import TestAgent
-from tests.cloud_infer.commands.conftest import CommandStack, start_stack
-from tests.cloud_infer.helpers import SECRET, FaultyStore, manage_auth, read_auth, serve_api
+from tests.support.cloud import SECRET, FaultyStore, manage_auth, read_auth, serve_api
+from tests.support.command_stack import CommandStack, start_stack
+from tests.support.commands_agent import TestAgent
 from tests.support.imports import absolute_imports
 
 

@@ -19,8 +19,8 @@ from protos.shadowdesk.v1 import ingest_pb2 as pb
 from session_agent.agent import Agent
 from session_agent.config import ENV_PREFIX, AgentSettings
 from shadowdesk_common.desktop import VirtualDesktop
-from tests.session_agent.conftest import async_wait_until
-from tests.session_agent.executor.conftest import CommandCloud, R, command
+from tests.support.command_cloud import CommandCloud, R, command
+from tests.support.polling import async_wait_until
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 AGENT_MAIN = (

@@ -22,7 +22,7 @@ from session_agent.executor.x11 import X11Desktop
 from session_agent.privacy import PrivacyRules
 from session_agent.spool import Spool
 from shadowdesk_common.desktop import VirtualDesktop
-from tests.session_agent.executor.conftest import CommandCloud, R, command, spooled, wait_result
+from tests.support.command_cloud import CommandCloud, R, command, spooled, wait_result
 
 pytestmark = pytest.mark.e2e
 

@@ -16,10 +16,8 @@ from session_agent.config import AgentSettings
 from session_agent.executor import Executor, open_executor
 from session_agent.privacy import PrivacyRules
 from session_agent.spool import Spool
-from tests.session_agent.executor.conftest import R, command, wait_result
-from tests.session_agent.recorder.conftest import FORM, Desk, desk
-
-__all__ = ["desk"]
+from tests.support.command_cloud import R, command, wait_result
+from tests.support.recorder_desk import FORM, Desk
 
 pytestmark = pytest.mark.e2e
 

@@ -21,7 +21,7 @@ from session_agent.executor import ActionContext
 from session_agent.executor.remediation import MIN_TEMP_AGE_S, Remediation
 from session_agent.spool import Spool
 from shadowdesk_common.desktop import VirtualDesktop
-from tests.session_agent.conftest import wait_until
+from tests.support.polling import wait_until
 
 
 def context() -> ActionContext:

@@ -17,8 +17,8 @@ from session_agent.errors import ActionFailedError, ActionRefusedError
 from session_agent.executor import ActionContext, Executor, Outcome
 from session_agent.executor.protocol import started_event
 from session_agent.spool import Spool
-from tests.session_agent.conftest import async_wait_until
-from tests.session_agent.executor.conftest import R, command, result_in, spooled, wait_result
+from tests.support.command_cloud import R, command, result_in, spooled, wait_result
+from tests.support.polling import async_wait_until
 
 SNAPSHOT = {"remediation": pb.Remediation(diagnostic_snapshot=pb.DiagnosticSnapshot())}
 

@@ -19,9 +19,9 @@ from session_agent.privacy import PrivacyRules
 from session_agent.recorder import command_name
 from session_agent.recorder.inputs import ISO_LEFT_TAB
 from session_agent.spool import Spool
-from tests.session_agent.conftest import async_wait_until
-from tests.session_agent.executor.conftest import CommandCloud, R, command, spooled, wait_result
-from tests.session_agent.recorder.conftest import COPIED_LINE, Desk
+from tests.support.command_cloud import CommandCloud, R, command, spooled, wait_result
+from tests.support.polling import async_wait_until
+from tests.support.recorder_desk import COPIED_LINE, Desk
 
 pytestmark = pytest.mark.e2e
 

@@ -25,7 +25,8 @@ from session_agent.sensors.accessibility import (
 )
 from session_agent.sensors.window import describe_window
 from shadowdesk_common.desktop import VirtualDesktop
-from tests.session_agent.conftest import Collected, wait_until
+from tests.support.collected import Collected
+from tests.support.polling import wait_until
 
 ENGLISH = "Quarterly revenue grew by seven percent"
 CHINESE = "季度收入增长了百分之七"

@@ -21,8 +21,9 @@ from session_agent.sensors.desktop import DesktopSensor
 from session_agent.sensors.health import DesktopHealth
 from session_agent.sensors.metrics import MetricsSensor
 from shadowdesk_common.desktop import VirtualDesktop
-from tests.session_agent.conftest import Collected, wait_until
 from tests.support.cgroups import memory_cgroup
+from tests.support.collected import Collected
+from tests.support.polling import wait_until
 
 PING_APP = Path(__file__).parents[2] / "support" / "ping_app.py"
 # Run by a child: no core file in the test's directory (core_pattern here is a relative "core").

@@ -19,7 +19,8 @@ from session_agent.privacy import PrivacyRules
 from session_agent.sensors.base import Sensor
 from session_agent.sensors.selection import SelectionSensor
 from shadowdesk_common.desktop import VirtualDesktop
-from tests.session_agent.conftest import Collected, wait_until
+from tests.support.collected import Collected
+from tests.support.polling import wait_until
 
 DEBOUNCE_S = 0.3
 CHINESE = "选中的文字：季度收入增长了百分之七"

@@ -17,7 +17,8 @@ from session_agent.sensors.frames import FrameSensor, dhash, hamming
 from session_agent.sensors.metrics import MetricsSensor
 from session_agent.sensors.window import WindowSensor
 from shadowdesk_common.desktop import VirtualDesktop
-from tests.session_agent.conftest import Collected, wait_until
+from tests.support.collected import Collected
+from tests.support.polling import wait_until
 
 
 def focus_titles(events: Collected) -> list[str]:

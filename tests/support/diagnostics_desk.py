@@ -1,6 +1,6 @@
 """A desk for the remediation tests: a real gRPC ingest server with the commands, diagnostics and
 remediation services, its HTTP API, and a test agent on a real stream
-(``tests/cloud_infer/commands/agent.py``) that reports metrics and answers commands."""
+(``tests/support/commands_agent.py``) that reports metrics and answers commands."""
 
 from __future__ import annotations
 
@@ -26,9 +26,10 @@ from cloud_infer.stream import Fanout, StreamSettings
 from protos.shadowdesk.v1 import ingest_pb2 as pb
 from recall_store.directory import UserDirectory
 from recall_store.event_log import EventLog
-from tests.cloud_infer.commands.agent import TestAgent
-from tests.cloud_infer.diagnostics.test_service import GIB
-from tests.cloud_infer.helpers import SECRET, FaultyStore, now_ns, serve_api, wait_for
+from tests.support.cloud import SECRET, FaultyStore, now_ns, serve_api, wait_for
+from tests.support.commands_agent import TestAgent
+
+GIB = 1024**3
 
 
 def admin(name: str) -> dict[str, str]:

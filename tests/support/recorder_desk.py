@@ -1,15 +1,13 @@
-"""Fixtures of the recorder tests: a desk with mousepad and a Chromium form page on a real Xvfb desktop,
-session bus and AT-SPI; the executor's spool and gRPC cloud fixtures."""
+"""The recorder's desk: mousepad and a Chromium form page on a real Xvfb desktop, session bus and AT-SPI
+(the ``desk`` fixture in ``tests/session_agent/conftest.py`` opens it), as the recorder and form tests
+drive it."""
 
 from __future__ import annotations
 
 import subprocess
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-
-import pytest
 
 from harness.chromium import chromium_argv
 from harness.dbus import SessionBus
@@ -18,9 +16,6 @@ from session_agent.executor.elements import Accessibility
 from session_agent.executor.protocol import ActionContext
 from session_agent.executor.x11 import X11Desktop
 from shadowdesk_common.desktop import VirtualDesktop
-from tests.session_agent.executor.conftest import command_cloud, open_spool
-
-__all__ = ["FORM", "Desk", "command_cloud", "open_spool"]
 
 # A claim form: labels by <label for>, by wrapping, by nearby text only; a select, a password field.
 FORM = """<!doctype html><html><head><title>Claim form</title></head><body>
@@ -71,19 +66,3 @@ class Desk:
     def click(self, ref: pb.ElementRef) -> None:
         x, y = self.center(ref)
         self.xdotool("mousemove", str(x), str(y), "click", "1")
-
-
-@pytest.fixture(scope="module")
-def desk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Desk]:
-    home = tmp_path_factory.mktemp("recorder-desk")
-    with VirtualDesktop(width=1280, height=800) as desktop, SessionBus(desktop.env) as bus:
-        document = home / "invoices.txt"
-        document.write_text(f"{COPIED_LINE}\nsecond line\n", encoding="utf-8")
-        desktop.launch(["mousepad", str(document)], env={**bus.app_env, "XDG_CONFIG_HOME": str(home)})
-        mousepad = desktop.wait_for_window(f"{document} - Mousepad")
-        page = home / "claim.html"
-        page.write_text(FORM, encoding="utf-8")
-        argv = chromium_argv(page.as_uri(), home / "profile", "--force-renderer-accessibility")
-        desktop.launch(argv, env=bus.app_env)
-        chromium = desktop.wait_for_window("Claim form - Chromium")
-        yield Desk(desktop, bus, mousepad, chromium, home)

@@ -14,7 +14,7 @@ from cloud_infer.commands import SessionRef
 from protos.shadowdesk.v1 import ingest_pb2 as pb
 from recall_store.naming import SYSTEM_SPACE
 from recall_store.store import ObjectStore
-from tests.cloud_infer.helpers import SECRET, AgentStream, batch, now_ns
+from tests.support.cloud import SECRET, AgentStream, batch, now_ns
 
 READ_TIMEOUT_S = 10.0
 

@@ -1,15 +1,15 @@
-"""Fixtures of the executor tests: a real spool, an executor over it, and a minimal real gRPC cloud that
-speaks the command contract (the real cloud's outbox is not needed to test the agent)."""
+"""For the executor's and recorder's tests: a minimal real gRPC cloud that speaks the command contract
+(the real cloud's outbox is not needed to test the agent), commands as a user sends them, and the results
+in a spool. The fixtures that start them are in ``tests/session_agent/conftest.py``."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
-import pytest
 
 from protos.shadowdesk.v1 import ingest_pb2 as pb
 from protos.shadowdesk.v1 import ingest_pb2_grpc
@@ -100,18 +100,6 @@ class CommandCloud(ingest_pb2_grpc.IngestServicer):
             queue.put_nowait(None)
 
 
-@pytest.fixture
-async def command_cloud() -> AsyncIterator[tuple[CommandCloud, str]]:
-    """A CommandCloud on a real grpc.aio server on 127.0.0.1, port 0; yields it and its target."""
-    cloud = CommandCloud()
-    server = grpc.aio.server()
-    ingest_pb2_grpc.add_IngestServicer_to_server(cloud, server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    yield cloud, f"127.0.0.1:{port}"
-    await server.stop(None)
-
-
 def command(command_id: str, *, deadline_s: float = 60.0, secret: str = "", **kind: Any) -> pb.Command:
     """A command from a user, due ``deadline_s`` from now (0: no deadline)."""
     deadline = time.time_ns() + int(deadline_s * 1e9) if deadline_s else 0
@@ -146,16 +134,3 @@ async def wait_result(spool: Spool, command_id: str, timeout_s: float = 20.0) ->
             raise AssertionError(f"no CommandResult for {command_id} within {timeout_s}s")
         await asyncio.sleep(0.02)
     return found
-
-
-@pytest.fixture
-def open_spool(tmp_path: Any) -> Iterator[Callable[[], Spool]]:
-    spools: list[Spool] = []
-
-    def open_() -> Spool:
-        spools.append(Spool(tmp_path / "spool.sqlite3", "session-1", 1024 * 1024))
-        return spools[-1]
-
-    yield open_
-    for spool in spools:
-        spool.close()

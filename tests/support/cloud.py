@@ -1,4 +1,6 @@
-"""A minimal agent for the ingest tests, speaking raw bytes so tests can also send crafted ones."""
+"""The cloud tests' kit: a minimal agent for the ingest tests, speaking raw bytes so tests can also send
+crafted ones; events and tokens as agents send them; a store that fails on demand; the HTTP API on a real
+uvicorn and the headers to call it with."""
 
 from __future__ import annotations
 
