@@ -5,7 +5,8 @@ AgentMessage itself and answers malformed bytes with INVALID_ARGUMENT and a mess
 problem, where grpc's own deserializer would end the call with a vague INTERNAL.
 
 A stream must send Hello within ``hello_timeout_s``, and a batch sent after the stream's token expired
-ends it (UNAUTHENTICATED), so nobody keeps streaming on a dead token.
+or was revoked (``cloud_infer.revocation``) ends it (UNAUTHENTICATED), so nobody keeps streaming on a
+dead token.
 
 After Welcome the stream carries two kinds of replies: acks, in the order of the batches, and the
 session's pending commands (``cloud_infer.commands``), sent whenever there are any. Both go through
@@ -122,6 +123,7 @@ class IngestServicer:
         async for raw in requests:
             if time.time() >= claims.expires_at:
                 raise TokenExpiredError("token has expired; the agent needs a new one")
+            await self._revocations.check(claims)  # cached: a store read at most every cache_s per user
             message = parse_agent_message(raw)
             if message.WhichOneof("body") != "batch":
                 raise InvalidMessageError("Hello may be sent only once per stream")
