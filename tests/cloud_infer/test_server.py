@@ -15,11 +15,14 @@ import grpc
 import httpx
 import pytest
 
+from cloud_infer.app import build_app
 from cloud_infer.config import ServerSettings
+from cloud_infer.services import Services
 from harness.minio import free_port
-from tests.support.cloud import SECRET, AgentStream, FaultyStore, ingest_token, metrics, now_ns
+from tests.support.cloud import SECRET, AgentStream, FaultyStore, ingest_token, metrics, now_ns, serve_api
 from tests.support.ingest_server import start_ingest
 
+DOC_PATHS = ("/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc")
 START_DEADLINE_S = 30.0
 STOP_DEADLINE_S = 15.0
 SERVE = (
@@ -98,6 +101,23 @@ def server_process(store_root: Path, pki: Path) -> Iterator[ServerProcess]:
     process.kill()
 
 
+async def test_the_schema_and_docs_are_served_in_local_mode_only(
+    settings: ServerSettings, store: FaultyStore
+) -> None:
+    assert settings.environment == "local"
+    async with serve_api(build_app(settings, Services.create(settings, store))) as local:
+        schema = await local.get("/openapi.json")
+        assert schema.status_code == 200 and schema.json()["info"]["title"] == "Shadowdesk"
+        docs = await local.get("/docs")
+        assert docs.status_code == 200 and "swagger-ui" in docs.text and "/openapi.json" in docs.text
+        assert (await local.get("/docs/oauth2-redirect")).status_code == 200
+        assert (await local.get("/redoc")).status_code == 404, "ReDoc is off in every mode"
+    production = settings.model_copy(update={"environment": "production"})  # any mode but local
+    async with serve_api(build_app(production, Services.create(production, store))) as api:
+        for path in DOC_PATHS:
+            assert (await api.get(path)).status_code == 404, path
+
+
 @pytest.mark.slow
 async def test_serve_runs_both_servers_and_stops_cleanly_on_sigterm(
     server_process: ServerProcess, store_root: Path, pki: Path
@@ -106,7 +126,8 @@ async def test_serve_runs_both_servers_and_stops_cleanly_on_sigterm(
     # Both ports speak TLS only: plain HTTP gets no answer.
     with pytest.raises(httpx.TransportError):
         httpx.get(f"http://127.0.0.1:{server_process.http_port}/health", timeout=2)
-    assert server_process.https("/openapi.json").status_code == 404  # no public schema outside local
+    for path in DOC_PATHS:  # no public schema or docs outside local
+        assert server_process.https(path).status_code == 404, path
     agent = server_process.agent(user, session)
     assert (await agent.open(user, session)).acked_seq == 0
     assert await agent.ack([metrics(1, t0), metrics(2, t0 + 1)]) == 2
