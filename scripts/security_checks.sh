@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
 # Security gates of CI, run by scripts/test.sh after mypy:
-# 1. bandit over our packages (not the generated protos/, not tests): fails on any finding of medium or
-#    high severity with medium or high confidence. A deliberate exception is marked where it is, with
-#    `# nosec BXXX` and the reason.
+# 1. bandit over every package pyproject ships (not the generated protos/, not tests): fails on any
+#    finding of medium or high severity with medium or high confidence. A deliberate exception is marked
+#    where it is, with `# nosec BXXX` and the reason.
 # 2. pip-audit over the installed environment: fails on a known vulnerability. When no vulnerability
 #    service answers (an offline runner), it says so and passes: the audit could not run, which is not
 #    the same as a clean result, so the notice must stay visible in the log.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-.venv/bin/bandit -q -r shadowdesk session_agent cloud_infer recall_store admin_console \
+.venv/bin/bandit -q -r shadowdesk shadowdesk_common session_agent cloud_infer recall_store admin_console \
   -x '*/protos/*,*/tests/*' --severity-level medium --confidence-level medium
 echo "bandit: no finding of medium or high severity"
 

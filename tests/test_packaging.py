@@ -9,10 +9,12 @@ own requirements is caught too. docs/deployment.md measures both installs.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import tomllib
 from collections.abc import Iterable, Iterator
+from fnmatch import fnmatch
 from functools import cache
 from importlib import metadata
 from pathlib import Path
@@ -162,3 +164,15 @@ def test_every_install_of_the_server_takes_the_cloud_extra() -> None:
     assert '".[cloud]"' in dockerfile
     setup = (REPO / "scripts" / "setup.sh").read_text()
     assert "extras=cloud,dev" in setup and "extras=cloud;" in setup
+
+
+def test_bandit_scans_every_package_the_wheel_ships() -> None:
+    """scripts/security_checks.sh runs bandit over each top-level package pyproject ships (protos/ is
+    generated, and excluded)."""
+    find = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]
+    packages = [path.name for path in REPO.iterdir() if (path / "__init__.py").is_file()]
+    shipped = {name for name in packages if any(fnmatch(name, pattern) for pattern in find["include"])}
+    command = re.search(r"bandit -q -r ([\w ]+?) \\", (REPO / "scripts" / "security_checks.sh").read_text())
+    assert command is not None, "no bandit command in scripts/security_checks.sh"
+    assert shipped - {"protos"} <= set(command.group(1).split())
+    assert "shadowdesk_common" in shipped, "the include patterns take shadowdesk_common"
