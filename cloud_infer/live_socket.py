@@ -1,8 +1,9 @@
 """What the sidebar's websockets share: opening as the caller, reading JSON, sending, cancelling on close.
 
 ``cloud_infer.http_guard`` has already checked the token (offered as a subprotocol) and the Origin;
-``open_live`` accepts with the Shadowdesk subprotocol and closes the socket when the token expires
-(the close code of ``unauthenticated``, 4001: the sidebar reconnects with its refreshed token). An error
+``open_live`` accepts with the Shadowdesk subprotocol and closes the socket when the token expires or
+is revoked (checked every ``REVOCATION_CHECK_S``, through the server's cached ``Revocations``), with the
+close code of ``unauthenticated``, 4001: the sidebar reconnects with its refreshed token. An error
 message on a socket carries the code and message an HTTP answer would (``error_fields``).
 """
 
@@ -17,29 +18,40 @@ from typing import Any
 
 from fastapi import WebSocket, WebSocketDisconnect
 
-from cloud_infer.api_deps import caller
+from cloud_infer.api_deps import caller, services
 from cloud_infer.api_errors import public_error
 from cloud_infer.auth import TokenClaims
-from cloud_infer.errors import ERRORS, ErrorCode
+from cloud_infer.errors import ERRORS, BackendUnavailableError, ErrorCode, TokenInvalidError
 from cloud_infer.http_guard import SUBPROTOCOL
 
 WS_UNSUPPORTED_DATA = 1003  # a binary frame: a protocol matter, before any message has a meaning
 WS_TOKEN_EXPIRED = ERRORS[ErrorCode.UNAUTHENTICATED].websocket
 MAX_MESSAGE_BYTES = 64 * 1024  # uvicorn refuses larger frames before they reach a handler
+REVOCATION_CHECK_S = 10.0  # as long as the revocations cache: a revoked socket closes within ~20 s
 
 
 @contextlib.asynccontextmanager
 async def open_live(websocket: WebSocket) -> AsyncIterator[TokenClaims]:
-    """Accept the socket for the caller; it is closed when their token expires."""
+    """Accept the socket for the caller; it is closed when their token expires or is revoked."""
     claims = caller(websocket).require("read")
+    revocations = services(websocket).revocations
     await websocket.accept(subprotocol=SUBPROTOCOL)
 
-    async def close_at_expiry() -> None:
-        await asyncio.sleep(max(0.0, claims.expires_at - time.time()))
+    async def close_when_invalid() -> None:
+        reason = "token expired"
+        while (left := claims.expires_at - time.time()) > 0:
+            await asyncio.sleep(min(left, REVOCATION_CHECK_S))
+            try:
+                await revocations.check(claims)
+            except TokenInvalidError:
+                reason = "token revoked"
+                break
+            except BackendUnavailableError:
+                continue  # the token was good when the socket opened and still expires on time
         with contextlib.suppress(RuntimeError):  # already closing
-            await websocket.close(code=WS_TOKEN_EXPIRED, reason="token expired")
+            await websocket.close(code=WS_TOKEN_EXPIRED, reason=reason)
 
-    watchdog = asyncio.create_task(close_at_expiry(), name="live-socket-expiry")
+    watchdog = asyncio.create_task(close_when_invalid(), name="live-socket-watchdog")
     try:
         yield claims
     finally:

@@ -19,6 +19,7 @@ import pytest
 import websockets
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from cloud_infer import live_socket
 from cloud_infer.app import build_app
 from cloud_infer.auth import issue_token
 from cloud_infer.config import ServerSettings
@@ -230,6 +231,29 @@ async def test_a_websocket_closes_when_its_token_expires(api: httpx.AsyncClient)
                 await asyncio.wait_for(socket.recv(), 10)
         assert closed.value.rcvd is not None and closed.value.rcvd.code == 4001
         assert time.monotonic() - started < 5
+
+
+async def test_a_websocket_closes_when_its_user_revokes_their_tokens(
+    api: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(live_socket, "REVOCATION_CHECK_S", 0.2)
+    token = issue_token(SECRET, "ann", "read", ttl_s=600)
+    others = issue_token(SECRET, "bob", "read", ttl_s=600)
+    async with (
+        websockets.connect(_ws_url(api, "/v1/assist/live"), subprotocols=_protocols(token)) as socket,  # type: ignore[arg-type]
+        websockets.connect(_ws_url(api, "/v1/assist/live"), subprotocols=_protocols(others)) as bobs,  # type: ignore[arg-type]
+    ):
+        await asyncio.sleep(0.5)  # open and checked a few times before the revocation
+        assert (await api.post("/v1/auth/revoke", headers=manage_auth("ann"))).status_code == 200
+        started = time.monotonic()
+        with pytest.raises(ConnectionClosed) as closed:
+            while True:
+                await asyncio.wait_for(socket.recv(), 10)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 4001
+        assert closed.value.rcvd.reason == "token revoked"
+        assert time.monotonic() - started < 5
+        await bobs.ping()  # another user's socket stays open
+        assert bobs.close_code is None
 
 
 def _protocols(token: str) -> list[str]:
