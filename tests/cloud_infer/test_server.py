@@ -56,7 +56,11 @@ class ServerProcess:
         self.process = subprocess.Popen(
             [sys.executable, "-c", SERVE], env=env, stderr=subprocess.PIPE, text=True
         )
-        self._wait_healthy()
+        try:
+            self._wait_healthy()
+        except BaseException:
+            self.kill()  # a server that never got healthy must not outlive its test
+            raise
 
     def _wait_healthy(self) -> None:
         deadline = time.monotonic() + START_DEADLINE_S
