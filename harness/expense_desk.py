@@ -5,7 +5,8 @@ an Xvfb desktop with a session bus and AT-SPI, the expense portal (its own SQLit
 ``--force-renderer-accessibility``, each invoice PDF in evince, the cost centre in mousepad, weekly
 notes in a mousepad window of their own (``open_notes``). A person is played with xdotool:
 :func:`record_claim` is the demonstration, :func:`start_claim_run` one run of the compiled macro on a
-new invoice through ``/v1/workflows/runs``.
+new invoice through ``/v1/workflows/runs`` (the weekly report's are ``harness.weekly_report``; a run
+followed to its end, ``harness.macro_run``).
 
 A click holds the button a moment, as a hand does: the recorder hit-tests at the press, and an
 instantaneous xdotool click lets Chromium navigate before it looks (then the next page's element is recorded).

@@ -25,74 +25,37 @@ is switched off again whatever happens.
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
 from demo_apps.expense_portal import Claim, Faults
 from demo_apps.invoices import Invoice
-from harness.expense_desk import (
-    COST_CENTRE,
-    FINAL,
-    ExpenseDesk,
-    answer,
-    entry,
-    start_claim_run,
-    wait_run,
-)
+from harness.expense_desk import COST_CENTRE, ExpenseDesk, entry, start_claim_run
+from harness.macro_run import Filed, MacroRun, Person, confirm_or_abort, follow_run
 from harness.processes import wait_until
-
-# The person at the desk, asked a question: what they do before answering, then their decision.
-Person = Callable[[dict[str, Any]], str]
 
 
 @dataclass
-class ClaimRun:
-    """One run of the macro on one invoice: how it ended, what it asked, what the portal filed."""
+class ClaimRun(MacroRun[Claim]):
+    """One run of the macro on one invoice."""
 
-    scenario: str
     invoice: Invoice
-    run: dict[str, Any] = field(default_factory=dict)  # its last view: status, bindings, every try
-    halts: list[dict[str, Any]] = field(default_factory=list)  # the halt questions, in order
-    filed: list[Claim] = field(default_factory=list)  # the claims the portal filed meanwhile
-    wall_s: float = 0.0  # from start to end, without the time its questions waited for an answer
+
+    @property
+    def case(self) -> str:
+        return f"{self.invoice.language} {self.invoice.layout}"
 
     @property
     def expected(self) -> dict[str, str]:
         return {**self.invoice.expected_claim(), "cost_centre": COST_CENTRE}
 
     @property
-    def complete(self) -> bool:
-        return bool(self.run["status"] == "complete")
-
-    @property
     def filed_right(self) -> bool:
         """Exactly one claim filed, holding exactly the invoice's values."""
         return len(self.filed) == 1 and self.filed[0].fields() == self.expected
-
-    @property
-    def false_completion(self) -> bool:
-        """Reported complete, but the portal does not hold exactly one right claim."""
-        return self.complete and not self.filed_right
-
-    @property
-    def tries(self) -> list[str]:
-        """The outcome of each try of each step, as the run's trace has them."""
-        return [step["outcome"] for step in self.run["steps"]]
-
-
-class Filed:
-    """The claims the portal filed since this was made."""
-
-    def __init__(self, desk: ExpenseDesk) -> None:
-        self._desk = desk
-        self._before = {claim.number for claim in desk.claims()}
-
-    def __call__(self) -> list[Claim]:
-        return [claim for claim in self._desk.claims() if claim.number not in self._before]
 
 
 @contextlib.contextmanager
@@ -118,37 +81,14 @@ def claim_run(
 ) -> ClaimRun:
     """Run the macro on ``invoice`` in a fresh Chromium until it ends: ``person`` answers each question
     (``after_answer`` is what they do next), ``on_progress`` sees the run at every poll."""
-    filed = Filed(desk)
+    filed = Filed(desk.claims)
     desk.open_invoice(invoice, f"{scenario}-{invoice.seed}")
     desk.open_portal()
     result = ClaimRun(scenario, invoice)
     run_id = start_claim_run(desk, api, macro, invoice)
-    answered: set[str] = set()
-    waited_ns = 0
-    while True:
-        run = wait_run(desk, api, run_id, "running", "waiting", *FINAL)
-        on_progress(run)
-        if run["status"] in FINAL:
-            break
-        question = run["question"]
-        if run["status"] == "waiting" and question["question_id"] not in answered:
-            answered.add(question["question_id"])
-            if question["kind"] == "halt":
-                result.halts.append(question)
-            decision = person(run)
-            waited_ns += time.time_ns() - question["asked_ns"]
-            answer(api, run, decision)
-            after_answer(decision)
-        time.sleep(0.1)
-    result.run = run
-    result.wall_s = (run["finished_ns"] - run["created_ns"] - waited_ns) / 1e9
+    follow_run(desk, api, run_id, result, person, on_progress=on_progress, after_answer=after_answer)
     result.filed = filed()
     return result
-
-
-def confirm_or_abort(run: dict[str, Any]) -> str:
-    """The person confirms the submit; a halt they cannot help with is aborted."""
-    return "confirm" if run["question"]["kind"] == "confirm" else "abort"
 
 
 def dropped_field(
@@ -204,7 +144,7 @@ def modal_notice(desk: ExpenseDesk, api: httpx.Client, macro: dict[str, Any], in
 
 
 def agent_killed(desk: ExpenseDesk, api: httpx.Client, macro: dict[str, Any], invoice: Invoice) -> ClaimRun:
-    filed = Filed(desk)
+    filed = Filed(desk.claims)
     kills: list[str] = []
 
     def restart_agent(when: str) -> None:

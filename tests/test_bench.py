@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.workflow_bench import notes_for
 from harness.minio import MinioServer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -155,7 +156,8 @@ def test_command_latency_bench_measures_a_round_trip_and_a_ping(minio_server: Mi
 
 
 def test_workflow_bench_records_the_claim_once_and_replays_it(minio_server: MinioServer) -> None:
-    output = _run("bench.workflow_bench", "--runs", "1", timeout_s=420)
+    # The claim only: the report's recording and runs are the same harness as its e2e test's.
+    output = _run("bench.workflow_bench", "--macro", "claim", "--runs", "1", timeout_s=420)
     rows = {row[0]: row for row in _table_rows(output)}
     assert rows["run success (complete / runs)"][1] == "1 / 1 = 100.0 %", output
     assert rows["false completions"][1] == "0"
@@ -166,7 +168,17 @@ def test_workflow_bench_records_the_claim_once_and_replays_it(minio_server: Mini
     assert _number(rows["replay p50 / demonstration"][1]) > 0
     assert _number(rows["agent CPU s per replay, mean"][1]) > 0
     assert rows["1"][2] == "complete", output
-    assert re.search(r"^\.venv/bin/python -m bench\.workflow_bench --runs 1$", output, re.MULTILINE)
+    command = r"^\.venv/bin/python -m bench\.workflow_bench --macro claim --runs 1$"
+    assert re.search(command, output, re.MULTILINE), output
+
+
+def test_workflow_bench_gives_each_report_replay_notes_of_their_own(tmp_path: Path) -> None:
+    notes = notes_for(tmp_path, 9, "2025-W01")
+    assert [len(n.lines) for n in notes] == [2, 3, 4, 5, 2, 3, 4, 5, 2]
+    assert all(n.both_languages for n in notes), notes
+    weeks = [n.week for n in notes]
+    assert len(set(weeks)) == len(weeks) and "2025-W01" not in weeks, weeks
+    assert all(n.path.read_text(encoding="utf-8").splitlines() == n.lines for n in notes)
 
 
 def test_ops_bench_groups_detects_soaks_and_loads_a_real_server() -> None:
