@@ -11,7 +11,7 @@ the cost centre in mousepad.
    submit, see the claim number; stop. The compiled macro's parameters and bindings are asserted.
 2. Replay: the user lists the drop-down's other categories in the macro (the recording saw one; a new
    version through ``PUT /v1/workflows/macros/{id}``), then ``POST /v1/workflows/runs`` of that macro on
-   ``REPLAY_INVOICES`` new invoices (other values, layouts, both languages), each in a fresh signed-out
+   10 new invoices (other values, every layout, both languages), each in a fresh signed-out
    Chromium, the invoice's values as parameters, the password as a secret, the cost centre read again
    from mousepad; the sensitive submit is confirmed through the answer API. Every claim in the portal's
    database is exactly the invoice's, filed exactly once; no model call is made.
@@ -24,7 +24,7 @@ the cost centre in mousepad.
    inert form; closed, retry completes), the agent killed mid-run and at the submit and started again
    with its spool (the run resumes, halts on the interrupted command, and the claim is filed once).
 
-``REPLAY_INVOICES`` is 3 to keep CI time bounded; ``bench/workflow_bench.py`` replays 20 or more.
+``bench/workflow_bench.py`` replays 20 or more.
 """
 
 from __future__ import annotations
@@ -68,8 +68,6 @@ from harness.minio import MinioServer
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 log = logging.getLogger(__name__)
 
-# How many new invoices the recorded macro is replayed on here (CI time); the benchmark runs >= 20.
-REPLAY_INVOICES = 3
 USER = f"mei-{uuid.uuid4().hex[:8]}"
 SESSION = "mei-desk-1"
 RECORDED = make_invoice(101, "en", "classic")
@@ -80,7 +78,12 @@ REPLAYED = [
     make_invoice(203, "zh", "classic"),
     make_invoice(204, "en", "fapiao"),
     make_invoice(205, "zh", "modern"),
-][:REPLAY_INVOICES]
+    make_invoice(206, "en", "classic"),
+    make_invoice(207, "zh", "fapiao"),
+    make_invoice(208, "en", "modern"),
+    make_invoice(209, "zh", "classic"),
+    make_invoice(210, "en", "fapiao"),
+]
 
 
 @pytest.fixture(scope="module")
