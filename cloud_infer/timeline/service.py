@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import io
 from dataclasses import dataclass, field
@@ -10,6 +9,8 @@ from datetime import datetime
 
 from cloud_infer.errors import InvalidMessageError
 from cloud_infer.frames import DEFAULT_MAX_FRAME_PIXELS, decode_frame
+from cloud_infer.recall.config import usable_cores
+from cloud_infer.tenancy.fair_pool import FairPool, Priority
 from cloud_infer.timeline.protocol import (
     MAX_FRAMES_PER_SPAN,
     MAX_SPANS,
@@ -30,6 +31,9 @@ THUMBNAIL_SIZE = (320, 320)
 class TimelineService:
     def __init__(self, event_log: EventLog) -> None:
         self._log = event_log
+        # Decoding frames is CPU: users take turns on at most half the cores, so one user's flood of
+        # thumbnails leaves the rest to everyone's searches (measured: noisy-neighbour bench, frames row).
+        self._thumbnails = FairPool("thumbnails", workers=max(1, usable_cores() // 2))
 
     async def timeline(self, user_id: str, start: datetime, end: datetime) -> TimelineResponse:
         """Focus spans of all the user's sessions in [start, end), each with the frames taken during it.
@@ -66,7 +70,7 @@ class TimelineService:
             raise InvalidMessageError(f"frame name must look like 000000000042.webp, got {name!r}")
         data = await self._log.frame(user_id, f"frames/{session_id}/{name}")
         if thumbnail:
-            return await asyncio.to_thread(_thumbnail, data), "image/jpeg"
+            return await self._thumbnails.run(user_id, Priority.INTERACTIVE, _thumbnail, data), "image/jpeg"
         return data, FRAME_CONTENT_TYPES[match.group(1)]
 
 
