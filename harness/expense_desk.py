@@ -163,6 +163,26 @@ class ExpenseDesk:
     def xdotool(self, *args: str) -> None:
         subprocess.run(["xdotool", *args], env=self.desktop.env, check=True, timeout=30)
 
+    def clipboard(self) -> str:
+        argv = ["xclip", "-o", "-selection", "clipboard", "-t", "UTF8_STRING"]
+        reply = subprocess.run(argv, env=self.desktop.env, capture_output=True, timeout=10)
+        return reply.stdout.decode(errors="replace") if reply.returncode == 0 else ""
+
+    def copy_first_line(self, window: int, expected: str, tries: int = 3) -> None:
+        """Select the first line of the text editor ``window`` and copy it, as a person does: they look
+        that it was copied and copy again if not (a busy desktop can lose the window's focus or a key)."""
+        for _ in range(tries):
+            self.desktop.activate(window)
+            time.sleep(0.5)
+            for keys in ("ctrl+Home", "shift+End", "ctrl+c"):  # wherever mousepad left its caret
+                self.xdotool("key", keys)
+            try:
+                wait_until(lambda: self.clipboard() == expected, 3, "the copied line on the clipboard")
+                return
+            except AssertionError:
+                continue
+        raise AssertionError(f"{expected!r} never reached the clipboard; it holds {self.clipboard()!r}")
+
     def click(self, ref: pb.ElementRef, timeout_s: float = 15) -> None:
         """Click where a person would: the element's centre (found through AT-SPI, the test's eyes)."""
         deadline = time.monotonic() + timeout_s
@@ -317,11 +337,8 @@ def record_claim(desk: ExpenseDesk, invoice: Invoice) -> dict[str, Any]:
         desk.click(entry(OPTION_TEXT[invoice.category], "menu item"))
         time.sleep(0.5)
         # The cost centre: copied from the note in mousepad (its first line), pasted into the form.
-        desk.desktop.activate(desk.desktop.wait_for_window(f"{desk.home / 'cost-centre.txt'} - Mousepad"))
-        time.sleep(0.5)
-        desk.xdotool("key", "shift+End")  # the caret is at the start of the note
-        desk.xdotool("key", "ctrl+c")
-        time.sleep(0.6)
+        mousepad = desk.desktop.wait_for_window(f"{desk.home / 'cost-centre.txt'} - Mousepad")
+        desk.copy_first_line(mousepad, COST_CENTRE)
         desk.desktop.activate(desk.wait_page("Claim 2 of 3"))
         time.sleep(0.5)
         desk.click(entry("Cost centre / 成本中心"))

@@ -7,7 +7,7 @@ the cost centre in mousepad.
 
 1. Recording: ``POST /v1/workflows/recordings``, then a person's mouse and keyboard (xdotool): look at
    the invoice in evince, sign in, fill page 1 with what the invoice says, copy the cost centre from
-   mousepad (shift+End, ctrl+c) and paste it on page 2, pick the category from the drop-down, next,
+   mousepad (ctrl+Home, shift+End, ctrl+c) and paste it on page 2, pick the category from the drop-down, next,
    submit, see the claim number; stop. The compiled macro's parameters and bindings are asserted.
 2. Replay: the user lists the drop-down's other categories in the macro (the recording saw one; a new
    version through ``PUT /v1/workflows/macros/{id}``), then ``POST /v1/workflows/runs`` of that macro on
