@@ -168,14 +168,15 @@ class ExpenseDesk:
         reply = subprocess.run(argv, env=self.desktop.env, capture_output=True, timeout=10)
         return reply.stdout.decode(errors="replace") if reply.returncode == 0 else ""
 
-    def copy_first_line(self, window: int, expected: str, tries: int = 3) -> None:
-        """Select the first line of the text editor ``window`` and copy it, as a person does: they look
-        that it was copied and copy again if not (a busy desktop can lose the window's focus or a key)."""
+    def copy_line(self, window: int, expected: str, keys: tuple[str, ...], tries: int = 3) -> None:
+        """Select a line of the text editor ``window`` with ``keys`` and copy it, as a person does: they
+        look that it was copied and copy again if not (a busy desktop can lose the window's focus or a
+        key)."""
         for _ in range(tries):
             self.desktop.activate(window)
             time.sleep(0.5)
-            for keys in ("ctrl+Home", "shift+End", "ctrl+c"):  # wherever mousepad left its caret
-                self.xdotool("key", keys)
+            for key in (*keys, "ctrl+c"):
+                self.xdotool("key", key)
             try:
                 wait_until(lambda: self.clipboard() == expected, 3, "the copied line on the clipboard")
                 return
@@ -338,7 +339,8 @@ def record_claim(desk: ExpenseDesk, invoice: Invoice) -> dict[str, Any]:
         time.sleep(0.5)
         # The cost centre: copied from the note in mousepad (its first line), pasted into the form.
         mousepad = desk.desktop.wait_for_window(f"{desk.home / 'cost-centre.txt'} - Mousepad")
-        desk.copy_first_line(mousepad, COST_CENTRE)
+        # Wherever mousepad left its caret: the note's first line.
+        desk.copy_line(mousepad, COST_CENTRE, ("ctrl+Home", "shift+End"))
         desk.desktop.activate(desk.wait_page("Claim 2 of 3"))
         time.sleep(0.5)
         desk.click(entry("Cost centre / 成本中心"))

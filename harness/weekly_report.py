@@ -105,11 +105,8 @@ def record_report(desk: ExpenseDesk, notes: WeeklyNotes) -> dict[str, Any]:
         desk.fill(entry("Week / 周次"), notes.week)
         for line in notes.lines:
             # The line under the caret, copied in mousepad; the caret moves on to the next one.
-            desk.desktop.activate(editor)
-            time.sleep(0.5)
-            for keys in ("Home", "shift+End", "ctrl+c"):
-                desk.xdotool("key", keys)
-            time.sleep(1.5)  # the time a person takes; the agent reads the copy's source element meanwhile
+            desk.copy_line(editor, line, ("Home", "shift+End"))
+            time.sleep(1.0)  # the time a person takes; the agent reads the copy's source element meanwhile
             desk.xdotool("key", "Down")
             desk.desktop.activate(desk.wait_page("Weekly report"))
             time.sleep(0.5)
