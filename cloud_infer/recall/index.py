@@ -65,8 +65,8 @@ _SCALAR_INDEXES: dict[str, BTree | Bitmap] = {
     EMBED_COLUMN: Bitmap(),
 }
 # Lance file format of new tables. A search reads its candidates' columns by row id, which 2.2 (LanceDB
-# 0.40's default) does at half 2.1's speed: 20 rows' 15 columns of a 300k-row table, p50 16.8 against
-# 8.9 ms (docs/benchmarks.md). Compaction keeps a table's format; older tables stay in theirs.
+# 0.40's default) does at half 2.1's speed: 20 rows' 15 columns of a 300k-row table, p50 16.1 against
+# 8.8 ms (docs/benchmarks.md). Compaction keeps a table's format; older tables stay in theirs.
 _FILE_FORMAT = {"new_table_data_storage_version": "2.1"}
 
 SCHEMA = pa.schema(
