@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -98,15 +99,19 @@ async def test_find_text_and_wait_for_text_in_window(desk: Desk, run: Callable[.
     both = await run("both", find_text=pb.FindText(window=CHROMIUM, text="a", pattern="a"))
     assert both.status == R.STATUS_REFUSED
     # Submit: the page shows a claim number 1.5 s later; waited for, then read by a pattern.
+    clicked = time.monotonic()
     ok(
         await run(
             "submit",
             click_element=pb.ClickElement(element=pb.ElementRef(window=CHROMIUM, id_attribute="submit")),
         )
     )
+    click_ms = (time.monotonic() - clicked) * 1000
     shown = pb.FindText(window=CHROMIUM, pattern=r"Claim number (CL-\d+)")
     waited = ok(await run("wait", wait_for=pb.WaitFor(text_in_window=shown, timeout_ms=10_000)))
-    assert waited["met"] == "true" and waited["match"].startswith("CL-") and int(waited["waited_ms"]) >= 500
+    assert waited["met"] == "true" and waited["match"].startswith("CL-")
+    # The wait covered what was left of the 1.5 s (less when a loaded machine made the click slow).
+    assert int(waited["waited_ms"]) >= 1000 - click_ms
     read = ok(await run("read", find_text=shown))
     assert read["match"] == waited["match"] and read["text"] == f"Claim number {read['match']}"
     never = pb.FindText(window=CHROMIUM, text="never shown")
