@@ -246,7 +246,9 @@ class RecallPipeline:
     async def _process(self, session: _Session, events: Sequence[pb.Event]) -> None:
         with tracer.start_as_current_span("recall.index_batch") as span:
             user_id, session_id = session.user_id, session.session_id
-            tracker = await self._tracker(session)
+            # A copy: the session's own tracker moves on once the batch's rows are written, so
+            # ``indexed_seq`` never counts events whose rows are not in the index yet.
+            tracker = (await self._tracker(session)).copy()
             dead = await self._tombstones.current(user_id)
             todo = [event for event in events if event.seq > tracker.seq]
             plan = self._plan(session_id, tracker, todo, dead)

@@ -15,6 +15,8 @@ while writers of the user's history wait, so nothing in flight or resent later b
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import re
 import time
 from collections.abc import Awaitable, Callable
@@ -54,6 +56,7 @@ from recall_store.store import ObjectStore
 from recall_store.tombstones import ERASURE_PREFIX, Tombstone, Tombstones
 
 T = TypeVar("T")
+logger = logging.getLogger(__name__)
 _MAX_QUERY_CHARS = 500
 # Reciprocal-rank fusion's constant, and the boosts of a date's two readings in the same units: about
 # one place at the top of the list each, the content's own date counting twice as much as the day seen.
@@ -61,6 +64,8 @@ _RRF_K = 60
 _ABOUT_BOOST = 2.0 / _RRF_K
 _SEEN_BOOST = 1.0 / _RRF_K
 _NS_PER_MS = 1_000_000
+# How long forgetting a moment waits for the index to take in its session's stored events.
+_CATCH_UP_S = 10.0
 
 
 def _time(ms: int) -> datetime:
@@ -377,14 +382,37 @@ class RecallService:
         first_seq = int(moment_id.rsplit(".", 1)[1])
         # The moment runs until the next moment of its session starts, or (still open) through what
         # is stored now: later events are new sightings, not part of what the user chose to forget.
-        later = await self.index.rows(user_id, Filters(session_id=session_id, start_ms=rows[0]["start_ms"]))
-        next_starts = [int(r["moment_id"].rsplit(".", 1)[1]) for r in later if r["moment_id"] != moment_id]
-        next_start = min((s for s in next_starts if s > first_seq), default=None)
+        # A next moment is known once indexed: stored events the index has not taken in yet may start
+        # one, so they are waited for (briefly; past that the stored events go too: privacy first).
+        next_start = await self._next_moment(user_id, rows[0], first_seq)
+        if next_start is None and await self._caught_up(user_id, session_id):
+            next_start = await self._next_moment(user_id, rows[0], first_seq)
         async with self.tombstones.erasing(user_id) as record:
             stop = next_start or await self._log.last_seq(user_id, session_id) + 1
             tombstone = Tombstone.seq_range(session_id, first_seq, stop)
             await record(tombstone)
             return await self.apply(user_id, tombstone)
+
+    async def _next_moment(self, user_id: str, row: dict[str, Any], first_seq: int) -> int | None:
+        """The first seq of the indexed moment that follows ``row``'s in its session, if any."""
+        session = Filters(session_id=row["session_id"], start_ms=row["start_ms"])
+        later = await self.index.rows(user_id, session)
+        starts = [int(r["moment_id"].rsplit(".", 1)[1]) for r in later if r["moment_id"] != row["moment_id"]]
+        return min((s for s in starts if s > first_seq), default=None)
+
+    async def _caught_up(self, user_id: str, session_id: str) -> bool:
+        """Whether the index has taken in (within ``_CATCH_UP_S``) every event stored of the session that
+        it had not when called."""
+        if self._pipeline is None:
+            return False
+        stored = await self._log.last_seq(user_id, session_id)
+        deadline = time.monotonic() + _CATCH_UP_S
+        while (taken := await self._pipeline.indexed_seq(user_id, session_id)) < stored:
+            if time.monotonic() > deadline:
+                logger.warning("forgetting a moment: the index is at %d of %d stored events", taken, stored)
+                return False
+            await asyncio.sleep(0.05)
+        return True
 
     async def erase_range(self, user_id: str, start: datetime, end: datetime) -> EraseResponse:
         tombstone = Tombstone.time_range(int(start.timestamp() * 1000), int(end.timestamp() * 1000))

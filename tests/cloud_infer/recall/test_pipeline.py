@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -11,6 +12,7 @@ import pytest
 from cloud_infer.llm.config import LLMSettings
 from cloud_infer.llm.factory import open_gateway
 from cloud_infer.privacy.service import PrivacyService
+from cloud_infer.recall import service
 from cloud_infer.recall.config import RecallSettings
 from cloud_infer.recall.embedder import Embedder
 from cloud_infer.recall.ocr import OcrEngine
@@ -18,6 +20,7 @@ from cloud_infer.recall.rewrite import checked_keywords
 from cloud_infer.recall.runtime import RecallRuntime, open_recall
 from protos.shadowdesk.v1 import ingest_pb2 as pb
 from recall_store.config import StoreSettings
+from recall_store.event_log import EventLog
 from recall_store.factory import open_store
 from tests.support.recall import (
     NS_PER_S,
@@ -114,6 +117,39 @@ async def test_erasure_removes_events_frames_and_index_rows(recall: RecallRuntim
     # Left: the tombstones that keep it erased (no content), nothing of the history.
     assert await store.list_keys(alice) == ["erasure/tombstones.json"]
     assert (await recall.service.search(alice, "kafka")).hits == []
+
+
+async def test_forgetting_the_newest_moment_spares_the_next_one_not_yet_indexed(
+    recall: RecallRuntime, alice: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = recall.service.store
+    events = day(time.time_ns() - 3600 * NS_PER_S)
+    invoice, kafka, notes = events[:3], events[3:5], events[5:]
+    await ingest(recall, alice, invoice)
+    # The kafka window's moment is stored but not indexed yet (the pipeline is behind, e.g. on OCR).
+    await EventLog(store).append(alice, SESSION, kafka)
+
+    async def catching_up() -> None:
+        await asyncio.sleep(0.5)
+        await recall.pipeline.handle(alice, SESSION, kafka)
+
+    behind = asyncio.create_task(catching_up())
+    forgotten = await recall.service.forget_moment(alice, f"{SESSION}.1")
+    await behind
+    assert forgotten.deleted_rows >= 2
+    frames = await store.list_keys(alice, prefix="frames/")
+    assert f"frames/{SESSION}/000000000002.webp" not in frames
+    assert f"frames/{SESSION}/000000000005.webp" in frames
+    assert [hit.moment_id for hit in (await recall.service.search(alice, "kafka retention")).hits] == [
+        f"{SESSION}.4"
+    ]
+    # An index that does not catch up in time: the stored events go too (privacy first).
+    monkeypatch.setattr(service, "_CATCH_UP_S", 0.2)
+    await EventLog(store).append(alice, SESSION, notes)
+    await recall.service.forget_moment(alice, f"{SESSION}.4")
+    frames = await store.list_keys(alice, prefix="frames/")
+    assert f"frames/{SESSION}/000000000005.webp" not in frames
+    assert f"frames/{SESSION}/000000000007.webp" not in frames
 
 
 async def test_erased_text_survives_nowhere_in_the_users_space(
