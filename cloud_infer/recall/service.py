@@ -401,8 +401,7 @@ class RecallService:
         return min((s for s in starts if s > first_seq), default=None)
 
     async def _caught_up(self, user_id: str, session_id: str) -> bool:
-        """Whether the index has taken in (within ``_CATCH_UP_S``) every event stored of the session that
-        it had not when called."""
+        """Whether the index takes in, within ``_CATCH_UP_S``, every event of the session stored now."""
         if self._pipeline is None:
             return False
         stored = await self._log.last_seq(user_id, session_id)
